@@ -1,0 +1,75 @@
+# recsvc — common tasks. `make help` lists them.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DATA ?= var/demo-data
+ARTIFACTS ?= artifacts
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+
+.PHONY: system-deps help setup demo demo-data demo-build serve test test-fast lint format bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | column -t -s $$'\t'
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	# torch first, pinned: the CPU build on this machine; a loose pin pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv and install recsvc with dev tools
+
+$(DEMO_DATA)/items.jsonl: | $(VENV)/.installed
+	$(BIN)/python -m training.data.demo --out $(DEMO_DATA)
+
+# The stamp makes a second `make demo` reuse the artifacts it built before.
+var/.demo-built: $(DEMO_DATA)/items.jsonl
+	$(BIN)/recsvc-train build --data $(DEMO_DATA) --out $(ARTIFACTS) --name demo
+	touch $@
+
+demo-data: setup $(DEMO_DATA)/items.jsonl  ## generate the seeded synthetic demo dataset
+
+demo-build: setup var/.demo-built  ## build demo artifacts (encoder export, text vectors, seqrec) and the Qdrant index
+
+demo: demo-build  ## set up, build the demo and serve it on http://$(HOST):$(PORT)
+	RECSVC_ADMIN_TOKEN=$${RECSVC_ADMIN_TOKEN:-$$(cat var/admin-token 2>/dev/null || (mkdir -p var && head -c 24 /dev/urandom | base64 | tr -d '/+=' | tee var/admin-token))} \
+	  $(BIN)/recsvc-serve --host $(HOST) --port $(PORT)
+
+serve: setup  ## serve the latest artifact set
+	$(BIN)/recsvc-serve --host $(HOST) --port $(PORT)
+
+system-deps:  ## redis-server for the integration tests (apt, when missing)
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then S=""; else S="sudo"; fi; \
+	  $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq redis-server; }
+
+test: setup system-deps  ## set up and run every test (unit, api, parity, integration)
+	@# pytest exit 5 means no tests were collected: that is a failure, not green.
+	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-fast: setup  ## unit + api tests only
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
+
+lint: setup  ## ruff + mypy
+	$(BIN)/ruff check service training benchmarks tests
+	$(BIN)/ruff format --check service training benchmarks tests
+	$(BIN)/mypy service training benchmarks
+
+format: setup
+	$(BIN)/ruff format service training benchmarks tests
+	$(BIN)/ruff check --fix service training benchmarks tests
+
+bench: setup  ## print the embed benchmark (torch vs ONNX fp32 vs int8)
+	$(BIN)/python -m benchmarks.embed
+
+clean:
+	rm -rf var $(ARTIFACTS) .pytest_cache .mypy_cache .ruff_cache

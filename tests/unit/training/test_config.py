@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.config import BuildConfig, SeqRecConfig, load_config
+
+
+def test_yaml_and_overrides_apply_nested(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("data: /x\nseqrec:\n  hidden: 32\n  lr: 0.001\n")
+    cfg = load_config(BuildConfig, f, {"seqrec": {"max_minutes": 1.5}})
+    assert cfg.data == "/x"
+    assert cfg.seqrec.hidden == 32 and cfg.seqrec.lr == 0.001 and cfg.seqrec.max_minutes == 1.5
+    assert BuildConfig().seqrec.hidden == SeqRecConfig().hidden  # defaults untouched
+
+
+def test_unknown_key_is_a_clear_error(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("seqrec:\n  hiden: 32\n")
+    with pytest.raises(ValueError, match="unknown key 'hiden'"):
+        load_config(BuildConfig, f)

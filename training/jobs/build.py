@@ -1,0 +1,172 @@
+"""End-to-end artifact build: dataset folder -> artifacts/<version>/ -> Qdrant.
+
+Stages (one log line each, progress bars inside):
+  1. load + validate the dataset folder (shared layout)
+  2. export the frozen encoder to ONNX fp32 + int8 with parity checks and golden vectors
+  3. embed every item's text with the torch reference encoder
+  4. train the sequential recommender (ID + text fusion) on the leave-one-out split
+  5. write the manifest (every file with its sha256, dims, metrics) and point LATEST at it
+  6. push item vectors to a new Qdrant collection and swap the alias
+
+The set is written into a hidden staging folder and renamed into place only
+when complete, so a crash never leaves a half-built version that the service
+would pick up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from service.core.index import CatalogIndex, open_client
+from service.core.manifest import ItemsSpec, Manifest
+from service.core.seqrec import fuse_item_vectors, load_text_projection
+from training.config import BASE_MODEL_NAME, BuildConfig
+from training.data.loader import load_dataset
+from training.data.split import leave_one_out
+from training.jobs.embed_items import embed_items
+from training.jobs.export_encoder import export_encoder
+from training.jobs.train_seqrec import train_seqrec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildResult:
+    root: Path
+    manifest: Manifest
+    stage_seconds: dict[str, float]
+    collection: str | None
+
+
+def _version_name(dataset_name: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in dataset_name) or "data"
+    return f"{stamp}-{safe}"
+
+
+class _Stages:
+    """Times each stage and logs one line when it starts and one when it ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def run(self, name: str) -> Iterator[None]:
+        n = len(self.seconds) + 1
+        logger.info("stage %d: %s ...", n, name)
+        t0 = time.perf_counter()
+        yield
+        dt = time.perf_counter() - t0
+        self.seconds[name] = round(dt, 2)
+        logger.info("stage %d: %s done in %.1fs", n, name, dt)
+
+
+def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
+    data_dir = Path(cfg.data)
+    stages = _Stages()
+    t_start = time.perf_counter()
+
+    with stages.run("load dataset"):
+        dataset = load_dataset(data_dir)
+        split = leave_one_out(dataset)
+    version = cfg.version or _version_name(name or dataset.name)
+    out_root = Path(cfg.out)
+    out_root.mkdir(parents=True, exist_ok=True)
+    final = out_root / version
+    if final.exists():
+        raise FileExistsError(f"artifact version {version!r} already exists at {final}")
+    staging = out_root / f".{version}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+
+    try:
+        (staging / "catalog").mkdir()
+        shutil.copyfile(data_dir / "items.jsonl", staging / "catalog" / "items.jsonl")
+        (staging / "items").mkdir()
+        (staging / "items" / "item_ids.json").write_text(json.dumps(dataset.item_ids))
+
+        with stages.run("export encoder (ONNX fp32 + int8, parity, golden vectors)"):
+            enc_spec, golden = export_encoder(staging, cfg.export)
+            if cfg.export.model_dir is None:
+                enc_spec.base_model = BASE_MODEL_NAME
+
+        with stages.run(f"embed {dataset.n_items} items"):
+            model_dir = Path(cfg.export.model_dir) if cfg.export.model_dir else None
+            text_vectors = embed_items(dataset.items, cfg.embed, model_dir=model_dir)  # [N, 384]
+            np.save(staging / "items" / "text_vectors.npy", text_vectors.astype(np.float32))
+
+        with stages.run("train seqrec"):
+            seq = train_seqrec(split, text_vectors if cfg.seqrec.use_text else None, cfg.seqrec, staging / "seqrec")
+
+        with stages.run("write manifest"):
+            manifest = Manifest(
+                version=version,
+                created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                dataset={
+                    "name": dataset.name,
+                    "source": str(data_dir.resolve()),
+                    "n_items": dataset.n_items,
+                    "n_users": dataset.n_users,
+                    "n_interactions": dataset.n_interactions,
+                    "split": "leave-one-out (last item test, second-to-last validation)",
+                },
+                encoder=enc_spec,
+                items=ItemsSpec(
+                    count=dataset.n_items,
+                    ids="items/item_ids.json",
+                    text_vectors="items/text_vectors.npy",
+                    catalog="catalog/items.jsonl",
+                ),
+                seqrec=seq.spec,
+                golden=golden,
+                metrics={"seqrec": seq.metrics, "seqrec_train_seconds": round(seq.train_seconds, 1)},
+            )
+            manifest.metrics["build_seconds"] = dict(stages.seconds)
+            manifest.record_files(staging)
+            manifest.write(staging)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    (out_root / "LATEST").write_text(version + "\n")
+
+    collection: str | None = None
+    if cfg.push:
+        with stages.run("push to Qdrant"):
+            collection = push(final, manifest, cfg)
+    total = time.perf_counter() - t_start
+    logger.info("build %s finished in %.1fs (%s)", version, total, ", ".join(f"{k}: {v}s" for k, v in stages.seconds.items()))
+    return BuildResult(root=final, manifest=manifest, stage_seconds=dict(stages.seconds), collection=collection)
+
+
+def push(root: Path, manifest: Manifest, cfg: BuildConfig) -> str:
+    """Index the artifact set's catalog into a new collection and swap the alias."""
+    dataset = load_dataset(root / "catalog", require_sequences=False)
+    text_vectors = np.load(root / manifest.items.text_vectors)
+    seqrec_vectors = None
+    if manifest.seqrec is not None:
+        w, b = load_text_projection(root / manifest.seqrec.text_projection)
+        ids = np.load(root / manifest.seqrec.id_embeddings)
+        seqrec_vectors = fuse_item_vectors(text_vectors, ids, w, b)
+    client = open_client(cfg.qdrant_url, cfg.qdrant_path)
+    try:
+        index = CatalogIndex(client, alias=cfg.collection_alias)
+        new = index.build(dataset.items, text_vectors, seqrec_vectors, progress=True)
+        old = index.swap_alias(new)
+        if old is not None and old != new:
+            index.drop(old)
+        logger.info("alias %r -> %s (%d points)", cfg.collection_alias, new, len(dataset.items))
+        return new
+    finally:
+        client.close()
