@@ -37,6 +37,8 @@ def _build_overrides(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {"data": args.data, "out": args.out}
     if args.version:
         o["version"] = args.version
+    if args.allow_empty_titles:
+        o["allow_empty_titles"] = True
     if args.no_push:
         o["push"] = False
     if args.qdrant_path:
@@ -111,6 +113,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--name", default=None, help="name used in the version (default: the folder name)")
     b.add_argument("--version", default=None, help="explicit version folder name")
     b.add_argument("--config", default=None, help="YAML overrides of BuildConfig (see training/configs/)")
+    b.add_argument("--allow-empty-titles", action="store_true", help="accept items with an empty title")
     b.add_argument("--no-push", action="store_true", help="write artifacts only, do not touch Qdrant")
     b.add_argument("--qdrant-path", default=None, help="embedded Qdrant folder (default var/qdrant)")
     b.add_argument("--qdrant-url", default=None, help="Qdrant server URL (overrides --qdrant-path)")

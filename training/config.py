@@ -76,6 +76,7 @@ class BuildConfig:
     """End-to-end artifact build (training/jobs/build.py)."""
 
     data: str = ""
+    allow_empty_titles: bool = False  # Beauty has one item with an empty title
     out: str = "artifacts"
     version: str | None = None  # None -> timestamp + dataset name
     qdrant_path: str | None = "var/qdrant"

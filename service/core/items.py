@@ -78,10 +78,12 @@ def _str_tuple(value: Any, name: str) -> tuple[str, ...]:
     raise ValueError(f"field {name!r} must be a string or a list of strings")
 
 
-def item_from_dict(row: Mapping[str, Any]) -> Item:
+def item_from_dict(row: Mapping[str, Any], *, allow_empty_title: bool = False) -> Item:
     """Build an :class:`Item` from one JSON object of ``items.jsonl``.
 
-    Raises ``ValueError`` with a message naming the offending field.
+    Raises ``ValueError`` with a message naming the offending field. An empty
+    title is an error unless ``allow_empty_title`` (real catalogs have a few;
+    such an item is then known by its other fields, or by its id alone).
     """
     if not isinstance(row, Mapping):
         raise ValueError("item must be a JSON object")
@@ -91,8 +93,12 @@ def item_from_dict(row: Mapping[str, Any]) -> Item:
     if not isinstance(raw_id, str | int):
         raise ValueError("'item_id' must be a string")
     title = row.get("title")
-    if not isinstance(title, str) or not title.strip():
-        raise ValueError(f"item {raw_id!s}: missing or empty 'title'")
+    if title is None and allow_empty_title:
+        title = ""
+    if not isinstance(title, str):
+        raise ValueError(f"item {raw_id!s}: 'title' must be a string")
+    if not title.strip() and not allow_empty_title:
+        raise ValueError(f"item {raw_id!s}: missing or empty 'title' (allow with --allow-empty-titles)")
     description = row.get("description") or ""
     if not isinstance(description, str):
         raise ValueError(f"item {raw_id!s}: 'description' must be a string")

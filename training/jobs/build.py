@@ -77,7 +77,7 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
     t_start = time.perf_counter()
 
     with stages.run("load dataset"):
-        dataset = load_dataset(data_dir)
+        dataset = load_dataset(data_dir, allow_empty_titles=cfg.allow_empty_titles)
         split = leave_one_out(dataset)
     version = cfg.version or _version_name(name or dataset.name)
     out_root = Path(cfg.out)
@@ -152,7 +152,7 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
 
 def push(root: Path, manifest: Manifest, cfg: BuildConfig) -> str:
     """Index the artifact set's catalog into a new collection and swap the alias."""
-    dataset = load_dataset(root / "catalog", require_sequences=False)
+    dataset = load_dataset(root / "catalog", require_sequences=False, allow_empty_titles=True)
     text_vectors = np.load(root / manifest.items.text_vectors)
     seqrec_vectors = None
     if manifest.seqrec is not None:

@@ -1,0 +1,369 @@
+"""The Qdrant catalog index: one collection per build behind a stable alias.
+
+Shared by the offline build job and the service (no web imports here).
+
+A build writes a complete new collection ``{alias}_v{n}`` (named vectors
+``text`` with cosine distance and ``seqrec`` with dot product; payload = the
+item's fields + ``row``, its index into the build's item arrays), verifies the
+point count and a sample of self-queries, and only then moves the alias in a
+single ``update_collection_aliases`` call. Readers always go through the alias,
+so they see either the old or the new collection, never a half-built one.
+
+Qdrant local mode (no URL) is not thread-safe and its SQLite files are opened
+by whichever thread creates a collection, so :class:`CatalogIndex` serialises
+every client call through one re-entrant lock and :func:`open_client` disables
+SQLite's same-thread check; a long build therefore interleaves with searches
+batch by batch instead of blocking them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from qdrant_client import QdrantClient, models
+from tqdm import tqdm
+
+from service.core.items import Item
+
+logger = logging.getLogger(__name__)
+
+VECTOR_TEXT = "text"
+VECTOR_SEQREC = "seqrec"
+ROW_KEY = "row"  # payload key: index of the item in the arrays the collection was built from
+
+# Stable namespace so a given item id maps to the same point id in every collection.
+_POINT_NAMESPACE = uuid.UUID("5b0c7f3e-9a51-4d0b-8f6e-2f1f4c8a3d77")
+
+# Number of items whose self-query is checked after a build.
+_VERIFY_SAMPLES = 5
+
+
+class CatalogIndexError(RuntimeError):
+    """A build or verification of the catalog index failed (the partial collection is removed)."""
+
+
+def open_client(url: str | None, path: str | None, api_key: str | None = None, timeout: float = 10) -> QdrantClient:
+    """A Qdrant client: the server at ``url``, else embedded local mode persisted under ``path``
+    (in memory when both are None)."""
+    if url:
+        return QdrantClient(url=url, api_key=api_key, timeout=int(timeout))
+    if path:
+        return QdrantClient(path=path, force_disable_check_same_thread=True)
+    return QdrantClient(location=":memory:", force_disable_check_same_thread=True)
+
+
+def point_id(item_id: str) -> str:
+    """Qdrant point id of an item: uuid5 of the item id, stable across reindexes."""
+    return str(uuid.uuid5(_POINT_NAMESPACE, item_id))
+
+
+class SearchHit(NamedTuple):
+    item_id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Conditions applied inside the Qdrant query (not after it).
+
+    categories: the item has at least one of them; price range inclusive;
+    exclude_ids: item ids never returned (e.g. the user's history).
+    """
+
+    categories: tuple[str, ...] = ()
+    price_min: float | None = None
+    price_max: float | None = None
+    exclude_ids: tuple[str, ...] = ()
+
+    def is_empty(self) -> bool:
+        return not self.categories and self.price_min is None and self.price_max is None and not self.exclude_ids
+
+    def to_qdrant(self) -> models.Filter | None:
+        must: list[models.Condition] = []
+        must_not: list[models.Condition] = []
+        if self.categories:
+            must.append(models.FieldCondition(key="categories", match=models.MatchAny(any=list(self.categories))))
+        if self.price_min is not None or self.price_max is not None:
+            must.append(models.FieldCondition(key="price", range=models.Range(gte=self.price_min, lte=self.price_max)))
+        if self.exclude_ids:
+            must_not.append(models.HasIdCondition(has_id=[point_id(i) for i in self.exclude_ids]))
+        if not must and not must_not:
+            return None
+        return models.Filter(must=must or None, must_not=must_not or None)
+
+
+@dataclass
+class IndexedPoints:
+    """Every point of a collection, ordered by its ``row`` payload."""
+
+    collection: str
+    item_ids: list[str]
+    payloads: list[dict[str, Any]]
+    text_vectors: npt.NDArray[np.float32]  # [N, T]
+    seqrec_vectors: npt.NDArray[np.float32] | None  # [N, D]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _batches(n: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(n, start + size)
+
+
+class CatalogIndex:
+    """Collections ``{alias}_v{n}`` behind the alias ``alias``."""
+
+    def __init__(self, client: QdrantClient, alias: str = "items", *, lock: threading.RLock | None = None) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", alias):
+            raise ValueError(f"invalid alias name {alias!r} (letters, digits, '_' and '-' only)")
+        self.client = client
+        self.alias = alias
+        self._lock = lock if lock is not None else threading.RLock()
+        self._name_re = re.compile(rf"^{re.escape(alias)}_v(\d+)$")
+
+    # ------------------------------------------------------------ naming
+    def collections(self) -> list[str]:
+        """Collections that belong to this alias family, oldest first."""
+        with self._lock:
+            names = [c.name for c in self.client.get_collections().collections]
+        ours = [(int(m.group(1)), n) for n in names if (m := self._name_re.match(n))]
+        return [n for _, n in sorted(ours)]
+
+    def next_collection_name(self) -> str:
+        numbers = [int(m.group(1)) for n in self.collections() if (m := self._name_re.match(n))]
+        return f"{self.alias}_v{max(numbers, default=0) + 1}"
+
+    def current_collection(self) -> str | None:
+        """The collection the alias points at, or None when the alias does not exist."""
+        with self._lock:
+            aliases = self.client.get_aliases().aliases
+        for a in aliases:
+            if a.alias_name == self.alias:
+                return a.collection_name
+        return None
+
+    def metadata(self, collection: str | None = None) -> dict[str, Any]:
+        """Metadata recorded at build time (empty for collections built without it)."""
+        name = collection or self.current_collection()
+        if name is None:
+            return {}
+        with self._lock:
+            info = self.client.get_collection(name)
+        return dict(info.config.metadata or {})
+
+    # ------------------------------------------------------------- build
+    def build(
+        self,
+        items: Sequence[Item],
+        text_vectors: np.ndarray,
+        seqrec_vectors: np.ndarray | None,
+        *,
+        batch_size: int = 256,
+        progress: bool = False,
+        extra_payload: Sequence[dict[str, Any]] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> str:
+        """Create and fill a new collection; return its name. The alias is not touched.
+
+        text_vectors: [N, T] (cosine); seqrec_vectors: [N, D] (dot product) or None.
+        ``on_batch(done, total)`` is called after every upserted batch.
+        On any failure the partial collection is deleted and :class:`CatalogIndexError` raised.
+        """
+        n = len(items)
+        if n == 0:
+            raise CatalogIndexError("cannot build an index of an empty catalog")
+        if text_vectors.ndim != 2 or text_vectors.shape[0] != n:
+            raise CatalogIndexError(f"text_vectors has shape {text_vectors.shape}, expected [{n}, dim]")
+        if seqrec_vectors is not None and (seqrec_vectors.ndim != 2 or seqrec_vectors.shape[0] != n):
+            raise CatalogIndexError(f"seqrec_vectors has shape {seqrec_vectors.shape}, expected [{n}, dim]")
+        if extra_payload is not None and len(extra_payload) != n:
+            raise CatalogIndexError(f"extra_payload has {len(extra_payload)} rows, expected {n}")
+        ids = [it.item_id for it in items]
+        if len(set(ids)) != n:
+            raise CatalogIndexError("item ids are not unique")
+        if not np.isfinite(text_vectors).all() or (
+            seqrec_vectors is not None and not np.isfinite(seqrec_vectors).all()
+        ):
+            raise CatalogIndexError("item vectors contain NaN or inf")
+
+        name = self.next_collection_name()
+        vectors_config = {
+            VECTOR_TEXT: models.VectorParams(size=int(text_vectors.shape[1]), distance=models.Distance.COSINE)
+        }
+        if seqrec_vectors is not None:
+            vectors_config[VECTOR_SEQREC] = models.VectorParams(
+                size=int(seqrec_vectors.shape[1]), distance=models.Distance.DOT
+            )
+        meta = dict(metadata or {})
+        meta.update({"count": n, "text_dim": int(text_vectors.shape[1])})
+        if seqrec_vectors is not None:
+            meta["seqrec_dim"] = int(seqrec_vectors.shape[1])
+        logger.info("building collection %s (%d items)", name, n)
+        with self._lock:
+            self.client.create_collection(name, vectors_config=vectors_config, metadata=meta)
+            # Payload indexes speed up filtered search on a server (local mode ignores them).
+            for key, schema in (
+                ("categories", models.PayloadSchemaType.KEYWORD),
+                ("price", models.PayloadSchemaType.FLOAT),
+            ):
+                self.client.create_payload_index(name, field_name=key, field_schema=schema)
+        try:
+            text32 = np.ascontiguousarray(text_vectors, dtype=np.float32)  # [N, T]
+            seq32 = None if seqrec_vectors is None else np.ascontiguousarray(seqrec_vectors, dtype=np.float32)  # [N, D]
+            bar = tqdm(total=n, desc=f"index {name}", unit="item", disable=not progress)
+            for start, end in _batches(n, batch_size):
+                vectors: dict[str, list[list[float]]] = {VECTOR_TEXT: text32[start:end].tolist()}
+                if seq32 is not None:
+                    vectors[VECTOR_SEQREC] = seq32[start:end].tolist()
+                payloads = []
+                for i in range(start, end):
+                    p = items[i].payload()
+                    if extra_payload is not None:
+                        p.update(extra_payload[i])
+                    p[ROW_KEY] = i
+                    payloads.append(p)
+                batch = models.Batch(
+                    ids=[point_id(ids[i]) for i in range(start, end)],
+                    vectors=vectors,  # type: ignore[arg-type]
+                    payloads=payloads,
+                )
+                with self._lock:
+                    self.client.upsert(name, points=batch, wait=True)
+                bar.update(end - start)
+                if on_batch is not None:
+                    on_batch(end, n)
+            bar.close()
+            self._verify(name, ids, text32)
+        except BaseException as exc:
+            logger.error("build of %s failed (%s); deleting the partial collection", name, exc)
+            self.drop(name)
+            if isinstance(exc, CatalogIndexError | KeyboardInterrupt | SystemExit):
+                raise
+            raise CatalogIndexError(f"building {name} failed: {exc}") from exc
+        logger.info("collection %s built and verified (%d points)", name, n)
+        return name
+
+    def _verify(self, name: str, ids: Sequence[str], text_vectors: npt.NDArray[np.float32]) -> None:
+        """Point count equals the item count, and a few items find themselves first."""
+        with self._lock:
+            count = self.client.count(name, exact=True).count
+        if count != len(ids):
+            raise CatalogIndexError(f"collection {name} holds {count} points, expected {len(ids)}")
+        n = len(ids)
+        sample = sorted({0, n // 2, n - 1, *np.linspace(0, n - 1, _VERIFY_SAMPLES).astype(int).tolist()})
+        for i in sample:
+            with self._lock:
+                res = self.client.query_points(
+                    name, query=text_vectors[i].tolist(), using=VECTOR_TEXT, limit=5, with_payload=[ROW_KEY]
+                ).points
+            if not res:
+                raise CatalogIndexError(f"sample query for item {ids[i]!r} returned nothing")
+            # Items with identical text tie at the top; the item must be among the tied best.
+            best = res[0].score
+            top_ids = {str(p.id) for p in res if p.score >= best - 1e-4}
+            if point_id(ids[i]) not in top_ids:
+                raise CatalogIndexError(f"sample query for item {ids[i]!r} did not return the item first")
+
+    # -------------------------------------------------------------- alias
+    def swap_alias(self, new: str) -> str | None:
+        """Point the alias at ``new`` in one call; return the collection it pointed at before."""
+        with self._lock:
+            if not self.client.collection_exists(new):
+                raise CatalogIndexError(f"cannot swap alias {self.alias!r} to missing collection {new}")
+            old = self.current_collection()
+            ops: list[models.CreateAliasOperation | models.DeleteAliasOperation | models.RenameAliasOperation] = []
+            if old is not None:
+                ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias)))
+            ops.append(
+                models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=new, alias_name=self.alias))
+            )
+            self.client.update_collection_aliases(change_aliases_operations=ops)
+        logger.info("alias %s: %s -> %s", self.alias, old, new)
+        return old
+
+    def drop(self, name: str) -> None:
+        """Delete a collection (never the one the alias points at)."""
+        with self._lock:
+            if name == self.current_collection():
+                raise CatalogIndexError(f"refusing to drop {name}: alias {self.alias!r} points at it")
+            self.client.delete_collection(name)
+
+    # --------------------------------------------------------------- read
+    def count(self, collection: str | None = None) -> int:
+        with self._lock:
+            return int(self.client.count(collection or self.alias, exact=True).count)
+
+    def search(
+        self,
+        vector_name: str,
+        vector: Sequence[float] | np.ndarray,
+        k: int,
+        filter: SearchFilter | models.Filter | None = None,
+        *,
+        collection: str | None = None,
+    ) -> list[SearchHit]:
+        """Top-k items for ``vector`` ([dim]) on the named vector, filters applied inside Qdrant."""
+        qfilter = filter.to_qdrant() if isinstance(filter, SearchFilter) else filter
+        query = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
+        with self._lock:
+            res = self.client.query_points(
+                collection or self.alias,
+                query=query,
+                using=vector_name,
+                limit=k,
+                query_filter=qfilter,
+                with_payload=True,
+            ).points
+        out = []
+        for p in res:
+            payload = dict(p.payload or {})
+            out.append(SearchHit(item_id=str(payload.get("item_id", p.id)), score=float(p.score), payload=payload))
+        return out
+
+    def load_points(self, collection: str | None = None, *, batch_size: int = 1024) -> IndexedPoints:
+        """Every point with vectors and payload, ordered by ``row`` (how other workers and a
+        restarted service load the served catalog after a reindex)."""
+        name = collection or self.current_collection()
+        if name is None:
+            raise CatalogIndexError(f"alias {self.alias!r} does not exist")
+        meta = self.metadata(name)
+        rows: list[tuple[int, dict[str, Any], list[float], list[float] | None]] = []
+        offset: Any = None
+        while True:
+            with self._lock:
+                points, offset = self.client.scroll(
+                    name, limit=batch_size, offset=offset, with_payload=True, with_vectors=True
+                )
+            for p in points:
+                payload = dict(p.payload or {})
+                vecs = p.vector if isinstance(p.vector, dict) else {}
+                text = vecs.get(VECTOR_TEXT)
+                seq = vecs.get(VECTOR_SEQREC)
+                if not isinstance(text, list) or ROW_KEY not in payload:
+                    raise CatalogIndexError(f"collection {name}: point {p.id} lacks a text vector or {ROW_KEY!r}")
+                rows.append((int(payload[ROW_KEY]), payload, text, seq if isinstance(seq, list) else None))  # type: ignore[arg-type]
+            if offset is None:
+                break
+        rows.sort(key=lambda r: r[0])
+        if [r[0] for r in rows] != list(range(len(rows))):
+            raise CatalogIndexError(f"collection {name}: rows are not 0..{len(rows) - 1}")
+        text_vectors = np.asarray([r[2] for r in rows], dtype=np.float32).reshape(len(rows), -1)  # [N, T]
+        has_seq = bool(rows) and all(r[3] is not None for r in rows)
+        seqrec = np.asarray([r[3] for r in rows], dtype=np.float32) if has_seq else None  # [N, D]
+        return IndexedPoints(
+            collection=name,
+            item_ids=[str(r[1]["item_id"]) for r in rows],
+            payloads=[r[1] for r in rows],
+            text_vectors=text_vectors,
+            seqrec_vectors=seqrec,
+            metadata=meta,
+        )

@@ -1,0 +1,58 @@
+"""Leave-one-out split, the standard protocol of the published numbers.
+
+Per user sequence ``s`` (item indices, oldest first):
+- training sequence: ``s[:-2]``
+- validation case: history ``s[:-2]``, target ``s[-2]``
+- test case: history ``s[:-1]``, target ``s[-1]``
+
+Users with fewer than 3 interactions have no evaluation case; their whole
+sequence is used for training (as in the reference SASRec code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from training.data.loader import Dataset
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    user: int  # index into dataset.sequences
+    history: tuple[int, ...]
+    target: int
+
+
+@dataclass
+class Split:
+    n_items: int
+    train: list[list[int]]
+    val: list[EvalCase]
+    test: list[EvalCase]
+
+
+def leave_one_out(dataset: Dataset) -> Split:
+    index = dataset.item_index
+    train: list[list[int]] = []
+    val: list[EvalCase] = []
+    test: list[EvalCase] = []
+    for u, seq in enumerate(dataset.sequences):
+        s = [index[i] for i in seq.items]
+        if len(s) < 3:
+            train.append(s)
+            continue
+        train.append(s[:-2])
+        val.append(EvalCase(u, tuple(s[:-2]), s[-2]))
+        test.append(EvalCase(u, tuple(s[:-1]), s[-1]))
+    return Split(n_items=dataset.n_items, train=train, val=val, test=test)
+
+
+def train_item_counts(split: Split) -> npt.NDArray[np.int64]:
+    """Interactions per item in the training sequences: [n_items]."""
+    counts = np.zeros(split.n_items, dtype=np.int64)
+    for s in split.train:
+        np.add.at(counts, np.asarray(s, dtype=np.int64), 1)
+    return counts
