@@ -6,7 +6,9 @@ Per user sequence ``s`` (item indices, oldest first):
 - test case: history ``s[:-1]``, target ``s[-1]``
 
 Users with fewer than 3 interactions have no evaluation case; their whole
-sequence is used for training (as in the reference SASRec code).
+sequence is used for training (as in the reference SASRec code). Items are the
+integer positions of ``dataset.items``; ``EvalCase.user`` is the position in
+``dataset.sequences``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ class Split:
 
 
 def leave_one_out(dataset: Dataset) -> Split:
+    """Split every user sequence by the leave-one-out protocol (see the module docstring).
+
+    ``train`` has one entry per user, in ``dataset.sequences`` order, including
+    users without evaluation cases and training sequences shorter than 2 (the
+    trainer skips what it cannot use).
+    """
     index = dataset.item_index
     train: list[list[int]] = []
     val: list[EvalCase] = []
@@ -51,8 +59,6 @@ def leave_one_out(dataset: Dataset) -> Split:
 
 
 def train_item_counts(split: Split) -> npt.NDArray[np.int64]:
-    """Interactions per item in the training sequences: [n_items]."""
-    counts = np.zeros(split.n_items, dtype=np.int64)
-    for s in split.train:
-        np.add.at(counts, np.asarray(s, dtype=np.int64), 1)
-    return counts
+    """Interactions per item in the training sequences (the popularity baseline): [n_items]."""
+    flat = np.fromiter((i for s in split.train for i in s), dtype=np.int64)  # [n_train_interactions]
+    return np.bincount(flat, minlength=split.n_items).astype(np.int64)  # [n_items]
