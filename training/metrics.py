@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -31,17 +31,17 @@ class Case(Protocol):
     def target(self) -> int: ...
 
 
-ScoreFn = Callable[[Sequence[Case]], np.ndarray | torch.Tensor]
+CaseT = TypeVar("CaseT", bound=Case)
 
 
 def target_ranks(scores: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor) -> np.ndarray:
     """scores [B, N], targets [B] -> 0-based ranks [B] (count of strictly greater scores)."""
     if isinstance(scores, torch.Tensor):
-        t = torch.as_tensor(targets, device=scores.device, dtype=torch.long)
+        t_pt = torch.as_tensor(targets, device=scores.device, dtype=torch.long)
         if not bool(torch.isfinite(scores).all()):
             raise ValueError("scores contain NaN or inf")
-        target_scores = scores.gather(1, t[:, None])  # [B, 1]
-        return (scores > target_scores).sum(dim=1).cpu().numpy().astype(np.int64)
+        picked = scores.gather(1, t_pt[:, None])  # [B, 1]
+        return (scores > picked).sum(dim=1).cpu().numpy().astype(np.int64)
     s = np.asarray(scores)
     t_np = np.asarray(targets, dtype=np.int64)
     if s.ndim != 2 or t_np.shape != (s.shape[0],):
@@ -75,8 +75,8 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dic
 
 
 def evaluate(
-    score_fn: ScoreFn,
-    cases: Sequence[Case],
+    score_fn: Callable[[Sequence[CaseT]], np.ndarray | torch.Tensor],
+    cases: Sequence[CaseT],
     ks: Sequence[int] = DEFAULT_KS,
     batch_size: int = 256,
     *,

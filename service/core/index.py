@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 from qdrant_client import QdrantClient, models
+from qdrant_client.local.qdrant_local import QdrantLocal
 from tqdm import tqdm
 
 from service.core.items import Item
@@ -129,6 +130,29 @@ class CatalogIndex:
         self._lock = lock if lock is not None else threading.RLock()
         self._name_re = re.compile(rf"^{re.escape(alias)}_v(\d+)$")
 
+    @property
+    def is_local(self) -> bool:
+        """True for embedded (local-mode) Qdrant."""
+        return isinstance(getattr(self.client, "_client", None), QdrantLocal)
+
+    def _tune_local_storage(self, name: str) -> None:
+        """Embedded mode persists every point in its own SQLite transaction; with the default
+        rollback journal each one waits for an fsync (measured 40 s for 2,000 points on this
+        machine's disk). WAL + synchronous=NORMAL makes the same build 1.7 s. A power cut may
+        lose the last writes of a build, but a collection is only served after the build
+        verified it, and a missing alias is rebuilt at start."""
+        if not self.is_local:
+            return
+        local = getattr(self.client, "_client", None)
+        storage = getattr(getattr(getattr(local, "collections", {}).get(name), "storage", None), "storage", None)
+        if storage is None:  # in-memory collection, or a client version with another layout
+            return
+        try:
+            storage.execute("PRAGMA journal_mode=WAL")
+            storage.execute("PRAGMA synchronous=NORMAL")
+        except Exception as exc:  # tuning only; correctness does not depend on it
+            logger.warning("could not tune the local storage of %s: %s", name, exc)
+
     # ------------------------------------------------------------ naming
     def collections(self) -> list[str]:
         """Collections that belong to this alias family, oldest first."""
@@ -210,12 +234,14 @@ class CatalogIndex:
         logger.info("building collection %s (%d items)", name, n)
         with self._lock:
             self.client.create_collection(name, vectors_config=vectors_config, metadata=meta)
-            # Payload indexes speed up filtered search on a server (local mode ignores them).
+            self._tune_local_storage(name)
+            # Payload indexes speed up filtered search on a server (local mode has none).
             for key, schema in (
                 ("categories", models.PayloadSchemaType.KEYWORD),
                 ("price", models.PayloadSchemaType.FLOAT),
             ):
-                self.client.create_payload_index(name, field_name=key, field_schema=schema)
+                if not self.is_local:
+                    self.client.create_payload_index(name, field_name=key, field_schema=schema)
         try:
             text32 = np.ascontiguousarray(text_vectors, dtype=np.float32)  # [N, T]
             seq32 = None if seqrec_vectors is None else np.ascontiguousarray(seqrec_vectors, dtype=np.float32)  # [N, D]
@@ -367,3 +393,99 @@ class CatalogIndex:
             seqrec_vectors=seqrec,
             metadata=meta,
         )
+
+
+class ExactSearcher:
+    """Exact search over in-memory item arrays with the same scores and filter semantics as
+    Qdrant (cosine on ``text``, dot product on ``seqrec``; categories match-any, inclusive
+    price range where items without a price never match, excluded ids never returned).
+
+    Qdrant local mode scores by brute force too, but evaluates filters in a Python loop
+    per point (~0.15-0.4 s at 12k items); here the filter is a vectorised mask applied
+    before ranking, so filtered and unfiltered queries cost the same.
+    ``tests/unit/core/test_index.py`` checks it against Qdrant local on random data.
+    """
+
+    def __init__(
+        self,
+        item_ids: Sequence[str],
+        payloads: Sequence[Mapping[str, Any]],
+        vectors: Mapping[str, np.ndarray],
+    ) -> None:
+        n = len(item_ids)
+        if len(payloads) != n:
+            raise ValueError(f"{len(payloads)} payloads for {n} items")
+        self.item_ids = list(item_ids)
+        self.payloads = list(payloads)
+        self.row_of = {iid: i for i, iid in enumerate(self.item_ids)}
+        self._vectors: dict[str, npt.NDArray[np.float32]] = {}
+        for name, v in vectors.items():
+            if v.ndim != 2 or v.shape[0] != n:
+                raise ValueError(f"vectors {name!r} have shape {v.shape}, expected [{n}, dim]")
+            v32 = np.ascontiguousarray(v, dtype=np.float32)
+            if name == VECTOR_TEXT:  # cosine: compare unit vectors, as Qdrant stores them
+                v32 = v32 / np.maximum(np.linalg.norm(v32, axis=1, keepdims=True), 1e-12)
+            self._vectors[name] = v32
+        prices = [p.get("price") for p in payloads]
+        self._price = np.array([np.nan if x is None else float(x) for x in prices], dtype=np.float64)  # [N]
+        by_cat: dict[str, list[int]] = {}
+        for i, p in enumerate(payloads):
+            for c in p.get("categories") or ():
+                by_cat.setdefault(str(c), []).append(i)
+        self._rows_by_category = {c: np.asarray(rows, dtype=np.int64) for c, rows in by_cat.items()}
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def mask(self, flt: SearchFilter | None) -> npt.NDArray[np.bool_] | None:
+        """[N] bool of allowed rows, or None when nothing is filtered."""
+        if flt is None or flt.is_empty():
+            return None
+        keep = np.ones(len(self.item_ids), dtype=bool)
+        if flt.categories:
+            cat = np.zeros_like(keep)
+            for c in flt.categories:
+                rows = self._rows_by_category.get(c)
+                if rows is not None:
+                    cat[rows] = True
+            keep &= cat
+        if flt.price_min is not None or flt.price_max is not None:
+            with np.errstate(invalid="ignore"):
+                ok = ~np.isnan(self._price)
+                if flt.price_min is not None:
+                    ok &= self._price >= flt.price_min
+                if flt.price_max is not None:
+                    ok &= self._price <= flt.price_max
+            keep &= ok
+        for iid in flt.exclude_ids:
+            r = self.row_of.get(iid)
+            if r is not None:
+                keep[r] = False
+        return keep
+
+    def search(
+        self, vector_name: str, vector: Sequence[float] | np.ndarray, k: int, flt: SearchFilter | None = None
+    ) -> list[SearchHit]:
+        mat = self._vectors.get(vector_name)
+        if mat is None:
+            raise ValueError(f"no vectors named {vector_name!r} (have {sorted(self._vectors)})")
+        q = np.asarray(vector, dtype=np.float32).reshape(-1)  # [D]
+        if q.shape[0] != mat.shape[1]:
+            raise ValueError(f"query has dim {q.shape[0]}, {vector_name!r} vectors have {mat.shape[1]}")
+        if vector_name == VECTOR_TEXT:
+            q = q / max(float(np.linalg.norm(q)), 1e-12)
+        # einsum runs single-threaded: a multi-threaded BLAS mat-vec measured 3.3 ms mean (8 ms p95)
+        # at 12k x 64 on a busy 2-core machine, against 0.24 ms here, with no env var to remember.
+        scores = np.einsum("nd,d->n", mat, q)  # [N]
+        allowed = self.mask(flt)
+        if allowed is not None:
+            scores = np.where(allowed, scores, -np.inf)
+            n_ok = int(allowed.sum())
+        else:
+            n_ok = scores.shape[0]
+        k = min(k, n_ok)
+        if k <= 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [SearchHit(self.item_ids[i], float(scores[i]), dict(self.payloads[i])) for i in top.tolist()]

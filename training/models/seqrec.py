@@ -140,6 +140,7 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"hidden {dim} is not divisible by n_heads {n_heads}")
+        self.dim = dim
         self.n_heads = n_heads
         self.head_dim = dim // n_heads
         self.qkv = nn.Linear(dim, 3 * dim)
@@ -148,8 +149,8 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
         """x [B, L, D]; allowed [B, 1, L, L] bool (query i may read key j) -> [B, L, D]"""
-        b, length, d = x.shape
-        q, k, v = self.qkv(x).split(d, dim=-1)  # 3 x [B, L, D]
+        b, length = x.shape[0], x.shape[1]
+        q, k, v = self.qkv(x).split(self.dim, dim=-1)  # 3 x [B, L, D]
         q = q.view(b, length, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, L, Dh]
         k = k.view(b, length, self.n_heads, self.head_dim).transpose(1, 2)
         v = v.view(b, length, self.n_heads, self.head_dim).transpose(1, 2)
@@ -158,7 +159,7 @@ class CausalSelfAttention(nn.Module):
         scores = scores.masked_fill(~allowed, float("-inf"))
         probs = self.attn_dropout(torch.softmax(scores, dim=-1))
         y = probs @ v  # [B, H, L, Dh]
-        y = y.transpose(1, 2).reshape(b, length, d)  # [B, L, D]
+        y = y.transpose(1, 2).reshape(b, length, self.dim)  # [B, L, D]
         return self.out(y)
 
 
@@ -306,4 +307,3 @@ class SeqRec(nn.Module):
         table = self.all_item_reps() if table is None else table  # [N, D]
         user = self.tower.last_state(table[item_ids], mask)  # [B, D]
         return user @ table.T  # [B, N]
-

@@ -1,0 +1,138 @@
+"""Service configuration: every knob, from environment variables prefixed ``RECSVC_``.
+
+Nested sections use ``__``: ``RECSVC_QDRANT__URL``, ``RECSVC_REDIS__URL``,
+``RECSVC_LIMITS__MAX_K``. A ``.env`` file in the working directory is read too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that mean "nobody set a real token"; admin routes refuse to start with them.
+PLACEHOLDER_TOKENS = frozenset(
+    {"changeme", "change-me", "change_me", "secret", "password", "token", "admin", "default", "xxx", "todo"}
+)
+MIN_TOKEN_LENGTH = 16
+
+
+class QdrantSettings(BaseModel):
+    url: str | None = Field(
+        default=None, description="Qdrant server URL (e.g. http://qdrant:6333). None: embedded Qdrant under `path`."
+    )
+    path: str | None = Field(
+        default=None, description="Folder of the embedded (local-mode) Qdrant. None: `{data_dir}/qdrant`."
+    )
+    api_key: SecretStr | None = Field(default=None, description="API key of the Qdrant server, if it requires one.")
+    alias: str = Field(
+        default="items", pattern=r"^[A-Za-z0-9_-]+$", description="Alias that points at the served collection."
+    )
+    timeout: float = Field(default=10.0, gt=0, description="Seconds before a Qdrant server request times out.")
+    exact_local_search: bool = Field(
+        default=True,
+        description=(
+            "Embedded mode only: answer searches from the served snapshot with a vectorised exact search "
+            "(same brute-force scores and filter semantics as Qdrant local mode, which evaluates filters in a "
+            "Python loop per point: ~0.15-0.4 s at 12k items). False: always query Qdrant."
+        ),
+    )
+
+
+class RedisSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="Redis URL (redis://host:6379/0). None: in-process cache, lock and job store (single worker).",
+    )
+    cache_ttl_s: int = Field(default=300, ge=0, description="Seconds a cached /recommend response lives (0 disables).")
+    key_prefix: str = Field(
+        default="recsvc", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$", description="Prefix of every Redis key."
+    )
+    memory_cache_size: int = Field(default=10_000, ge=0, description="Entries of the in-process cache (no Redis).")
+
+
+class LimitSettings(BaseModel):
+    max_embed_items: int = Field(default=256, ge=1, le=4096, description="Most items in one /embed request.")
+    max_text_chars: int = Field(default=10_000, ge=1, le=100_000, description="Longest text field, in characters.")
+    max_history: int = Field(default=200, ge=1, le=10_000, description="Most history entries in one /recommend.")
+    max_k: int = Field(default=100, ge=1, le=1000, description="Largest `k` a /recommend request may ask for.")
+    max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body, in bytes (413).")
+
+
+class BatcherSettings(BaseModel):
+    max_batch: int = Field(default=64, ge=1, le=1024, description="Most texts the encoder runs in one batch.")
+    max_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="How long a batch waits to fill up.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RECSVC_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(default=Path("var"), description="Writable state: embedded Qdrant, local files.")
+    artifacts_dir: Path = Field(default=Path("artifacts"), description="Folder of artifact sets (`<version>/`).")
+    artifact_version: str | None = Field(
+        default=None, description="Artifact set to serve. None: the latest (`artifacts_dir/LATEST` or newest)."
+    )
+    catalog_path: Path | None = Field(
+        default=None, description="Catalog (items.jsonl) a reindex reads. None: the artifact set's catalog."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description=f"Bearer token of /admin routes (at least {MIN_TOKEN_LENGTH} characters)."
+    )
+    enable_admin: bool = Field(default=True, description="Serve the /admin routes.")
+    bootstrap_index: bool = Field(
+        default=True, description="At start, build the Qdrant index from the artifact set when the alias is missing."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Where models run: auto = CUDA when onnxruntime offers it, else CPU."
+    )
+    encoder_variant: Literal["int8", "fp32"] = Field(default="int8", description="ONNX encoder variant to serve.")
+    onnx_threads: int = Field(default=0, ge=0, le=256, description="Intra-op threads per ONNX session (0 = default).")
+    reindex_lock_ttl_s: int = Field(
+        default=3600, ge=10, description="Seconds the reindex lock lives unless renewed (guards against dead workers)."
+    )
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    batcher: BatcherSettings = Field(default_factory=BatcherSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Root log level.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description='Origins allowed by CORS (JSON list, e.g. ["https://app.example"]).'
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _default_qdrant_path(self) -> Settings:
+        if self.qdrant.url is None and self.qdrant.path is None:
+            self.qdrant.path = str(self.data_dir / "qdrant")
+        return self
+
+    # ------------------------------------------------------------ helpers
+    def admin_token_problem(self) -> str | None:
+        """Why the admin token is unusable, or None when admin routes may start."""
+        if not self.enable_admin:
+            return None
+        token = self.admin_token.get_secret_value().strip() if self.admin_token is not None else ""
+        if not token:
+            return "RECSVC_ADMIN_TOKEN is empty"
+        if token.lower() in PLACEHOLDER_TOKENS:
+            return "RECSVC_ADMIN_TOKEN is a placeholder value"
+        if len(token) < MIN_TOKEN_LENGTH:
+            return f"RECSVC_ADMIN_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters"
+        return None
+
+    @property
+    def multi_worker_safe(self) -> bool:
+        """True when state is shared through Redis and a Qdrant server (more than one worker is fine)."""
+        return self.redis.url is not None and self.qdrant.url is not None

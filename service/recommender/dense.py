@@ -1,0 +1,128 @@
+"""Dense (seqrec) recommender runtime: item vectors + ONNX user tower (no torch).
+
+Item vectors come from the shared fusion (``service.core.seqrec``): known items
+use their trained ID embedding plus projected text, new or never-trained items
+the projected text alone. A user is the tower's state after their history;
+scores are dot products ``user · item``, the same as in training.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from service.core.manifest import SeqRecSpec
+from service.core.seqrec import fuse_item_vectors, load_text_projection
+from service.encoding.session import make_session
+
+logger = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+_ORT_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
+
+
+class SeqRecRuntime:
+    """Serving side of the sequential recommender."""
+
+    def __init__(
+        self,
+        user_tower_path: Path,
+        id_embeddings: np.ndarray,
+        W: np.ndarray,
+        b: np.ndarray,
+        *,
+        max_len: int,
+        device: str = "auto",
+        threads: int = 0,
+        batch_size: int = 256,
+    ) -> None:
+        if id_embeddings.ndim != 2 or id_embeddings.shape[1] != W.shape[1]:
+            raise ValueError(f"id_embeddings {id_embeddings.shape} do not match W {W.shape}")
+        if max_len < 1:
+            raise ValueError("max_len must be >= 1")
+        self.id_embeddings = id_embeddings.astype(np.float32, copy=False)  # [N_trained_rows, D]
+        self.W = W.astype(np.float32, copy=False)  # [T, D]
+        self.b = b.astype(np.float32, copy=False)  # [D]
+        self.max_len = max_len
+        self.batch_size = batch_size
+        self.session = make_session(Path(user_tower_path), device, threads)
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if set(inputs) != {"item_reps", "mask"}:
+            raise ValueError(f"{user_tower_path}: expected inputs item_reps and mask, got {sorted(inputs)}")
+        mask_type = inputs["mask"].type
+        self._mask_dtype: type[np.generic] = _ORT_INT_TYPES.get(mask_type, np.float32)
+        self.providers = self.session.get_providers()
+        logger.info("seqrec runtime: dim %d, max_len %d, %s", self.dim, max_len, self.providers[0])
+
+    @classmethod
+    def from_manifest(cls, root: Path, spec: SeqRecSpec, device: str = "auto", threads: int = 0) -> SeqRecRuntime:
+        ids = np.load(root / spec.id_embeddings)
+        w, b = load_text_projection(root / spec.text_projection)
+        if ids.shape[1] != spec.dim or w.shape[1] != spec.dim:
+            raise ValueError(f"seqrec files have dim {ids.shape[1]}/{w.shape[1]}, manifest says {spec.dim}")
+        return cls(root / spec.user_tower, ids, w, b, max_len=spec.max_len, device=device, threads=threads)
+
+    @property
+    def dim(self) -> int:
+        return int(self.W.shape[1])
+
+    @property
+    def text_dim(self) -> int:
+        return int(self.W.shape[0])
+
+    def item_vectors(self, text_vectors: np.ndarray, known: np.ndarray | None = None) -> F32:
+        """Seqrec vectors of items. text_vectors [N, T] (row i = item i of the artifact set,
+        new items appended) -> [N, D].
+
+        ``known`` [N] bool: rows with True use their trained ID embedding, rows with
+        False (new items) the text part only. None = every row is a trained-set item
+        (N must equal the number of ID rows).
+        """
+        n = text_vectors.shape[0]
+        if known is None:
+            if n != self.id_embeddings.shape[0]:
+                raise ValueError(f"{n} text vectors for {self.id_embeddings.shape[0]} ID rows; pass `known`")
+            return fuse_item_vectors(text_vectors, self.id_embeddings, self.W, self.b)
+        known = np.asarray(known, dtype=bool)
+        if known.shape != (n,):
+            raise ValueError(f"known must have shape [{n}], got {known.shape}")
+        ids = np.zeros((n, self.dim), dtype=np.float32)  # [N, D]
+        rows = np.flatnonzero(known)
+        if rows.size and rows[-1] >= self.id_embeddings.shape[0]:
+            raise ValueError(f"row {rows[-1]} is marked known but there are {self.id_embeddings.shape[0]} ID rows")
+        ids[rows] = self.id_embeddings[rows]
+        return fuse_item_vectors(text_vectors, ids, self.W, self.b)
+
+    def user_vectors(self, histories: Sequence[np.ndarray]) -> F32:
+        """histories: each [L_i, D] item vectors, oldest first -> user vectors [B, D].
+
+        Each history is cut to its last ``max_len`` items and left-padded to the
+        longest in its batch.
+        """
+        if not histories:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out: list[F32] = []
+        for start in range(0, len(histories), self.batch_size):
+            out.append(self._run(histories[start : start + self.batch_size]))
+        return np.concatenate(out, axis=0)
+
+    def _run(self, histories: Sequence[np.ndarray]) -> F32:
+        d = self.dim
+        for i, h in enumerate(histories):
+            if h.ndim != 2 or h.shape[1] != d:
+                raise ValueError(f"history {i} must be [L, {d}], got {h.shape}")
+            if h.shape[0] == 0:
+                raise ValueError(f"history {i} is empty")
+        length = min(self.max_len, max(h.shape[0] for h in histories))
+        reps = np.zeros((len(histories), length, d), dtype=np.float32)  # [B, L, D]
+        mask = np.zeros((len(histories), length), dtype=self._mask_dtype)  # [B, L]
+        for i, h in enumerate(histories):
+            tail = h[-length:]
+            reps[i, length - len(tail) :] = tail
+            mask[i, length - len(tail) :] = 1
+        (user,) = self.session.run(["user"], {"item_reps": reps, "mask": mask})  # [B, D]
+        return np.asarray(user, dtype=np.float32)

@@ -1,0 +1,261 @@
+"""Request and response models of the HTTP API.
+
+The bounds written here are hard caps that hold whatever the configuration
+says; the configured limits (``Settings.limits``, usually tighter) are checked
+by :func:`check_embed_limits` / :func:`check_recommend_limits` and answered
+with 413 ``limit_exceeded``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from service.config import LimitSettings
+from service.core.items import Item, item_text
+from service.errors import LimitExceededError
+
+HARD_MAX_TEXT = 100_000
+HARD_MAX_LIST = 4096
+HARD_MAX_TAGS = 256
+
+
+class ItemText(BaseModel):
+    """An item given by its text: structured fields (``title`` required) or one raw ``text``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Hydrating face serum with hyaluronic acid",
+                    "brand": "Glow Lab",
+                    "categories": ["Beauty", "Skin Care"],
+                    "features": ["30 ml", "fragrance free"],
+                },
+                {"text": "travel size shampoo for curly hair"},
+            ]
+        },
+    )
+
+    text: str | None = Field(default=None, min_length=1, max_length=HARD_MAX_TEXT, description="Raw text, used as is.")
+    title: str | None = Field(default=None, min_length=1, max_length=HARD_MAX_TEXT)
+    description: str = Field(default="", max_length=HARD_MAX_TEXT)
+    brand: str = Field(default="", max_length=HARD_MAX_TEXT)
+    categories: list[str] = Field(default_factory=list, max_length=HARD_MAX_TAGS)
+    features: list[str] = Field(default_factory=list, max_length=HARD_MAX_TAGS)
+    attributes: dict[str, str] = Field(default_factory=dict, max_length=HARD_MAX_TAGS)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ItemText:
+        structured = bool(self.description or self.brand or self.categories or self.features or self.attributes)
+        if self.text is not None:
+            if self.title is not None or structured:
+                raise ValueError("give either 'text' or structured fields ('title', ...), not both")
+            if not self.text.strip():
+                raise ValueError("'text' is blank")
+        else:
+            if self.title is None or not self.title.strip():
+                raise ValueError("give 'title' (with optional structured fields) or 'text'")
+        return self
+
+    def strings(self) -> Iterator[str]:
+        """Every free-text value (for the configured length limit)."""
+        for s in (self.text, self.title, self.description, self.brand):
+            if s:
+                yield s
+        yield from self.categories
+        yield from self.features
+        yield from self.attributes.keys()
+        yield from self.attributes.values()
+
+    def to_item(self, item_id: str = "") -> Item:
+        """The structured form as a catalog :class:`Item` (raw text has no structure: its title is the text)."""
+        if self.text is not None:
+            return Item(item_id=item_id, title=self.text.strip())
+        assert self.title is not None
+        return Item(
+            item_id=item_id,
+            title=self.title.strip(),
+            description=self.description.strip(),
+            brand=self.brand.strip(),
+            categories=tuple(c.strip() for c in self.categories if c.strip()),
+            features=tuple(f.strip() for f in self.features if f.strip()),
+            attributes={k: v for k, v in self.attributes.items() if v.strip()},
+        )
+
+    def encoder_text(self) -> str:
+        """What the encoder sees: raw text as is, structured fields through the shared ``item_text``."""
+        if self.text is not None:
+            return self.text.strip()
+        return item_text(self.to_item())
+
+
+# --------------------------------------------------------------------- /embed
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {"title": "Matte lipstick, long lasting", "brand": "Rouge", "categories": ["Makeup"]},
+                        {"text": "vitamin C brightening cream"},
+                    ],
+                    "return_payload": False,
+                }
+            ]
+        },
+    )
+
+    items: list[ItemText] = Field(min_length=1, max_length=HARD_MAX_LIST, description="Items to embed, in order.")
+    return_payload: bool = Field(default=False, description="Also return each item's fields and encoder text.")
+
+
+class EmbedResponse(BaseModel):
+    model: str = Field(description="Encoder name and artifact version that produced the vectors.")
+    dim: int
+    vectors: list[list[float]] = Field(description="One L2-normalised vector per item, in request order.")
+    payloads: list[dict[str, Any]] | None = Field(default=None, description="Per item: fields + `text` (if asked).")
+
+
+def check_embed_limits(req: EmbedRequest, limits: LimitSettings) -> None:
+    if len(req.items) > limits.max_embed_items:
+        raise LimitExceededError("items", limits.max_embed_items, len(req.items))
+    for item in req.items:
+        for s in item.strings():
+            if len(s) > limits.max_text_chars:
+                raise LimitExceededError("text length", limits.max_text_chars, len(s))
+
+
+# ------------------------------------------------------------------ /recommend
+class ItemRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    item_id: str = Field(min_length=1, max_length=512)
+
+
+class NewItem(BaseModel):
+    """An item the catalog does not hold, given by its text (cold start)."""
+
+    model_config = ConfigDict(extra="forbid")
+    item: ItemText
+
+
+HistoryEntry = ItemRef | NewItem
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    categories: list[str] = Field(
+        default_factory=list, max_length=HARD_MAX_TAGS, description="Keep items in any of these categories."
+    )
+    price_min: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Keep items priced at least this (inclusive)."
+    )
+    price_max: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Keep items priced at most this (inclusive)."
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> Filters:
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise ValueError("price_min is greater than price_max")
+        return self
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "history": ["B0001", {"item_id": "B0002"}, {"item": {"title": "Rose water facial toner"}}],
+                    "k": 10,
+                    "exclude_history": True,
+                    "filters": {"categories": ["Skin Care"], "price_max": 30},
+                    "mode": "dense",
+                }
+            ]
+        },
+    )
+
+    history: list[ItemId | HistoryEntry] = Field(
+        max_length=HARD_MAX_LIST,
+        description="Oldest first: item ids (string or {item_id}), or {item: {...}} for an item not in the catalog.",
+    )
+    k: int = Field(default=10, ge=1, le=1000, description="How many items to return (at most limits.max_k).")
+    exclude_history: bool = Field(default=True, description="Never return items of the history.")
+    filters: Filters | None = None
+    mode: Literal["dense", "generative", "hybrid"] = Field(
+        default="dense", description="dense: sequential recommender + ANN. generative/hybrid: not available yet."
+    )
+
+    def history_entries(self) -> list[ItemRef | NewItem]:
+        return [ItemRef(item_id=e) if isinstance(e, str) else e for e in self.history]
+
+
+def check_recommend_limits(req: RecommendRequest, limits: LimitSettings) -> None:
+    if len(req.history) > limits.max_history:
+        raise LimitExceededError("history", limits.max_history, len(req.history))
+    if req.k > limits.max_k:
+        raise LimitExceededError("k", limits.max_k, req.k)
+    for entry in req.history:
+        if isinstance(entry, NewItem):
+            for s in entry.item.strings():
+                if len(s) > limits.max_text_chars:
+                    raise LimitExceededError("text length", limits.max_text_chars, len(s))
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    rank: int = Field(ge=1)
+    payload: dict[str, Any]
+
+
+class RecommendResponse(BaseModel):
+    items: list[RecommendedItem]
+    mode: str
+    index_version: str = Field(description="Qdrant collection the results came from.")
+    model_version: str = Field(description="Artifact set version of the models.")
+    cached: bool = Field(description="True when served from the response cache.")
+
+
+# ---------------------------------------------------------------------- admin
+class ReindexRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{}, {"catalog_path": "data/items.jsonl"}]}
+    )
+    catalog_path: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="Server-side items.jsonl to index. None: the configured catalog (or the artifact set's).",
+    )
+
+
+class JobOut(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    stage: str
+    progress: float = Field(ge=0, le=1)
+    started_at: str | None = None
+    finished_at: str | None = None
+    collection: str | None = None
+    error: str | None = None
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReindexAccepted(BaseModel):
+    job_id: str
+    status: str
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, bool]
+    index_version: str | None = None
+    model_version: str | None = None
+    detail: str | None = None

@@ -1,0 +1,277 @@
+"""Everything heavy the service holds, built once in the lifespan into a typed :class:`AppState`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from service.api.metrics import Metrics
+from service.artifacts import ArtifactError, LoadedArtifacts, load_artifacts
+from service.config import Settings
+from service.core.manifest import Manifest, ManifestError, latest_version
+from service.encoding.base import Encoder
+from service.encoding.batcher import DynamicBatcher
+from service.errors import ConfigurationError
+from service.recommender.dense import SeqRecRuntime
+from service.recommender.service import Recommender
+from service.reindex import ReindexManager
+from service.stores.cache import MemoryCache, RedisCache, ResponseCache
+from service.stores.events import IndexEvents, MemoryIndexEvents, RedisIndexEvents
+from service.stores.jobs import JobStore, MemoryJobStore, RedisJobStore
+from service.stores.qdrant import QdrantStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """Parts a caller (tests, benchmarks) hands in instead of having them built from settings.
+
+    encoder: e.g. ``FakeEncoder`` (the artifact set's golden vectors must come from it);
+    artifacts_root: serve this artifact set folder instead of resolving one under ``artifacts_dir``;
+    seqrec: a prebuilt runtime for the set.
+    """
+
+    encoder: Encoder | None = None
+    artifacts_root: Path | None = None
+    seqrec: SeqRecRuntime | None = None
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    artifacts: LoadedArtifacts
+    encoder: Encoder
+    batcher: DynamicBatcher
+    seqrec: SeqRecRuntime | None
+    store: QdrantStore
+    cache: ResponseCache
+    jobs: JobStore
+    events: IndexEvents
+    reindex: ReindexManager
+    recommender: Recommender
+    metrics: Metrics
+    device: str
+    worker_id: str
+    redis: aioredis.Redis | None = None
+    ready: bool = False
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
+
+    @property
+    def model_version(self) -> str:
+        return self.artifacts.version
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.encoder.name}@{self.artifacts.version}"
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> [N, dim] unit vectors through the dynamic batcher."""
+        return await self.batcher.encode(list(texts))
+
+    async def close(self) -> None:
+        self.ready = False
+        await self._stack.aclose()
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when onnxruntime offers CUDA, else ``cpu``."""
+    if device != "auto":
+        return device
+    import onnxruntime as ort
+
+    return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+
+
+def resolve_artifact_root(settings: Settings, components: Components) -> Path:
+    if components.artifacts_root is not None:
+        return components.artifacts_root
+    base = settings.artifacts_dir
+    if settings.artifact_version:
+        root = base / settings.artifact_version
+        if not (root / "manifest.json").is_file():
+            raise ConfigurationError(
+                f"artifact set {settings.artifact_version!r} not found under {base} "
+                "(unset RECSVC_ARTIFACT_VERSION to serve the latest, or run `make demo-build`)"
+            )
+        return root
+    try:
+        return latest_version(base)
+    except (ManifestError, OSError) as exc:
+        raise ConfigurationError(
+            f"no artifact set to serve under {base.resolve()}: run `make demo-build` (demo data) or "
+            "`recsvc-train build --data DIR` first, or point RECSVC_ARTIFACTS_DIR at a built set"
+        ) from exc
+
+
+async def _maybe_await(value: Any) -> None:
+    if inspect.isawaitable(value):
+        await value
+
+
+async def build_state(
+    settings: Settings, components: Components | None = None, metrics: Metrics | None = None
+) -> AppState:
+    """Load, verify and connect everything; clean up whatever was opened if a step fails."""
+    components = components or Components()
+    stack = contextlib.AsyncExitStack()
+    try:
+        return await _build(settings, components, stack, metrics or Metrics())
+    except BaseException:
+        await stack.aclose()
+        raise
+
+
+async def _build(
+    settings: Settings, components: Components, stack: contextlib.AsyncExitStack, metrics: Metrics
+) -> AppState:
+    root = resolve_artifact_root(settings, components)
+    try:
+        manifest = Manifest.read(root)
+    except ManifestError as exc:
+        raise ConfigurationError(f"artifact set {root}: {exc} (rebuild it with `make demo-build`)") from exc
+    device = resolve_device(settings.device)
+    logger.info("serving artifact set %s from %s on %s", manifest.version, root, device)
+
+    # ---- models
+    encoder = components.encoder
+    if encoder is None:
+        from service.encoding.onnx_encoder import OnnxEncoder
+
+        try:
+            encoder = await asyncio.to_thread(
+                OnnxEncoder.from_manifest,
+                root,
+                manifest.encoder,
+                settings.encoder_variant,
+                device,
+                settings.onnx_threads,
+            )
+        except Exception as exc:
+            raise ConfigurationError(f"cannot load the {settings.encoder_variant} encoder of {root}: {exc}") from exc
+    assert encoder is not None
+    try:
+        artifacts = await asyncio.to_thread(
+            load_artifacts,
+            root,
+            encoder,
+            variant=settings.encoder_variant,
+            device=device,
+            threads=settings.onnx_threads,
+            seqrec=components.seqrec,
+        )
+    except ArtifactError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    batcher = DynamicBatcher(encoder, max_batch=settings.batcher.max_batch, max_wait_ms=settings.batcher.max_wait_ms)
+    await _maybe_await(batcher.start())
+    stack.push_async_callback(lambda: _maybe_await(batcher.close()))
+
+    # ---- redis (cache, lock + jobs, alias messages) or their in-process versions
+    redis_client: aioredis.Redis | None = None
+    cache: ResponseCache
+    jobs: JobStore
+    events: IndexEvents
+    if settings.redis.url:
+        redis_client = aioredis.from_url(settings.redis.url, decode_responses=True)
+        stack.push_async_callback(redis_client.aclose)  # type: ignore[attr-defined]
+        try:
+            await redis_client.ping()
+        except (RedisError, OSError) as exc:
+            raise ConfigurationError(f"cannot reach Redis at {settings.redis.url}: {exc}") from exc
+        prefix = settings.redis.key_prefix
+        cache = RedisCache(redis_client)
+        jobs = RedisJobStore(redis_client, prefix)
+        events = RedisIndexEvents(redis_client, prefix)
+    else:
+        cache = MemoryCache(settings.redis.memory_cache_size)
+        jobs = MemoryJobStore()
+        events = MemoryIndexEvents()
+    stack.push_async_callback(cache.close)
+
+    # ---- qdrant
+    if settings.qdrant.path and not settings.qdrant.url:
+        Path(settings.qdrant.path).mkdir(parents=True, exist_ok=True)
+    try:
+        store = await asyncio.to_thread(QdrantStore, settings.qdrant)
+    except Exception as exc:
+        hint = (
+            " (another process holds the embedded Qdrant folder: stop it, or run a Qdrant server and set "
+            "RECSVC_QDRANT__URL)"
+            if settings.qdrant.url is None
+            else ""
+        )
+        raise ConfigurationError(f"cannot open Qdrant: {exc}{hint}") from exc
+    stack.callback(store.close)
+
+    metrics.track_index_size(lambda: len(store.snapshot) if store.has_snapshot else 0)
+    worker_id = uuid.uuid4().hex[:12]
+
+    async def embed(texts: Sequence[str]) -> np.ndarray:
+        return await batcher.encode(list(texts))
+
+    reindex = ReindexManager(
+        store=store,
+        jobs=jobs,
+        events=events,
+        artifacts=artifacts,
+        embed=embed,
+        encoder_name=encoder.name,
+        default_catalog=settings.catalog_path,
+        encode_chunk=settings.batcher.max_batch,
+        lock_ttl_s=settings.reindex_lock_ttl_s,
+        worker_id=worker_id,
+        on_finished=metrics.on_reindex_finished,
+    )
+    stack.push_async_callback(reindex.close)
+    await reindex.bootstrap(build_if_missing=settings.bootstrap_index)
+    await events.start(reindex.on_index_changed)
+    stack.push_async_callback(events.close)
+
+    recommender = Recommender(
+        store=store,
+        seqrec=artifacts.seqrec,
+        embed=embed,
+        model_version=artifacts.version,
+        cache=cache,
+        cache_prefix=settings.redis.key_prefix,
+        cache_ttl_s=settings.redis.cache_ttl_s,
+        on_cache=metrics.on_cache,
+    )
+    state = AppState(
+        settings=settings,
+        artifacts=artifacts,
+        encoder=encoder,
+        batcher=batcher,
+        seqrec=artifacts.seqrec,
+        store=store,
+        cache=cache,
+        jobs=jobs,
+        events=events,
+        reindex=reindex,
+        recommender=recommender,
+        metrics=metrics,
+        device=device,
+        worker_id=worker_id,
+        redis=redis_client,
+        _stack=stack,
+    )
+    state.ready = True
+    logger.info(
+        "ready: %s, index %s (%d items), %s",
+        state.model_name,
+        store.snapshot.collection,
+        len(store.snapshot),
+        "redis" if redis_client is not None else "in-process cache/lock",
+    )
+    return state

@@ -1,0 +1,101 @@
+"""Response cache for /recommend: Redis when configured, else a bounded in-process LRU with TTL.
+
+Keys are ``{prefix}:rec:{index_version}:{model_version}:{sha256(canonical request JSON)}``:
+an alias swap changes the index version, so every entry of the old index is
+simply never read again (and expires by TTL) — no explicit invalidation.
+A cache that fails (Redis down) degrades to a miss; it never fails a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def cache_key(prefix: str, index_version: str, model_version: str, request: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256(canonical_json(request).encode("utf-8")).hexdigest()
+    return f"{prefix}:rec:{index_version}:{model_version}:{digest}"
+
+
+class ResponseCache(Protocol):
+    async def get(self, key: str) -> dict[str, Any] | None: ...
+
+    async def set(self, key: str, value: Mapping[str, Any], ttl_s: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryCache:
+    """Bounded LRU with per-entry expiry; for one process (no Redis)."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        expires, raw = entry
+        if time.monotonic() >= expires:
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        value: dict[str, Any] = json.loads(raw)
+        return value
+
+    async def set(self, key: str, value: Mapping[str, Any], ttl_s: int) -> None:
+        if ttl_s <= 0 or self.max_entries <= 0:
+            return
+        # Stored as JSON so a hit can never alias a mutable object handed out before.
+        self._data[key] = (time.monotonic() + ttl_s, canonical_json(value))
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+class RedisCache:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            raw = await self.client.get(key)
+        except RedisError as exc:
+            logger.warning("cache get failed (treated as a miss): %s", exc)
+            return None
+        if raw is None:
+            return None
+        value: dict[str, Any] = json.loads(raw)
+        return value
+
+    async def set(self, key: str, value: Mapping[str, Any], ttl_s: int) -> None:
+        if ttl_s <= 0:
+            return
+        try:
+            await self.client.set(key, canonical_json(value), ex=ttl_s)
+        except RedisError as exc:
+            logger.warning("cache set failed (ignored): %s", exc)
+
+    async def close(self) -> None:
+        """The Redis client is shared; its owner closes it."""

@@ -1,0 +1,117 @@
+""" "The alias moved" messages between workers.
+
+With Redis every worker subscribes to ``{prefix}:index`` and reloads its served
+catalog when another worker swapped the alias; without Redis there is one
+process and the message goes straight to the in-process subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexChanged:
+    collection: str
+    previous: str | None
+    model_version: str
+    job_id: str | None = None
+    origin: str = ""  # id of the worker that swapped the alias
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> IndexChanged:
+        d = json.loads(raw)
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+Handler = Callable[[IndexChanged], Awaitable[None]]
+
+
+class IndexEvents(Protocol):
+    async def publish(self, event: IndexChanged) -> None: ...
+
+    async def start(self, handler: Handler) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryIndexEvents:
+    def __init__(self) -> None:
+        self._handler: Handler | None = None
+
+    async def publish(self, event: IndexChanged) -> None:
+        if self._handler is not None:
+            await self._handler(event)
+
+    async def start(self, handler: Handler) -> None:
+        self._handler = handler
+
+    async def close(self) -> None:
+        self._handler = None
+
+
+class RedisIndexEvents:
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.channel = f"{prefix}:index"
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def publish(self, event: IndexChanged) -> None:
+        await self.client.publish(self.channel, event.to_json())
+
+    async def start(self, handler: Handler) -> None:
+        self._task = asyncio.create_task(self._listen(handler), name="recsvc-index-events")
+        # Subscribed before start() returns, so no swap published after it can be missed.
+        await asyncio.wait_for(self._subscribed.wait(), timeout=10)
+
+    async def _listen(self, handler: Handler) -> None:
+        backoff = 0.5
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._subscribed.set()
+                backoff = 0.5
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        event = IndexChanged.from_json(message["data"])
+                    except (ValueError, TypeError) as exc:
+                        logger.warning("ignoring malformed index message: %s", exc)
+                        continue
+                    try:
+                        await handler(event)
+                    except Exception:
+                        logger.exception("index message handler failed for %s", event)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                logger.warning("index subscription lost (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None

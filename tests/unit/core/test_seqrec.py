@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from service.core.seqrec import fuse_item_vectors, load_text_projection
+from training.models.seqrec import SeqRec
+
+N, T, D = 30, 24, 8
+
+
+def _model(use_id: bool = True, use_text: bool = True) -> tuple[SeqRec, np.ndarray]:
+    torch.manual_seed(0)
+    text = np.random.default_rng(0).normal(size=(N, T)).astype(np.float32)
+    known = np.ones(N, dtype=np.float32)
+    known[[2, 11]] = 0  # never trained: text part only
+    model = SeqRec(
+        N,
+        hidden=D,
+        n_layers=1,
+        n_heads=2,
+        max_len=5,
+        dropout=0.1,
+        text_vectors=text if use_text else None,
+        use_id=use_id,
+        use_text=use_text,
+        known=known,
+        id_dropout=0.3,
+    )
+    with torch.no_grad():  # move away from the init so bias and all weights matter
+        for p in model.items.parameters():
+            p.add_(torch.randn_like(p))
+    return model, text
+
+
+def _exported(model: SeqRec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What train_seqrec writes: id rows (known-masked), W [T, D], b [D]."""
+    ids = model.items.id_table().detach().numpy() if model.items.use_id else np.zeros((N, D), np.float32)
+    if model.items.proj is not None:
+        w = model.items.proj.weight.detach().numpy().T
+        b = model.items.proj.bias.detach().numpy()
+    else:
+        w, b = np.zeros((T, D), np.float32), np.zeros(D, np.float32)
+    return ids, w, b
+
+
+@pytest.mark.parametrize(("use_id", "use_text"), [(True, True), (True, False), (False, True)])
+def test_fusion_equals_the_torch_item_table(use_id: bool, use_text: bool) -> None:
+    model, text = _model(use_id, use_text)
+    model.train()  # all_item_reps never applies ID dropout
+    ref = model.all_item_reps().detach().numpy()
+    ids, w, b = _exported(model)
+    got = fuse_item_vectors(text, ids, w, b)
+    assert got.dtype == np.float32 and got.shape == (N, D)
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+
+
+def test_fusion_parts_alone() -> None:
+    model, text = _model()
+    ids, w, b = _exported(model)
+    text_part = model.items.text_table().detach().numpy()
+    np.testing.assert_allclose(fuse_item_vectors(text, None, w, b), text_part, atol=1e-5)
+    np.testing.assert_array_equal(fuse_item_vectors(None, ids, w, b), ids)
+    with pytest.raises(ValueError):
+        fuse_item_vectors(None, None, w, b)
+    with pytest.raises(ValueError):
+        fuse_item_vectors(text[:, :5], ids, w, b)  # wrong text dim
+    with pytest.raises(ValueError):
+        fuse_item_vectors(text[:10], ids, w, b)  # row counts differ
+
+
+def test_text_projection_round_trip(tmp_path: Path) -> None:
+    w = np.arange(12, dtype=np.float64).reshape(4, 3)
+    b = np.ones(3)
+    np.savez(tmp_path / "p.npz", W=w, b=b)
+    w2, b2 = load_text_projection(tmp_path / "p.npz")
+    assert w2.dtype == np.float32 and b2.dtype == np.float32
+    np.testing.assert_array_equal(w2, w)
+    np.savez(tmp_path / "bad.npz", W=w, b=np.ones(4))
+    with pytest.raises(ValueError):
+        load_text_projection(tmp_path / "bad.npz")
+    np.savez(tmp_path / "missing.npz", W=w)
+    with pytest.raises(ValueError):
+        load_text_projection(tmp_path / "missing.npz")

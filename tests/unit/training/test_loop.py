@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from training.checkpoint import BEST_NAME, LAST_NAME
+from training.loop import LoopConfig, SequenceBatches, fit, history_tensors, left_pad, training_examples
+
+# ---------------------------------------------------------------- batching
+
+
+def test_training_examples_shift_by_one_and_keep_the_last_max_len() -> None:
+    ex = training_examples([[1, 2, 3, 4, 5, 6], [7], [8, 9]], max_len=3)
+    assert len(ex) == 2  # a 1-item sequence has no next item
+    assert ex[0][0].tolist() == [3, 4, 5] and ex[0][1].tolist() == [4, 5, 6]
+    assert ex[1][0].tolist() == [8] and ex[1][1].tolist() == [9]
+
+
+def test_left_pad() -> None:
+    ids, mask = left_pad([np.array([1, 2]), np.array([3, 4, 5, 6])])
+    assert ids.tolist() == [[0, 0, 1, 2], [3, 4, 5, 6]]
+    assert mask.tolist() == [[False, False, True, True], [True, True, True, True]]
+    ids, mask = left_pad([np.array([1, 2, 3])], length=2)  # keeps the newest
+    assert ids.tolist() == [[2, 3]]
+
+
+def test_history_tensors_truncate_to_newest_and_reject_empty() -> None:
+    ids, mask = history_tensors([(1, 2, 3, 4, 5), (9,)], max_len=3)
+    assert ids.tolist() == [[3, 4, 5], [0, 0, 9]]
+    assert mask.sum().item() == 4
+    with pytest.raises(ValueError, match="empty"):
+        history_tensors([(1,), ()], max_len=3)
+
+
+def test_sequence_batches_cover_every_example_once_per_epoch() -> None:
+    rng = np.random.default_rng(0)
+    train = [list(rng.integers(1, 100, size=int(rng.integers(2, 30)))) for _ in range(203)]
+    sb = SequenceBatches(train, max_len=20, batch_size=16, seed=3, bucket=4)
+    assert len(sb) == 13
+    seen: list[tuple[int, ...]] = []
+    for batch in sb.epoch(1):
+        assert batch.items.shape == batch.mask.shape == batch.targets.shape
+        assert batch.items.shape[1] <= 20
+        for row in range(batch.items.shape[0]):
+            m = batch.mask[row]
+            inp, tgt = batch.items[row][m].tolist(), batch.targets[row][m].tolist()
+            assert inp[1:] == tgt[:-1]  # targets are the inputs shifted by one
+            assert not m[: int((~m).sum())].any()  # padding on the left only
+            seen.append(tuple(inp + tgt[-1:]))
+    expected = [tuple(s[-21:]) for s in train]
+    assert sorted(seen) == sorted(expected)
+    first = [b.items.tolist() for b in sb.epoch(1)]
+    assert first == [b.items.tolist() for b in sb.epoch(1)]  # deterministic per epoch (resume)
+    assert first != [b.items.tolist() for b in sb.epoch(2)]
+
+
+# ---------------------------------------------------------------- fit
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 1)
+        self.drop = nn.Dropout(0.3)  # makes resume depend on the restored RNG
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lin(self.drop(x))
+
+
+def _data() -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=g)
+    return x, x @ torch.tensor([[1.0], [-2.0], [0.5], [0.0]])
+
+
+def _batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+    x, y = _data()
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(epoch))
+    for i in range(0, 64, 16):
+        idx = perm[i : i + 16]
+        yield x[idx], y[idx]
+
+
+def _loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+    x, y = batch
+    return ((model(x) - y) ** 2).mean()
+
+
+def _neg_mse(model: nn.Module) -> dict[str, float]:
+    x, y = _data()
+    with torch.no_grad():
+        return {"ndcg@10": -float(((model(x) - y) ** 2).mean())}
+
+
+def test_fit_early_stops_and_restores_the_best_weights() -> None:
+    scores = iter([0.1, 0.5, 0.3, 0.2, 0.4, 0.9])
+    snapshots: list[Tensor] = []
+
+    def validate(model: nn.Module) -> dict[str, float]:
+        assert isinstance(model, Tiny)
+        snapshots.append(model.lin.weight.detach().clone())
+        return {"ndcg@10": next(scores)}
+
+    model = Tiny()
+    res = fit(model, _batches, 4, _loss, validate, LoopConfig(lr=0.05, epochs=10, patience=3, progress=False))
+    assert res.stop_reason == "early_stop"
+    assert res.epochs == 5 and res.best_epoch == 2 and res.best_metric == 0.5
+    torch.testing.assert_close(model.lin.weight, snapshots[1])
+    assert not model.training
+
+
+def test_fit_stops_on_the_wall_clock_budget() -> None:
+    res = fit(Tiny(), _batches, 4, _loss, _neg_mse, LoopConfig(epochs=100, max_minutes=1e-9, progress=False))
+    assert res.stop_reason == "budget"
+    assert res.epochs == 1 and res.history[0]["steps"] == 1  # cut after its first step, still validated
+    assert res.history[0]["val"] is not None
+
+
+def test_fit_resumes_from_a_checkpoint_exactly(tmp_path: Path) -> None:
+    cfg = LoopConfig(lr=0.05, epochs=4, patience=10, progress=False)
+    torch.manual_seed(0)
+    straight = Tiny()
+    fit(straight, _batches, 4, _loss, _neg_mse, cfg)
+
+    torch.manual_seed(0)
+    resumed = Tiny()  # same start as `straight`
+    first = fit(resumed, _batches, 4, _loss, _neg_mse, LoopConfig(**{**cfg.__dict__, "epochs": 2}), tmp_path)
+    assert first.stop_reason == "max_epochs" and (tmp_path / LAST_NAME).is_file() and (tmp_path / BEST_NAME).is_file()
+    fresh = Tiny()  # a new process would build the model from scratch
+    second = fit(fresh, _batches, 4, _loss, _neg_mse, cfg, tmp_path)
+    assert second.resumed_from == 2 and second.epochs == 4
+    assert [h["epoch"] for h in second.history] == [1, 2, 3, 4]
+    torch.testing.assert_close(fresh.lin.weight, straight.lin.weight)
+
+    # A checkpoint of another config/dataset is not resumed.
+    other = fit(Tiny(), _batches, 4, _loss, _neg_mse, cfg, tmp_path, fingerprint="different")
+    assert other.resumed_from == 0
+
+
+def test_fit_refuses_a_non_finite_loss() -> None:
+    def bad(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+        return _loss(model, batch) * float("nan")
+
+    with pytest.raises(FloatingPointError):
+        fit(Tiny(), _batches, 4, bad, _neg_mse, LoopConfig(progress=False))
