@@ -180,7 +180,13 @@ class Manifest:
                 raise ManifestError(f"manifest references {rel} but does not list it in files")
 
     def referenced_paths(self) -> list[str]:
-        paths = [self.encoder.onnx_fp32, self.encoder.onnx_int8, self.items.ids, self.items.text_vectors, self.items.catalog]
+        paths = [
+            self.encoder.onnx_fp32,
+            self.encoder.onnx_int8,
+            self.items.ids,
+            self.items.text_vectors,
+            self.items.catalog,
+        ]
         if self.seqrec is not None:
             paths += [self.seqrec.user_tower, self.seqrec.id_embeddings, self.seqrec.text_projection]
         return paths

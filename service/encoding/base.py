@@ -1,4 +1,8 @@
-"""The encoder protocol every part of the service codes against."""
+"""The encoder protocol the service codes against, and its one error type.
+
+Implementations: :class:`service.encoding.onnx_encoder.OnnxEncoder` (production,
+onnxruntime) and :class:`service.encoding.fake.FakeEncoder` (deterministic test double).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,24 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-import numpy.typing as npt
 
 
 class EncoderError(RuntimeError):
-    """The encoder could not be loaded, or disagrees with its golden vectors."""
+    """The encoder cannot be built, or it cannot (or no longer does) give the vectors it should."""
 
 
 @runtime_checkable
 class Encoder(Protocol):
+    """Texts -> unit vectors.
+
+    ``dim``: vector size; ``name``: model/variant identifier shown in /embed responses;
+    ``max_length``: tokens per text after truncation.
+    """
+
     dim: int
     name: str
     max_length: int
 
-    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """[N] texts -> [N, dim] float32 rows of unit length."""
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """[N] texts -> [N, dim] float32, every row of unit length, in input order."""
         ...

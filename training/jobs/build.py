@@ -146,7 +146,9 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
         with stages.run("push to Qdrant"):
             collection = push(final, manifest, cfg)
     total = time.perf_counter() - t_start
-    logger.info("build %s finished in %.1fs (%s)", version, total, ", ".join(f"{k}: {v}s" for k, v in stages.seconds.items()))
+    logger.info(
+        "build %s finished in %.1fs (%s)", version, total, ", ".join(f"{k}: {v}s" for k, v in stages.seconds.items())
+    )
     return BuildResult(root=final, manifest=manifest, stage_seconds=dict(stages.seconds), collection=collection)
 
 
@@ -162,7 +164,13 @@ def push(root: Path, manifest: Manifest, cfg: BuildConfig) -> str:
     client = open_client(cfg.qdrant_url, cfg.qdrant_path)
     try:
         index = CatalogIndex(client, alias=cfg.collection_alias)
-        new = index.build(dataset.items, text_vectors, seqrec_vectors, progress=True)
+        new = index.build(
+            dataset.items,
+            text_vectors,
+            seqrec_vectors,
+            progress=True,
+            metadata={"artifact_version": manifest.version},
+        )
         old = index.swap_alias(new)
         if old is not None and old != new:
             index.drop(old)

@@ -1,0 +1,172 @@
+"""DynamicBatcher on a real (fake-hashing) encoder that records the batches it was given."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from service.encoding.base import EncoderError
+from service.encoding.batcher import DynamicBatcher
+from service.encoding.fake import FakeEncoder
+
+DIM = 16
+
+
+class CountingEncoder(FakeEncoder):
+    """FakeEncoder that records every batch it encodes (and the thread it ran on)."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__(dim=DIM)
+        self.calls: list[list[str]] = []
+        self.threads: set[str] = set()
+        self.delay_s = delay_s
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        self.threads.add(threading.current_thread().name)
+        if self.delay_s:
+            threading.Event().wait(self.delay_s)
+        return super().encode(texts)
+
+
+class FailingEncoder(CountingEncoder):
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if any("boom" in t for t in texts):
+            self.calls.append(list(texts))
+            raise ValueError("encoder exploded")
+        return super().encode(texts)
+
+
+REQUESTS = [["red shoes", "blue shoes"], ["yoga mat"], ["chef knife", "cutting board", "apron"], ["tent"]]
+
+
+def test_concurrent_requests_are_merged_and_each_gets_its_rows() -> None:
+    enc = CountingEncoder()
+
+    async def go() -> list[np.ndarray]:
+        async with DynamicBatcher(enc, max_batch=64, max_wait_ms=200) as batcher:
+            return await asyncio.gather(*(batcher.encode(r) for r in REQUESTS))
+
+    results = asyncio.run(go())
+    assert len(enc.calls) == 1 and sorted(enc.calls[0]) == sorted(t for r in REQUESTS for t in r)
+    assert all(name.startswith("encoder") for name in enc.threads)  # ran in the worker thread
+    reference = FakeEncoder(dim=DIM)
+    for req, got in zip(REQUESTS, results, strict=True):
+        np.testing.assert_allclose(got, reference.encode(req), rtol=1e-6)
+
+
+def test_max_batch_splits_between_requests_never_inside_one() -> None:
+    enc = CountingEncoder()
+
+    async def go() -> tuple[list[np.ndarray], DynamicBatcher]:
+        batcher = DynamicBatcher(enc, max_batch=3, max_wait_ms=100)
+        await batcher.start()
+        try:
+            big = [f"t{i}" for i in range(7)]
+            out = await asyncio.gather(*(batcher.encode(r) for r in [*REQUESTS, big]))
+            return out, batcher
+        finally:
+            await batcher.close()
+
+    results, batcher = asyncio.run(go())
+    sizes = [len(c) for c in enc.calls]
+    assert 7 in sizes and all(s <= 3 for s in sizes if s != 7)  # the 7-text request runs alone, whole
+    assert sum(sizes) == sum(len(r) for r in REQUESTS) + 7
+    assert [r.shape[0] for r in results] == [2, 1, 3, 1, 7]
+    assert batcher.stats.batches == len(enc.calls) and batcher.stats.requests == 5
+    assert batcher.stats.largest_batch == 7
+
+
+def test_requests_arriving_while_a_batch_runs_form_the_next_batch() -> None:
+    enc = CountingEncoder(delay_s=0.2)
+
+    async def go() -> None:
+        async with DynamicBatcher(enc, max_batch=64, max_wait_ms=0) as batcher:
+            first = asyncio.create_task(batcher.encode(["first"]))
+            await asyncio.sleep(0.05)  # "first" is running in the worker thread now
+            rest = await asyncio.gather(*(batcher.encode([f"later {i}"]) for i in range(5)))
+            await first
+            assert all(r.shape == (1, DIM) for r in rest)
+
+    asyncio.run(go())
+    assert [len(c) for c in enc.calls] == [1, 5]
+
+
+def test_errors_reach_every_caller_of_the_batch_and_the_batcher_survives() -> None:
+    enc = FailingEncoder()
+
+    async def go() -> None:
+        async with DynamicBatcher(enc, max_batch=64, max_wait_ms=100) as batcher:
+            results = await asyncio.gather(batcher.encode(["fine"]), batcher.encode(["boom"]), return_exceptions=True)
+            assert all(isinstance(r, ValueError) for r in results)
+            ok = await batcher.encode(["fine again"])
+            assert ok.shape == (1, DIM)
+            assert batcher.stats.errors == 1
+
+    asyncio.run(go())
+
+
+def test_lifecycle_errors_and_empty_request() -> None:
+    enc = CountingEncoder()
+
+    async def go() -> None:
+        batcher = DynamicBatcher(enc, max_batch=8, max_wait_ms=1)
+        with pytest.raises(EncoderError, match="start"):
+            await batcher.encode(["x"])
+        await batcher.start()
+        await batcher.start()  # idempotent
+        assert (batcher.dim, batcher.name) == (DIM, enc.name)
+        assert (await batcher.encode([])).shape == (0, DIM)
+        await batcher.close()
+        await batcher.close()  # idempotent
+        with pytest.raises(EncoderError):
+            await batcher.encode(["x"])
+        with pytest.raises(EncoderError):
+            await batcher.start()
+
+    asyncio.run(go())
+    assert enc.calls == []
+
+
+def test_close_fails_waiting_callers() -> None:
+    enc = CountingEncoder(delay_s=0.3)
+
+    async def go() -> None:
+        batcher = DynamicBatcher(enc, max_batch=1, max_wait_ms=0)
+        await batcher.start()
+        running = asyncio.create_task(batcher.encode(["a"]))
+        queued = asyncio.create_task(batcher.encode(["b"]))
+        await asyncio.sleep(0.05)
+        await batcher.close()
+        for task in (running, queued):
+            with pytest.raises(EncoderError, match="closed"):
+                await task
+
+    asyncio.run(go())
+
+
+def test_cancelled_caller_does_not_disturb_others() -> None:
+    enc = CountingEncoder()
+
+    async def go() -> None:
+        async with DynamicBatcher(enc, max_batch=64, max_wait_ms=100) as batcher:
+            doomed = asyncio.create_task(batcher.encode(["doomed"]))
+            kept = asyncio.create_task(batcher.encode(["kept"]))
+            await asyncio.sleep(0)
+            doomed.cancel()
+            out = await kept
+            np.testing.assert_allclose(out, FakeEncoder(dim=DIM).encode(["kept"]), rtol=1e-6)
+
+    asyncio.run(go())
+    assert all("doomed" not in c for c in enc.calls)
+
+
+def test_invalid_settings() -> None:
+    with pytest.raises(ValueError):
+        DynamicBatcher(FakeEncoder(), max_batch=0)
+    with pytest.raises(ValueError):
+        DynamicBatcher(FakeEncoder(), max_wait_ms=-1)
