@@ -111,9 +111,8 @@ def item_from_dict(row: Mapping[str, Any], *, allow_empty_title: bool = False) -
             raise ValueError(f"item {raw_id!s}: 'price' must be a number")
         price = float(price)
     year = row.get("year")
-    if year is not None:
-        if isinstance(year, bool) or not isinstance(year, int):
-            raise ValueError(f"item {raw_id!s}: 'year' must be an integer")
+    if year is not None and (isinstance(year, bool) or not isinstance(year, int)):
+        raise ValueError(f"item {raw_id!s}: 'year' must be an integer")
     attributes_raw = row.get("attributes") or {}
     if not isinstance(attributes_raw, Mapping):
         raise ValueError(f"item {raw_id!s}: 'attributes' must be an object")

@@ -49,7 +49,7 @@ def test_dockerfile_multistage_nonroot_healthcheck_pinned_torch() -> None:
     assert re.search(r"^USER\s+(?!root)\w+", runtime, flags=re.M)
     assert "HEALTHCHECK" in runtime and "/healthz" in runtime
     assert re.search(r"torch==\$\{TORCH_VERSION\}", text)
-    assert 'ARG TORCH_VERSION=2.13.0' in text
+    assert "ARG TORCH_VERSION=2.13.0" in text
     assert "HF_HUB_OFFLINE=1" in text
 
 
