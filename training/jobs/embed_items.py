@@ -1,4 +1,8 @@
-"""Catalog text vectors with the torch reference encoder (the vectors the models train on)."""
+"""Catalog text vectors with the torch reference encoder (the vectors stored in the artifact set).
+
+The service re-embeds new items online with the ONNX encoder; the export's parity gate
+(``training/jobs/export_encoder.py``) is what makes those vectors comparable with these.
+"""
 
 from __future__ import annotations
 
@@ -18,14 +22,28 @@ logger = logging.getLogger(__name__)
 
 
 def embed_items(items: Sequence[Item], cfg: EmbedItemsConfig, model_dir: Path | None = None) -> np.ndarray:
-    """[N] items -> [N, H] float32 unit vectors of ``item_text(item)``."""
+    """Unit text vectors of ``items`` in order (``item_text`` of each). -> [N, H] float32 (H = 384 for MiniLM)"""
+    previous_threads = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    model = TextEncoder.from_pretrained(model_dir)
-    tokenizer = load_tokenizer(model_dir)
-    texts = [item_text(it) for it in items]
-    t0 = time.perf_counter()
-    vectors = encode_texts(model, tokenizer, texts, batch_size=cfg.batch_size, max_length=cfg.max_length, progress=True)
-    dt = time.perf_counter() - t0
-    logger.info("embedded %d item texts in %.1fs (%.0f texts/s)", len(texts), dt, len(texts) / max(dt, 1e-9))
+    try:
+        model = TextEncoder.from_pretrained(model_dir)
+        tokenizer = load_tokenizer(model_dir)
+        texts = [item_text(it) for it in items]
+        t0 = time.perf_counter()
+        vectors = encode_texts(
+            model, tokenizer, texts, batch_size=cfg.batch_size, max_length=cfg.max_length, progress=True
+        )  # [N, H]
+        dt = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(previous_threads)
+    logger.info(
+        "embedded %d items in %.1fs (%.1f texts/s, batch %d, max_length %d, %d threads)",
+        len(texts),
+        dt,
+        len(texts) / dt if dt > 0 else float("inf"),
+        cfg.batch_size,
+        cfg.max_length,
+        cfg.threads or previous_threads,
+    )
     return vectors

@@ -179,6 +179,8 @@ def train_seqrec(
         raise ValueError("cfg.use_text is set but no text vectors were given")
     if text_vectors is not None and cfg.use_text and text_vectors.shape[0] != split.n_items:
         raise ValueError(f"text_vectors has {text_vectors.shape[0]} rows for {split.n_items} items")
+    if not split.val or not split.test:
+        raise ValueError("the split has no validation/test cases (every user has fewer than 3 interactions)")
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)

@@ -77,8 +77,8 @@ class TextEncoder(nn.Module):
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
-        config: Any = getattr(backbone, "config", None)
-        self.dim: int = int(config.hidden_size) if config is not None else 0
+        self.config: Any = getattr(backbone, "config", None)
+        self.dim: int = int(self.config.hidden_size) if self.config is not None else 0
 
     @classmethod
     def from_pretrained(cls, model_dir: Path | str | None = None) -> TextEncoder:

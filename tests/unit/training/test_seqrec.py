@@ -241,7 +241,7 @@ def test_fused_model_learns_demo_data_far_beyond_popularity(tmp_path: Path) -> N
     dataset = load_dataset(data)
     split = leave_one_out(dataset)
     text = _demo_text_vectors(dataset)
-    cfg = SeqRecConfig(epochs=8, max_minutes=0.75, patience=2)
+    cfg = SeqRecConfig(epochs=6, max_minutes=2.0, patience=2)
     res = train_seqrec(split, text, cfg, tmp_path / "seqrec", progress=False)
     pop = evaluate(PopularityModel(train_item_counts(split)), split.val)
     assert pop == pytest.approx(res.metrics["popularity_val"])
