@@ -133,10 +133,9 @@ class TinyArtifacts:
 @pytest.fixture(scope="session")
 def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> TinyArtifacts:
     """A complete artifact set (manifest with sha256s, golden vectors, seqrec trained one epoch)."""
-    from service.encoding.fake import FakeEncoder
-
     from service.core.items import item_from_dict, item_text
     from service.core.manifest import EncoderSpec, GoldenVector, ItemsSpec, Manifest
+    from service.encoding.fake import FakeEncoder
     from training.config import SeqRecConfig
     from training.data.loader import load_dataset
     from training.data.split import leave_one_out
@@ -243,8 +242,8 @@ def make_settings(tmp_path: Path, tiny_artifacts: TinyArtifacts) -> Callable[...
 def make_client(make_settings: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
     """``make_client(**settings_overrides)`` -> a started TestClient (closed at teardown)."""
     from fastapi.testclient import TestClient
-    from service.encoding.fake import FakeEncoder
 
+    from service.encoding.fake import FakeEncoder
     from service.main import create_app
     from service.state import Components
 

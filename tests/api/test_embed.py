@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
-from service.encoding.fake import FakeEncoder
 
 from service.core.items import Item, item_text
+from service.encoding.fake import FakeEncoder
 from tests.conftest import TEXT_DIM
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from service.encoding.fake import FakeEncoder
 
+from service.encoding.fake import FakeEncoder
 from service.errors import ConfigurationError
 from service.main import create_app
 from service.state import Components

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from service.encoding.fake import FakeEncoder
 
 from service.core.items import Item, item_text
 from service.core.manifest import Manifest
+from service.encoding.fake import FakeEncoder
 from service.recommender.dense import SeqRecRuntime
 from tests.api.test_embed import assert_error
 from tests.conftest import TEXT_DIM, TinyArtifacts

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from service.encoding.fake import FakeEncoder
 
 from service.core.items import item_from_dict, item_text
+from service.encoding.fake import FakeEncoder
 from service.stores.events import IndexChanged
 from tests.api.test_admin import wait_job
 from tests.api.test_embed import assert_error

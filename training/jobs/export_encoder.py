@@ -17,45 +17,49 @@ itself runs in a child process (``python -m training.jobs.export_encoder torch-o
 the TorchScript exporter leaves the Hugging Face model it traced giving wrong
 outputs (cosine .88-.93, see shared NOTES.md), so this process never exports.
 
-int8 (measured on 1,012 texts: 512 generated product texts of all lengths + Beauty /
-Industrial / Scientific catalog texts; AMD EPYC Zen 1, AVX2, onnxruntime 1.32):
+int8: worst and mean cosine against torch on 1,012 texts (512 generated product texts of
+all lengths + seeded Beauty / Industrial / Scientific catalog samples), AMD EPYC Zen 1
+(AVX2), onnxruntime 1.32. Regenerate with
+``python -m benchmarks.embed --int8-study --n 512 --real Beauty Industrial Scientific``:
 
-==============================================================  ========  ========
-variant                                                         min cos   mean cos
-==============================================================  ========  ========
-quantize_dynamic defaults on the plain graph (NOTES.md)          .918      -
-fused graph, MatMul + Attention, per-tensor weights              .901      .953
-plain graph, MatMul only, per-channel (Q/K/V quantized too)      .981      .992
-fused graph, MatMul + Attention (QAttention), per-channel        .981      .992
-fused graph, MatMul only, per-channel (attention stays fp32)     .986      .994
-  + 4 most sensitive MatMuls kept fp32, Q/K/V quantized          .991      .996
-  + 4 most sensitive MatMuls kept fp32, attention fp32           .994      .997
-  + the 6 of DEFAULT_KEEP_FP32 kept fp32, attention fp32          .995      .998   <- default
-==============================================================  ========  ========
+======================================================  ========  ========
+variant                                                 min cos   mean cos
+======================================================  ========  ========
+plain graph, quantize_dynamic defaults                   .890      .953
+fused graph, MatMul + Attention, per-tensor              .895      .953
+plain graph, MatMul only, per-channel                    .985      .992
+fused graph, MatMul + Attention, per-channel             .985      .992
+fused, MatMul + Attention, per-channel, reduce_range     .983      .992
+fused graph, MatMul only, per-channel                    .988      .994
+  + 4 sensitive MatMuls fp32, Q/K/V quantized            .992      .996
+  + 4 sensitive MatMuls fp32, attention fp32             .994      .997
+  + DEFAULT_KEEP_FP32 (6 MatMuls), attention fp32        .995      .998   <- default
+======================================================  ========  ========
 
-``reduce_range`` lowered the worst case (.978) and is off. So the int8 file is made in
+``reduce_range`` lowered the worst case and is off. So the int8 file is made in
 three steps, all measured here at every export:
 
 1. fuse the fp32 graph with ``onnxruntime.transformers.optimizer`` (bert: EmbedLayerNormalization,
    Attention, SkipLayerNormalization, BiasGelu); the fused Attention keeps Q/K/V in fp32;
 2. ``quantize_dynamic`` of MatMul only: per-channel symmetric int8 weights, dynamic uint8 activations;
 3. keep the most sensitive MatMuls in fp32. Sensitivity = worst-cosine drop when that one
-   node alone is quantized, measured on the texts int8 handles worst. For the base model:
-   layer-0 FFN output (.0042) and attention output (.0027), layer-2/-1 FFN output (.0019/.0016)
-   on long texts; layer-4/-3 FFN input (.0050/.0030) on 1-3 token texts; every other node
-   < .0011. :data:`DEFAULT_KEEP_FP32` (6 of 18 MatMuls) is tried first (one quantization, one
-   check). If it misses the threshold plus :data:`INT8_MARGIN` (a fine-tuned encoder may have
-   other outliers), sensitivity is measured for every MatMul of this model and the fewest
-   most-sensitive ones that reach the bar are kept. Export fails when nothing reaches the
+   node alone is quantized, measured on the texts int8 handles worst. For the base model
+   (a development run of that same probe): layer-0 FFN output (.0042) and attention output
+   (.0027), layer-2/-1 FFN output (.0019/.0016) on long texts; layer-4/-3 FFN input
+   (.0050/.0030) on 1-3 token texts; every other node < .0011. :data:`DEFAULT_KEEP_FP32`
+   (6 of 18 MatMuls) is tried first (one quantization, one check). If it misses the
+   threshold plus :data:`INT8_MARGIN` (a fine-tuned encoder may have other outliers),
+   sensitivity is measured for every MatMul of this model and the fewest most-sensitive
+   ones that reach the bar are kept. Export fails when nothing reaches the
    threshold.
 
 Short texts are int8's weak spot (mean of 3-5 token states, with [CLS]/[SEP]
 outliers): the parity set includes them on purpose. Blank text is not included: the
 service rejects it.
 
-Speed: on that AVX2-only Zen 1 CPU int8 GEMM is only ~1.1x fp32 (measured per MatMul:
-36 vs 32 GFLOP/s), so int8 buys little there; CPUs with VNNI/AMX gain more.
-``python -m benchmarks.embed`` measures torch, fp32 and int8 side by side.
+Speed: on that AVX2-only Zen 1 CPU int8 GEMM is barely faster than fp32, so the int8
+file is no faster than fp32 there (``python -m benchmarks.embed --json``: both 1.28x torch
+eager); CPUs with VNNI/AMX gain more. Serve fp32 on CUDA: dynamic int8 is a CPU variant.
 """
 
 from __future__ import annotations
@@ -174,9 +178,9 @@ PARITY_TEXTS: tuple[str, ...] = (
     "ASTM D6400 compostable bags 13 gal 50ct",
     "x",
 )
-# Not here: "" (the service rejects blank text; [CLS][SEP] alone is int8's worst case, .981) and
-# punctuation-only text ("." or "!!!": .986 with the base model's 4 most sensitive MatMuls kept
-# fp32, .993 with 6); they are not product text, and keeping them would cost int8 speed on every text.
+# Not here: "" (the service rejects blank text) and punctuation-only text ("." or "!!!"). With
+# [CLS]/[SEP] alone, or nearly, they are int8's worst cases by far; they are not product text, and
+# holding int8 to them would keep more MatMuls in fp32 for every text.
 
 
 @dataclass

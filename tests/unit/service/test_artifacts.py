@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from service.encoding.fake import FakeEncoder
 
 from service.artifacts import ArtifactError, CatalogError, aligned_seqrec_vectors, load_artifacts, read_catalog
 from service.core.items import Item
 from service.core.manifest import Manifest
+from service.encoding.fake import FakeEncoder
 from tests.conftest import TEXT_DIM, TinyArtifacts
 
 

@@ -194,6 +194,7 @@ def _chain_split(n_items: int, n_users: int, seed: int = 0) -> Split:
     )
 
 
+@pytest.mark.slow  # trains and exports a real (tiny) model
 def test_train_seqrec_writes_the_serving_files_and_metrics(tmp_path: Path) -> None:
     split = _chain_split(60, 200)
     cfg = SeqRecConfig(hidden=16, max_len=10, epochs=3, batch_size=64, max_minutes=1.0)
@@ -220,6 +221,7 @@ def test_train_seqrec_writes_the_serving_files_and_metrics(tmp_path: Path) -> No
     assert m["val"]["recall@10"] > 2 * m["popularity_val"]["recall@10"]
 
 
+@pytest.mark.slow  # trains and exports a real (tiny) model
 def test_train_seqrec_id_only_writes_zero_projection(tmp_path: Path) -> None:
     split = _chain_split(30, 60)
     cfg = SeqRecConfig(hidden=8, max_len=6, epochs=1, batch_size=32, use_text=False)
