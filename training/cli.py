@@ -64,7 +64,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     cfg = load_config(BuildConfig, Path(args.config) if args.config else None, _build_overrides(args))
     try:
         result = build(cfg, name=args.name)
-    except (DatasetError, FileExistsError) as exc:
+    except (DatasetError, FileExistsError, ValueError) as exc:
         logging.getLogger("recsvc-train").error("%s", exc)
         return 2
     summary = {

@@ -73,6 +73,11 @@ class _Stages:
 
 def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
     data_dir = Path(cfg.data)
+    if cfg.embed.max_length != cfg.export.max_length:
+        # Stored vectors must be what the served encoder computes for the same text.
+        raise ValueError(
+            f"embed.max_length ({cfg.embed.max_length}) must equal export.max_length ({cfg.export.max_length})"
+        )
     stages = _Stages()
     t_start = time.perf_counter()
 

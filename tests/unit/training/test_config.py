@@ -21,3 +21,13 @@ def test_unknown_key_is_a_clear_error(tmp_path: Path) -> None:
     f.write_text("seqrec:\n  hiden: 32\n")
     with pytest.raises(ValueError, match="unknown key 'hiden'"):
         load_config(BuildConfig, f)
+
+
+def test_build_refuses_mismatched_encoder_lengths(tmp_path: Path) -> None:
+    from training.config import EmbedItemsConfig
+    from training.jobs.build import build
+
+    cfg = BuildConfig(data=str(tmp_path), out=str(tmp_path / "out"), embed=EmbedItemsConfig(max_length=64))
+    with pytest.raises(ValueError, match="max_length"):
+        build(cfg)
+    assert not (tmp_path / "out").exists()
