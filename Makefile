@@ -33,7 +33,7 @@ $(DEMO_DATA)/items.jsonl: | $(VENV)/.installed
 
 # The stamp makes a second `make demo` reuse the artifacts it built before.
 var/.demo-built: $(DEMO_DATA)/items.jsonl
-	$(BIN)/recsvc-train build --data $(DEMO_DATA) --out $(ARTIFACTS) --name demo
+	$(BIN)/recsvc-train build --data $(DEMO_DATA) --out $(ARTIFACTS) --name demo --config training/configs/demo.yaml
 	touch $@
 
 demo-data: setup $(DEMO_DATA)/items.jsonl  ## generate the seeded synthetic demo dataset
