@@ -73,3 +73,19 @@ bench: setup  ## print the embed benchmark (torch vs ONNX fp32 vs int8)
 
 clean:
 	rm -rf var $(ARTIFACTS) .pytest_cache .mypy_cache .ruff_cache
+
+SEQREC_DATA ?= ../shared/data/Beauty
+SEQREC_CONFIG ?= training/configs/seqrec/beauty.yaml
+results-seqrec: setup  ## sequential models on SEQREC_DATA -> docs/results/seqrec.{json,png} + docs/RESULTS.md
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/recsvc-train bench-seqrec --data $(SEQREC_DATA) --config $(SEQREC_CONFIG) --threads 1
+
+results-seqrec-render: setup  ## rebuild the seqrec section of docs/RESULTS.md and its plot from docs/results/seqrec.json
+	$(BIN)/recsvc-train bench-seqrec --render-only
+
+bench-beam:  ## batched constrained beam search vs HF generate + prefix_allowed_tokens_fn -> docs/results/generative_beam.json
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m benchmarks.beam --json --threads 1 --out docs/results/generative_beam.json --results-md docs/RESULTS.md
+
+GENREC_DATA ?= ../shared/data/Beauty
+GENREC_CONFIG ?= training/configs/genrec_beauty.yaml
+results-genrec: setup  ## semantic IDs + generative model on GENREC_DATA -> docs/results/generative.json + docs/RESULTS.md
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/recsvc-train bench-genrec --data $(GENREC_DATA) --config $(GENREC_CONFIG) --threads 1

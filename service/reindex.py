@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -78,7 +79,11 @@ class ReindexManager:
         lock_ttl_s: int = 3600,
         worker_id: str | None = None,
         on_finished: Callable[[str], None] | None = None,
+        prepare_snapshot: Callable[[CatalogSnapshot], dict[str, Any]] | None = None,
     ) -> None:
+        # Derives per-snapshot tables (the semantic-ID catalog: new items get sids) before the
+        # swap, so a failure leaves the old collection served and the new sids go live with it.
+        self.prepare_snapshot = prepare_snapshot
         self.store = store
         self.jobs = jobs
         self.events = events
@@ -349,6 +354,15 @@ class ReindexManager:
         snapshot = await asyncio.to_thread(
             CatalogSnapshot.from_arrays, new, encoded.items, encoded.text_vectors, encoded.seqrec_vectors
         )
+
+        if self.prepare_snapshot is not None:
+            await stage("assigning semantic IDs", 0.95)
+            try:
+                job.stats.update(await asyncio.to_thread(self.prepare_snapshot, snapshot))
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.store.index.drop, new)
+                raise
 
         # 5. swap (the point of no return), serve, tell the others, drop the old one
         await stage("swapping alias", 0.96)

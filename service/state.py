@@ -24,6 +24,7 @@ from service.encoding.base import Encoder
 from service.encoding.batcher import DynamicBatcher
 from service.errors import ConfigurationError
 from service.recommender.dense import SeqRecRuntime
+from service.recommender.generative import GenerativeRuntime
 from service.recommender.service import Recommender
 from service.reindex import ReindexManager
 from service.stores.cache import MemoryCache, RedisCache, ResponseCache
@@ -118,6 +119,18 @@ def resolve_artifact_root(settings: Settings, components: Components) -> Path:
 async def _maybe_await(value: Any) -> None:
     if inspect.isawaitable(value):
         await value
+
+
+def _load_generative(root: Path, artifacts: LoadedArtifacts, device: str) -> GenerativeRuntime | None:
+    """The generative runtime when the set has semantic IDs and a genrec model (else None:
+    modes generative/hybrid answer 422 mode_unavailable)."""
+    extra = artifacts.manifest.extra
+    if "semantic_ids" not in extra or "genrec" not in extra:
+        return None
+    try:
+        return GenerativeRuntime.from_manifest(root, artifacts.manifest, artifacts.item_ids, device)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigurationError(f"artifact set {root}: cannot load semantic IDs / generative model: {exc}") from exc
 
 
 async def build_state(
@@ -220,7 +233,9 @@ async def _build(
     async def embed(texts: Sequence[str]) -> np.ndarray:
         return await batcher.encode(list(texts))
 
+    generative = await asyncio.to_thread(_load_generative, root, artifacts, device)
     reindex = ReindexManager(
+        prepare_snapshot=generative.prepare_snapshot if generative is not None else None,
         store=store,
         jobs=jobs,
         events=events,
@@ -239,6 +254,7 @@ async def _build(
     stack.push_async_callback(events.close)
 
     recommender = Recommender(
+        generative=generative,
         store=store,
         seqrec=artifacts.seqrec,
         embed=embed,

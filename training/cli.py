@@ -3,6 +3,12 @@
     recsvc-train build --data DIR [--out artifacts] [--config FILE.yaml] [--name NAME]
     recsvc-train demo-data --out DIR [--items N --users N --seed S]
     recsvc-train push [--artifacts DIR] [--version V]
+    recsvc-train bench-seqrec --data DIR [--models a,b] [--seeds 0,1,2] [--max-minutes M] [--threads 1]
+    recsvc-train bench-seqrec --render-only
+    recsvc-train finetune-encoder --data DIR [--out DIR] [--config training/configs/encoder/industrial.yaml]
+    recsvc-train eval-encoder --data DIR [--model-dir DIR] [--split FILE] [--max-length N]
+    recsvc-train encoder-results --data DIR --run DIR
+    recsvc-train encoder-downstream --data DIR --encoder NAME=DIR [--seq-models id+text,text]
 
 `build` accepts any dataset folder in the shared layout (items.jsonl,
 sequences.jsonl, optional users.jsonl; see docs/DATA.md).
@@ -19,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from service.core.manifest import Manifest, ManifestError, latest_version
-from training.config import BuildConfig, DemoConfig, load_config
+from training.config import BuildConfig, DemoConfig, EncoderFinetuneConfig, load_config
 
 
 def _setup_logging(level: str) -> None:
@@ -54,6 +60,10 @@ def _build_overrides(args: argparse.Namespace) -> dict[str, Any]:
         seq["device"] = args.device
     if seq:
         o["seqrec"] = seq
+    if args.encoder_dir:
+        # A fine-tuned encoder (recsvc-train finetune-encoder ... -> RUN/model) is exported and
+        # also embeds the catalog (build reads export.model_dir for both).
+        o["export"] = {"model_dir": args.encoder_dir}
     return o
 
 
@@ -102,6 +112,264 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------ encoder fine-tuning
+
+
+def _encoder_config(args: argparse.Namespace) -> EncoderFinetuneConfig:
+    o: dict[str, Any] = {}
+    for key in ("threads", "epochs", "batch_size", "chunk_size", "lr", "max_minutes", "device", "exclude_titles_from"):
+        value = getattr(args, key, None)
+        if value is not None:
+            o[key] = value
+    return load_config(EncoderFinetuneConfig, Path(args.config) if args.config else None, o)
+
+
+def cmd_finetune_encoder(args: argparse.Namespace) -> int:
+    from training.data.loader import DatasetError
+    from training.jobs.finetune_encoder import finetune_encoder
+
+    cfg = _encoder_config(args)
+    try:
+        result = finetune_encoder(Path(args.data), Path(args.out), cfg)
+    except (DatasetError, ValueError) as exc:
+        logging.getLogger("recsvc-train").error("%s", exc)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_eval_encoder(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.data.loader import load_dataset
+    from training.jobs.eval_encoder import ItemSplit, evaluate_heldout, split_items
+
+    cfg = _encoder_config(args)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    ds = load_dataset(Path(args.data), require_sequences=False, allow_empty_titles=True)
+    if args.split:
+        split = ItemSplit.load(Path(args.split))
+    else:
+        split = split_items(ds.item_ids, cfg.train_fraction, cfg.val_fraction, cfg.split_seed)
+    results = evaluate_heldout(
+        ds.items,
+        split,
+        Path(args.model_dir) if args.model_dir else None,
+        max_length=args.max_length or cfg.eval_doc_max_length,
+        query_max_length=cfg.query_max_length,
+        batch_size=cfg.eval_batch_size,
+        device=cfg.device,
+    )
+    print(json.dumps([r.__dict__ for r in results], indent=2))
+    return 0
+
+
+def cmd_encoder_results(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.jobs.eval_encoder import write_encoder_results
+
+    cfg = _encoder_config(args)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    rows = write_encoder_results(
+        Path(args.data),
+        Path(args.run),
+        max_length=cfg.eval_doc_max_length,
+        query_max_length=cfg.query_max_length,
+        batch_size=cfg.eval_batch_size,
+        device=cfg.device,
+        model_name=args.model_name,
+        results_dir=Path(args.results_dir),
+    )
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_encoder_downstream(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.config import SeqRecConfig
+    from training.jobs.encoder_downstream import encoder_downstream
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    encoders: dict[str, Path | None] = {"base": None}
+    for spec in args.encoder or []:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            logging.getLogger("recsvc-train").error("--encoder takes NAME=DIR, got %r", spec)
+            return 2
+        encoders[name] = Path(folder)
+    seq = SeqRecConfig(max_minutes=args.seq_minutes, device=args.device or "cpu")
+    rows = encoder_downstream(
+        Path(args.data),
+        encoders,
+        seq_models=[m for m in args.seq_models.split(",") if m],
+        seq_cfg=seq,
+        max_length=args.max_length,
+        results_dir=Path(args.results_dir),
+    )
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def _add_encoder_commands(sub: Any) -> None:
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", required=True, help="dataset folder in the shared layout (items need descriptions)")
+        p.add_argument("--config", default=None, help="YAML overrides of EncoderFinetuneConfig")
+        p.add_argument("--threads", type=int, default=None, help="torch threads (default: config, 1)")
+        p.add_argument("--device", default=None, help="torch device (cpu, cuda)")
+
+    f = sub.add_parser("finetune-encoder", help="contrastive title<->document fine-tuning of the text encoder")
+    common(f)
+    f.add_argument("--out", default=None, help="run folder (default var/encoder/<dataset>); resumed when present")
+    f.add_argument("--epochs", type=int, default=None)
+    f.add_argument("--batch-size", type=int, default=None, help="pairs per step (reference 512)")
+    f.add_argument("--chunk-size", type=int, default=None, help="texts per forward pass (gradient caching)")
+    f.add_argument("--lr", type=float, default=None)
+    f.add_argument("--max-minutes", type=float, default=None, help="training wall-clock budget")
+    f.add_argument("--exclude-titles-from", default=None, help="dataset folder whose item titles are not trained on")
+    f.set_defaults(func=cmd_finetune_encoder)
+
+    e = sub.add_parser("eval-encoder", help="held-out title -> document retrieval of an encoder")
+    common(e)
+    e.add_argument("--model-dir", default=None, help="HF-format encoder folder (default: the base model)")
+    e.add_argument("--split", default=None, help="split.json of a run (default: the config's seeded split)")
+    e.add_argument("--max-length", type=int, default=None, help="document max tokens (default: config, 256)")
+    e.set_defaults(func=cmd_eval_encoder)
+
+    r = sub.add_parser("encoder-results", help="evaluate base vs fine-tuned; write docs/results/encoder.* and RESULTS")
+    common(r)
+    r.add_argument("--run", required=True, help="run folder of finetune-encoder")
+    r.add_argument("--results-dir", default="docs/results")
+    r.add_argument("--model-name", default="finetuned", help="model name of the run's rows (variants)")
+    r.set_defaults(func=cmd_encoder_results)
+
+    w = sub.add_parser("encoder-downstream", help="sequential models on a dataset with base vs fine-tuned item vectors")
+    w.add_argument("--data", required=True, help="dataset with sequences (e.g. ../shared/data/Scientific)")
+    w.add_argument("--encoder", action="append", help="NAME=DIR of an encoder besides the base one (repeatable)")
+    w.add_argument("--seq-models", default="id+text,text", help="comma-separated: id+text, text")
+    w.add_argument("--seq-minutes", type=float, default=5.0, help="training budget per sequential model")
+    w.add_argument("--max-length", type=int, default=128, help="item text max tokens")
+    w.add_argument("--threads", type=int, default=1)
+    w.add_argument("--device", default=None)
+    w.add_argument("--results-dir", default="docs/results")
+    w.set_defaults(func=cmd_encoder_downstream)
+
+
+def cmd_bench_genrec(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.config import GenRecConfig, SemanticIdConfig
+    from training.jobs.train_genrec import bench_genrec
+
+    overrides: dict[str, Any] = {}
+    for key in ("max_minutes", "epochs", "threads", "device", "val_users", "beam"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    cfg = load_config(GenRecConfig, Path(args.config) if args.config else None, overrides)
+    sid_over = {k: v for k, v in {"threads": args.threads, "device": args.device}.items() if v is not None}
+    sid_cfg = load_config(SemanticIdConfig, Path(args.sid_config) if args.sid_config else None, sid_over)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    data = Path(args.data)
+    work = Path(args.work) if args.work else Path("var/genrec") / data.name
+    row = bench_genrec(
+        data, sid_cfg, cfg, vectors_from=Path(args.vectors_from) if args.vectors_from else None, work_dir=work
+    )
+    print(json.dumps(row, indent=2))
+    return 0
+
+
+def _add_genrec_commands(sub: Any) -> None:
+    g = sub.add_parser(
+        "bench-genrec", help="semantic IDs + generative model on a dataset; writes docs/results/generative.json"
+    )
+    g.add_argument("--data", required=True, help="dataset folder in the shared layout")
+    g.add_argument("--config", default=None, help="YAML overrides of GenRecConfig (training/configs/genrec*.yaml)")
+    g.add_argument("--sid-config", default=None, help="YAML overrides of SemanticIdConfig")
+    g.add_argument("--vectors-from", default=None, help="artifact set of the same dataset to take text vectors from")
+    g.add_argument("--work", default=None, help="work folder (default var/genrec/<dataset>)")
+    g.add_argument("--max-minutes", type=float, default=None, help="genrec training budget")
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--val-users", type=int, default=None, help="validation cases for early stopping (0 = all)")
+    g.add_argument("--beam", type=int, default=None)
+    g.add_argument("--threads", type=int, default=None, help="torch threads (default: config)")
+    g.add_argument("--device", default=None, help="torch device (cpu, cuda)")
+    g.set_defaults(func=cmd_bench_genrec)
+
+
+def _bench_seqrec_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    o: dict[str, Any] = {}
+    if args.models:
+        o["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.seeds:
+        o["seeds"] = [int(x) for x in args.seeds.split(",") if x.strip()]
+    if args.cold_frac is not None:
+        o["cold_frac"] = args.cold_frac
+    if args.cold_minutes is not None:
+        o["cold_minutes"] = args.cold_minutes
+    if args.encoder_dir:
+        o["encoder_dir"] = args.encoder_dir
+    seq: dict[str, Any] = {}
+    if args.max_minutes is not None:
+        seq["max_minutes"] = args.max_minutes
+    if args.epochs is not None:
+        seq["epochs"] = args.epochs
+    if args.threads is not None:
+        seq["threads"] = args.threads
+    if args.device:
+        seq["device"] = args.device
+    if seq:
+        o["seqrec"] = seq
+    return o
+
+
+def cmd_bench_seqrec(args: argparse.Namespace) -> int:
+    from training.config import BenchSeqRecConfig
+    from training.data.loader import DatasetError
+    from training.jobs.bench_seqrec import bench, render
+
+    log = logging.getLogger("recsvc-train")
+    try:
+        cfg = load_config(BenchSeqRecConfig, Path(args.config) if args.config else None, _bench_seqrec_overrides(args))
+        if args.render_only:
+            print(render(cfg))
+            return 0
+        if not args.data:
+            log.error("--data is required (or --render-only)")
+            return 2
+        if cfg.seqrec.threads > 0:
+            os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(cfg.seqrec.threads)
+        rows = bench(Path(args.data), cfg, cold_only=args.cold_only, progress=not args.no_progress)
+    except (DatasetError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def _add_seqrec_commands(sub: Any) -> None:
+    q = sub.add_parser("bench-seqrec", help="train + evaluate sequential recommenders; write docs/results/seqrec.*")
+    q.add_argument("--data", default=None, help="dataset folder in the shared layout")
+    q.add_argument("--config", default=None, help="YAML overrides of BenchSeqRecConfig (training/configs/seqrec/)")
+    q.add_argument("--models", default=None, help="comma list: popularity,sasrec,fusion,text_moe,pq_codes,...")
+    q.add_argument("--seeds", default=None, help="comma list of seeds (default 0,1,2)")
+    q.add_argument("--max-minutes", type=float, default=None, help="training budget per run (wall clock)")
+    q.add_argument("--epochs", type=int, default=None, help="maximum epochs per run")
+    q.add_argument("--threads", type=int, default=None, help="torch threads (default: config seqrec.threads)")
+    q.add_argument("--device", default=None, help="torch device (cpu, cuda, auto)")
+    q.add_argument("--cold-frac", type=float, default=None, help="share of items hidden for the cold-item run")
+    q.add_argument("--cold-minutes", type=float, default=None, help="training budget of a cold run")
+    q.add_argument("--cold-only", action="store_true", help="only the cold-item runs; update existing rows")
+    q.add_argument("--encoder-dir", default=None, help="fine-tuned encoder folder (default: base encoder)")
+    q.add_argument("--render-only", action="store_true", help="rebuild docs/RESULTS.md + plot from the JSON")
+    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.set_defaults(func=cmd_bench_seqrec)
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recsvc-train", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--log-level", default="INFO")
@@ -120,6 +388,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--seqrec-minutes", type=float, default=None, help="wall-clock budget for seqrec training")
     b.add_argument("--seqrec-epochs", type=int, default=None, help="maximum seqrec epochs")
     b.add_argument("--device", default=None, help="torch device for training (cpu, cuda)")
+    b.add_argument("--encoder-dir", default=None, help="HF-format encoder folder (default: the base model)")
     b.set_defaults(func=cmd_build)
 
     d = sub.add_parser("demo-data", help="write the seeded synthetic demo dataset")
@@ -135,6 +404,9 @@ def make_parser() -> argparse.ArgumentParser:
     u.add_argument("--qdrant-path", default=None)
     u.add_argument("--qdrant-url", default=None)
     u.set_defaults(func=cmd_push)
+    _add_encoder_commands(sub)
+    _add_genrec_commands(sub)
+    _add_seqrec_commands(sub)
     return p
 
 

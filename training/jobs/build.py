@@ -5,6 +5,8 @@ Stages (one log line each, progress bars inside):
   2. export the frozen encoder to ONNX fp32 + int8 with parity checks and golden vectors
   3. embed every item's text with the torch reference encoder
   4. train the sequential recommender (ID + text fusion) on the leave-one-out split
+  4b. optional (``with_semantic_ids`` / ``with_genrec``): semantic IDs by RQ-VAE over the
+     text vectors, then the generative (TIGER-style) model; both land in ``Manifest.extra``
   5. write the manifest (every file with its sha256, dims, metrics) and point LATEST at it
   6. push item vectors to a new Qdrant collection and swap the alias
 
@@ -24,17 +26,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from service.core.index import CatalogIndex, open_client
 from service.core.manifest import ItemsSpec, Manifest
 from service.core.seqrec import fuse_item_vectors, load_text_projection
+from service.semantic_ids.decoder import GENREC_DIR
 from training.config import BASE_MODEL_NAME, BuildConfig
 from training.data.loader import load_dataset
 from training.data.split import leave_one_out
 from training.jobs.embed_items import embed_items
 from training.jobs.export_encoder import export_encoder
+from training.jobs.semantic_ids import build_semantic_ids
+from training.jobs.train_genrec import train_genrec
 from training.jobs.train_seqrec import train_seqrec
 
 logger = logging.getLogger(__name__)
@@ -114,6 +120,18 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
         with stages.run("train seqrec"):
             seq = train_seqrec(split, text_vectors if cfg.seqrec.use_text else None, cfg.seqrec, staging / "seqrec")
 
+        extra: dict[str, Any] = {}
+        gen_metrics: dict[str, Any] = {}
+        if cfg.with_semantic_ids or cfg.with_genrec:
+            with stages.run("semantic ids (RQ-VAE + collision digit)"):
+                sid = build_semantic_ids(text_vectors, cfg.semantic_ids, staging)
+                extra["semantic_ids"] = sid.spec.to_dict()
+            if cfg.with_genrec:
+                with stages.run("train genrec"):
+                    gen = train_genrec(split, sid.table, cfg.genrec, staging / GENREC_DIR)
+                    extra["genrec"] = gen.section
+                    gen_metrics = {"genrec": gen.metrics, "genrec_train_seconds": round(gen.train_seconds, 1)}
+
         with stages.run("write manifest"):
             manifest = Manifest(
                 version=version,
@@ -135,7 +153,8 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
                 ),
                 seqrec=seq.spec,
                 golden=golden,
-                metrics={"seqrec": seq.metrics, "seqrec_train_seconds": round(seq.train_seconds, 1)},
+                metrics={"seqrec": seq.metrics, "seqrec_train_seconds": round(seq.train_seconds, 1), **gen_metrics},
+                extra=extra,
             )
             manifest.metrics["build_seconds"] = dict(stages.seconds)
             manifest.record_files(staging)

@@ -34,7 +34,28 @@ def _as_tensor(x: np.ndarray | Tensor, dtype: torch.dtype) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).to(dtype=dtype)
 
 
-class FusedItemEncoder(nn.Module):
+class ItemEncoder(nn.Module):
+    """Item index -> representation [D]. Every item representation plugs into :class:`SeqRec`.
+
+    Subclasses implement :meth:`table` (all items at once, with training-time
+    regularisation such as ID dropout when ``drop_ids``); :meth:`forward` gathers rows
+    of the table without it. ``training/models/item_encoders.py`` holds the text-only
+    (whitening + mixture of experts) and code-lookup (product quantization) encoders.
+    """
+
+    n_items: int
+    dim: int
+
+    def table(self, *, drop_ids: bool | None = None) -> Tensor:
+        """Representations of all items -> [N, D]."""
+        raise NotImplementedError
+
+    def forward(self, item_ids: Tensor) -> Tensor:
+        """item_ids [...] -> [..., D]"""
+        return self.table(drop_ids=False)[item_ids]
+
+
+class FusedItemEncoder(ItemEncoder):
     """Item index -> representation; ID embedding and/or projected frozen text vector."""
 
     known: Tensor
@@ -248,7 +269,15 @@ class LastStateTower(nn.Module):
 
 
 class SeqRec(nn.Module):
-    """Fused item encoder + user tower; scores are ``state · rep(i)`` over all items."""
+    """Item encoder + user tower; scores are ``state · rep(i)`` over all items.
+
+    By default the item encoder is a :class:`FusedItemEncoder` built from the
+    ``use_id`` / ``use_text`` arguments; pass ``item_encoder`` for any other
+    :class:`ItemEncoder` (text adaptor, code lookup). With ``profile_dim > 0`` a user
+    profile vector [B, P] (the verbalised profile embedded by the text encoder) is
+    projected to [B, D] and added to every real input position, so serving can add the
+    same vector to the item representations it feeds the exported tower.
+    """
 
     def __init__(
         self,
@@ -264,18 +293,32 @@ class SeqRec(nn.Module):
         use_text: bool = True,
         known: np.ndarray | Tensor | None = None,
         id_dropout: float = 0.0,
+        item_encoder: ItemEncoder | None = None,
+        profile_dim: int = 0,
     ) -> None:
         super().__init__()
-        self.items = FusedItemEncoder(
-            n_items,
-            hidden,
-            text_vectors,
-            use_id=use_id,
-            use_text=use_text,
-            known=known,
-            id_dropout=id_dropout,
-        )
+        if item_encoder is not None:
+            if item_encoder.n_items != n_items or item_encoder.dim != hidden:
+                raise ValueError(
+                    f"item_encoder is [{item_encoder.n_items}, {item_encoder.dim}], model is [{n_items}, {hidden}]"
+                )
+            self.items: ItemEncoder = item_encoder
+        else:
+            self.items = FusedItemEncoder(
+                n_items,
+                hidden,
+                text_vectors,
+                use_id=use_id,
+                use_text=use_text,
+                known=known,
+                id_dropout=id_dropout,
+            )
         self.tower = UserTower(hidden, n_layers, n_heads, max_len, dropout)
+        self.profile_proj: nn.Linear | None = None
+        if profile_dim > 0:
+            self.profile_proj = nn.Linear(profile_dim, hidden)
+            nn.init.normal_(self.profile_proj.weight, std=INIT_STD)
+            nn.init.zeros_(self.profile_proj.bias)
 
     @property
     def n_items(self) -> int:
@@ -293,17 +336,28 @@ class SeqRec(nn.Module):
         """[N, D], without ID dropout (the vectors serving uses)."""
         return self.items.table(drop_ids=False)
 
-    def forward(self, item_ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """item_ids [B, L] left-padded (any valid index at padding), mask [B, L]
+    def _inputs(self, table: Tensor, item_ids: Tensor, profile: Tensor | None) -> Tensor:
+        reps = table[item_ids]  # [B, L, D]
+        if self.profile_proj is not None:
+            if profile is None:
+                raise ValueError("this model was built with user profiles: pass profile [B, P]")
+            reps = reps + self.profile_proj(profile)[:, None, :]  # [B, L, D] + [B, 1, D]
+        elif profile is not None:
+            raise ValueError("this model was built without user profiles (profile_dim=0)")
+        return reps
+
+    def forward(self, item_ids: Tensor, mask: Tensor, profile: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """item_ids [B, L] left-padded (any valid index at padding), mask [B, L], profile [B, P] | None
         -> (states [B, L, D], table [N, D]): the item table used for the inputs of
         this step (with ID dropout in training), to be used for the logits too."""
         table = self.items.table()  # [N, D]
-        reps = table[item_ids]  # [B, L, D]
-        return self.tower(reps, mask), table
+        return self.tower(self._inputs(table, item_ids, profile), mask), table
 
     @torch.no_grad()
-    def score(self, item_ids: Tensor, mask: Tensor, table: Tensor | None = None) -> Tensor:
+    def score(
+        self, item_ids: Tensor, mask: Tensor, table: Tensor | None = None, profile: Tensor | None = None
+    ) -> Tensor:
         """Full-ranking scores of the next item. -> [B, N]"""
         table = self.all_item_reps() if table is None else table  # [N, D]
-        user = self.tower.last_state(table[item_ids], mask)  # [B, D]
+        user = self.tower.last_state(self._inputs(table, item_ids, profile), mask)  # [B, D]
         return user @ table.T  # [B, N]

@@ -105,6 +105,57 @@ class TextEncoder(nn.Module):
         hidden = self.hidden_states(input_ids, attention_mask, token_type_ids)  # [B, L, H]
         return l2_normalize(mean_pool(hidden, attention_mask))  # [B, H]
 
+    # -- split forward: a frozen bottom (run once, cached) and a trainable top ------------
+    # Fine-tuning only the top layers lets a job cache the bottom's hidden states for
+    # every text once and run only the top per step (``training/jobs/finetune_encoder.py``).
+    # These use BERT-family internals (``embeddings``, ``encoder.layer``, the model's
+    # own mask builder); ``tests/unit/training/test_finetune_encoder.py`` checks that
+    # ``forward_from(bottom(x, k), k) == forward(x)``.
+
+    @property
+    def n_layers(self) -> int:
+        return len(self._layers())
+
+    def _layers(self) -> nn.ModuleList:
+        layers = getattr(getattr(self.backbone, "encoder", None), "layer", None)
+        if not isinstance(layers, nn.ModuleList):
+            raise TypeError(f"{type(self.backbone).__name__} has no encoder.layer list (BERT-style models only)")
+        return layers
+
+    def _mask(self, mask: Tensor, hidden: Tensor) -> Any:
+        build = getattr(self.backbone, "_create_attention_masks", None)
+        if build is None:
+            raise TypeError(f"{type(self.backbone).__name__} cannot build attention masks (BERT-style models only)")
+        attn, _ = build(
+            attention_mask=mask,
+            encoder_attention_mask=None,
+            embedding_output=hidden,
+            encoder_hidden_states=None,
+            past_key_values=None,
+        )
+        return attn
+
+    def bottom(self, input_ids: Tensor, attention_mask: Tensor, n_layers: int) -> Tensor:
+        """Embeddings and the first ``n_layers`` layers. [B, L] -> hidden states [B, L, H]"""
+        if not 0 <= n_layers <= self.n_layers:
+            raise ValueError(f"n_layers must be in [0, {self.n_layers}], got {n_layers}")
+        hidden = self.backbone.embeddings(  # type: ignore[operator]
+            input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids)
+        )  # [B, L, H]
+        mask = self._mask(attention_mask, hidden)
+        for layer in self._layers()[:n_layers]:
+            hidden = layer(hidden, mask)  # [B, L, H]
+        return hidden
+
+    def forward_from(self, hidden: Tensor, attention_mask: Tensor, start: int) -> Tensor:
+        """Layers ``start..`` on hidden states [B, L, H], then pool + normalise -> [B, H]"""
+        if not 0 <= start <= self.n_layers:
+            raise ValueError(f"start must be in [0, {self.n_layers}], got {start}")
+        mask = self._mask(attention_mask, hidden)
+        for layer in self._layers()[start:]:
+            hidden = layer(hidden, mask)  # [B, L, H]
+        return l2_normalize(mean_pool(hidden, attention_mask))  # [B, H]
+
     def save(self, model_dir: Path | str, tokenizer: Any | None = None) -> Path:
         """Write the backbone (HF format) and its tokenizer (given, or the base model's) to ``model_dir``."""
         out = Path(model_dir)

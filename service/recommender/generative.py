@@ -1,0 +1,191 @@
+"""Generative recommendation: history -> sid tokens -> T5 -> constrained beam search -> items.
+
+The artifact set holds the sid table of its own catalog and the codec (encoder MLP +
+codebooks). The served catalog (a Qdrant snapshot) can differ after a reindex, so the
+runtime derives a :class:`SidCatalog` per snapshot, aligned to the snapshot's rows:
+- items the previous catalog (or the artifact table) had keep their sid;
+- new items get codes from the codec applied to their text vector, and the smallest
+  free collision digit (``SidTable.extend``), in snapshot row order;
+- items no longer served drop out (their sids are not handed to anyone while this
+  process lives, because the previous catalog stays the base).
+The catalog is derived once per snapshot (by the reindex job before the alias swap,
+or at the first request after another worker's swap) and cached by collection name,
+so a request sees one snapshot and its sid table together.
+
+Limitation (documented in docs): a worker that starts after several reindexes derives
+new items' collision digits from the artifact table alone; two new items with the same
+codes may then swap digits between workers. Items of the artifact set are always stable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from service.core.manifest import Manifest
+from service.core.sid import SidCodec, SidError, SidSpec, SidTable, load_semantic_ids
+from service.semantic_ids.beam import beam_search
+from service.semantic_ids.decoder import history_tokens, load_genrec, step_for
+from service.semantic_ids.prefix_index import PrefixIndex
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SidCatalog:
+    """Sid table aligned to one served snapshot (row i = snapshot row i)."""
+
+    collection: str
+    item_ids: list[str]
+    table: SidTable
+    index: PrefixIndex
+    tokens: npt.NDArray[np.int64]  # [N, depth]
+    new_items: int  # items that got a sid from the codec (not in the base table)
+
+
+def torch_device(device: str) -> torch.device:
+    if device in ("auto", "cuda"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class GenerativeRuntime:
+    def __init__(
+        self,
+        spec: SidSpec,
+        table: SidTable,
+        codec: SidCodec,
+        item_ids: Sequence[str],
+        model: Any,
+        *,
+        device: torch.device,
+        beam: int,
+        max_items: int,
+    ) -> None:
+        if len(table) != len(item_ids):
+            raise SidError(f"sid table has {len(table)} rows for {len(item_ids)} items")
+        if model.config.vocab_size != spec.layout.vocab_size:
+            raise SidError(
+                f"generative model vocabulary {model.config.vocab_size} does not match the sid layout "
+                f"({spec.layout.vocab_size})"
+            )
+        self.spec = spec
+        self.layout = spec.layout
+        self.codec = codec
+        self.model = model
+        self.device = device
+        self.beam = beam
+        self.max_items = max_items
+        self._base: dict[str, tuple[int, ...]] = {
+            iid: tuple(row) for iid, row in zip(item_ids, table.sids.tolist(), strict=True)
+        }
+        self._catalogs: dict[str, SidCatalog] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_manifest(cls, root: Path, manifest: Manifest, item_ids: Sequence[str], device: str) -> GenerativeRuntime:
+        """The runtime of an artifact set with ``semantic_ids`` and ``genrec`` sections."""
+        sid_section = manifest.extra.get("semantic_ids")
+        gen_section = manifest.extra.get("genrec")
+        if not sid_section or not gen_section:
+            raise SidError("the artifact set has no semantic_ids/genrec sections")
+        spec, table, codec = load_semantic_ids(root, sid_section)
+        dev = torch_device(device)
+        model = load_genrec(root / str(gen_section["dir"]), dev)
+        return cls(
+            spec,
+            table,
+            codec,
+            item_ids,
+            model,
+            device=dev,
+            beam=int(gen_section.get("beam", 20)),
+            max_items=int(gen_section.get("max_items", 20)),
+        )
+
+    # ------------------------------------------------------------ catalogs
+    def catalog(self, collection: str, item_ids: Sequence[str], text_vectors: npt.NDArray[np.float32]) -> SidCatalog:
+        """The sid catalog of a snapshot (derived once, then cached by collection name)."""
+        with self._lock:
+            cached = self._catalogs.get(collection)
+            if cached is not None:
+                return cached
+            cat = self._derive(collection, item_ids, text_vectors)
+            # Keep the newest few: the served one and the one a slow request may still hold.
+            self._catalogs = {**dict(list(self._catalogs.items())[-2:]), collection: cat}
+            return cat
+
+    def prepare_snapshot(self, snapshot: Any) -> dict[str, Any]:
+        """Reindex hook (before the alias swap): derive the new snapshot's sid catalog; -> job stats."""
+        cat = self.catalog(snapshot.collection, snapshot.item_ids, snapshot.text_vectors)
+        return {"sid_new_items": cat.new_items, "sid_unique_prefix_share": round(cat.table.unique_prefix_share(), 5)}
+
+    def _derive(self, collection: str, item_ids: Sequence[str], text_vectors: npt.NDArray[np.float32]) -> SidCatalog:
+        known: dict[str, tuple[int, ...]] = dict(self._base)
+        for cat in self._catalogs.values():  # sids handed out by earlier snapshots stay
+            known.update({iid: tuple(row) for iid, row in zip(cat.item_ids, cat.table.sids.tolist(), strict=True)})
+        old_rows = [i for i, iid in enumerate(item_ids) if iid in known]
+        new_rows = [i for i, iid in enumerate(item_ids) if iid not in known]
+        base = SidTable(
+            np.asarray([known[item_ids[i]] for i in old_rows], dtype=np.int32).reshape(-1, self.layout.depth),
+            self.layout,
+        )
+        if new_rows:
+            codes = self.codec.encode(text_vectors[new_rows])  # [M, L]
+            grown = base.extend(codes)
+        else:
+            grown = base
+        order = np.empty(len(item_ids), dtype=np.int64)  # snapshot row -> row of ``grown``
+        order[old_rows] = np.arange(len(old_rows))
+        order[new_rows] = len(old_rows) + np.arange(len(new_rows))
+        table = grown.select(order)
+        logger.info(
+            "sid catalog for %s: %d items (%d new, coded from text), unique 3-code prefix share %.4f",
+            collection,
+            len(table),
+            len(new_rows),
+            table.unique_prefix_share(),
+        )
+        return SidCatalog(
+            collection=collection,
+            item_ids=list(item_ids),
+            table=table,
+            index=PrefixIndex(table.sids, self.layout, self.device),
+            tokens=table.tokens(),
+            new_items=len(new_rows),
+        )
+
+    def history_item_tokens(self, text_vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        """Tokens for history items that are not in the catalog (given by text): codec codes,
+        collision digit 0. [M, T] -> [M, depth]"""
+        codes = self.codec.encode(text_vectors)  # [M, L]
+        sids = np.concatenate([codes, np.zeros((len(codes), 1), dtype=np.int32)], axis=1)
+        return self.layout.to_tokens(sids)
+
+    # -------------------------------------------------------------- decode
+    def decode(
+        self,
+        histories: Sequence[npt.NDArray[np.int64]],
+        catalog: SidCatalog,
+        k: int,
+        allowed: npt.NDArray[np.bool_] | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Histories as token rows [L_i, depth] -> top-k (snapshot rows [B, k] (-1 = none), scores [B, k])."""
+        b = len(histories)
+        # history_tokens indexes an item-token table: stack each history's tokens into one.
+        flat = np.concatenate(histories, axis=0)  # [sum L_i, depth]
+        offsets = np.cumsum([0] + [len(h) for h in histories])
+        rows = [np.arange(offsets[i], offsets[i + 1]) for i in range(b)]
+        ids, mask = history_tokens(flat, rows, self.max_items)
+        step = step_for(self.model, ids, mask, self.device)
+        allowed_t = None if allowed is None else torch.from_numpy(np.ascontiguousarray(allowed)).to(self.device)
+        res = beam_search(step, catalog.index, b, max(self.beam, k), k, allowed_t)
+        return res.items.cpu().numpy(), res.scores.cpu().numpy()

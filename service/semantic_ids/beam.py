@@ -1,0 +1,105 @@
+"""Batched constrained beam search over semantic IDs (torch, any device).
+
+One decoding step for all requests and beams at once: the model gives logits
+``[B, W, V]`` for every beam's prefix, ``log_softmax`` over the whole vocabulary
+turns them into log-probabilities (as Hugging Face ``generate`` does before its
+logits processors), the prefix index gives each beam's valid children ``[B, W, K]``
+(dense gathers for the first two levels, CSR for deeper ones), invalid codes get
+``-inf``, and one ``topk`` over ``[B, W * K]`` picks the next beams. There is no
+Python loop over beams and no per-token callback: the Python loop runs over the
+``depth`` (4) levels only.
+
+A beam's score is the sum of its tokens' log-probabilities. Beams that run out of
+valid continuations (fewer valid prefixes than the beam width) carry ``-inf`` and
+are dropped from the result. With an item filter, a child is valid only if some
+allowed item lies under it, so every returned item is allowed, and with ``beam >= k``
+the search returns ``min(k, allowed items)`` items (the live-beam count never drops
+below ``min(beam, valid prefixes)`` at any level).
+
+``reference.py`` holds the plain trie walk this must agree with (property tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from service.semantic_ids.prefix_index import PrefixIndex
+
+# prefix tokens [B, W, t] (t = tokens decoded so far, 0 at the first step) -> logits [B, W, V].
+# A step may also have ``reorder(src [B, W'])``: called after each selection (new beam j
+# extends old beam src[:, j]) so it can gather per-beam caches instead of recomputing.
+StepFn = Callable[[Tensor], Tensor]
+
+
+class BeamResult(NamedTuple):
+    items: Tensor  # [B, k] long item rows (-1 = no item: fewer valid items than k)
+    scores: Tensor  # [B, k] float sum of log-probs (-inf where items is -1)
+    tokens: Tensor  # [B, k, depth] long token ids of the decoded sids
+
+
+@torch.no_grad()
+def beam_search(
+    step: StepFn,
+    index: PrefixIndex,
+    batch_size: int,
+    beam: int,
+    k: int,
+    allowed: Tensor | None = None,
+) -> BeamResult:
+    """Top-``k`` items per request by constrained beam search of width ``beam`` (``k <= beam``).
+
+    ``allowed``: optional item mask [B, N] (rows of the sid table); disallowed items are
+    never decoded (their prefixes are pruned while decoding, not filtered afterwards).
+    """
+    if not 1 <= k <= beam:
+        raise ValueError(f"need 1 <= k <= beam, got k={k}, beam={beam}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if allowed is not None and allowed.shape[0] != batch_size:
+        raise ValueError(f"allowed mask has {allowed.shape[0]} rows for a batch of {batch_size}")
+    device = index.device
+    layout = index.layout
+    reorder = getattr(step, "reorder", None)  # optional: steps that cache per-beam state
+    counts = index.allowed_counts(allowed) if allowed is not None else None  # per level [B, P_l]
+    b = batch_size
+    prefix = torch.zeros((b, 1, 0), dtype=torch.long, device=device)  # [B, W=1, 0]
+    scores = torch.zeros((b, 1), dtype=torch.float32, device=device)  # [B, W]
+    nodes = torch.zeros((b, 1), dtype=torch.long, device=device)  # [B, W] current node (root: unused)
+    for level in range(layout.depth):
+        w = prefix.shape[1]
+        ksz = layout.level_size(level)
+        off = layout.level_offset(level)
+        logits = step(prefix)  # [B, W, V]
+        logp = torch.log_softmax(logits.float(), dim=-1)[..., off : off + ksz]  # [B, W, K]
+        parents = nodes if level > 0 else torch.zeros_like(nodes)
+        parents = torch.where(torch.isfinite(scores), parents, -1)  # dead beams have no children
+        child = index.children(level, parents.reshape(-1)).view(b, w, ksz)  # [B, W, K]
+        valid = child >= 0
+        if counts is not None:
+            c = counts[level].gather(1, child.clamp_min(0).view(b, -1)).view(b, w, ksz)  # [B, W, K]
+            valid &= c > 0
+        cand = torch.where(valid, scores[:, :, None] + logp, float("-inf")).view(b, w * ksz)  # [B, W*K]
+        width = min(beam, w * ksz)
+        scores, flat = cand.topk(width, dim=1)  # [B, W'] sorted descending
+        src = flat // ksz  # [B, W'] beam each winner extends
+        code = flat % ksz  # [B, W']
+        nodes = child.view(b, -1).gather(1, flat)  # [B, W']
+        if reorder is not None:
+            reorder(src)
+        prefix = torch.cat(
+            [prefix.gather(1, src[:, :, None].expand(-1, -1, prefix.shape[2])), (code + off)[:, :, None]], dim=2
+        )  # [B, W', t + 1]
+    alive = torch.isfinite(scores)  # [B, W]
+    items = torch.where(alive, index.leaf_item[nodes.clamp_min(0)], -1)  # [B, W]
+    kk = min(k, items.shape[1])
+    out_items = torch.full((b, k), -1, dtype=torch.long, device=device)
+    out_scores = torch.full((b, k), float("-inf"), dtype=torch.float32, device=device)
+    out_tokens = torch.zeros((b, k, layout.depth), dtype=torch.long, device=device)
+    out_items[:, :kk] = items[:, :kk]
+    out_scores[:, :kk] = scores[:, :kk]
+    out_tokens[:, :kk] = prefix[:, :kk]
+    return BeamResult(out_items, out_scores, out_tokens)

@@ -1,0 +1,80 @@
+"""Plain reference for :func:`service.semantic_ids.beam.beam_search`: a dict trie walked
+one request and one beam at a time in Python. Slow on purpose: it states what the
+batched search must return (property tests in tests/unit/service/semantic_ids/).
+
+Same arithmetic as the batched search: log-softmax over the full vocabulary of the
+model's float32 logits, float32 running sums, children limited to prefixes with at
+least one allowed item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from service.core.sid import SidLayout
+from service.semantic_ids.beam import StepFn
+
+
+@dataclass
+class TrieNode:
+    children: dict[int, TrieNode] = field(default_factory=dict)
+    item: int = -1  # item row at a leaf
+
+
+def build_trie(sids: npt.ArrayLike, allowed: Sequence[bool] | None = None) -> TrieNode:
+    """Trie of the sids [N, depth] (only rows with ``allowed[row]`` when given)."""
+    root = TrieNode()
+    for row, sid in enumerate(np.asarray(sids, dtype=np.int64).tolist()):
+        if allowed is not None and not allowed[row]:
+            continue
+        node = root
+        for code in sid:
+            node = node.children.setdefault(code, TrieNode())
+        node.item = row
+    return root
+
+
+def reference_beam_search(
+    step: StepFn,
+    sids: npt.ArrayLike,
+    layout: SidLayout,
+    batch_size: int,
+    beam: int,
+    k: int,
+    allowed: npt.ArrayLike | None = None,
+) -> tuple[list[list[int]], list[list[float]]]:
+    """Per request: (item rows, scores) of the top ``k`` decoded items, best first."""
+    mask = None if allowed is None else np.asarray(allowed, dtype=bool)
+    shared = build_trie(sids) if mask is None else None
+    all_items: list[list[int]] = []
+    all_scores: list[list[float]] = []
+    for b in range(batch_size):
+        trie = shared if shared is not None else build_trie(sids, mask[b].tolist() if mask is not None else None)
+        assert trie is not None
+        beams: list[tuple[np.float32, list[int], TrieNode]] = [(np.float32(0.0), [], trie)]
+        for level in range(layout.depth):
+            off = layout.level_offset(level)
+            cands: list[tuple[np.float32, list[int], TrieNode]] = []
+            for score, tokens, node in beams:
+                prefix = torch.tensor(tokens, dtype=torch.long).view(1, 1, len(tokens))
+                logits = step_for_request(step, prefix, b, batch_size)  # [V]
+                logp = torch.log_softmax(logits.float(), dim=-1).numpy()
+                for code, child in node.children.items():
+                    cands.append((np.float32(score + logp[off + code]), [*tokens, off + code], child))
+            cands.sort(key=lambda c: -float(c[0]))
+            beams = cands[:beam]
+        all_items.append([node.item for _, _, node in beams[:k]])
+        all_scores.append([float(s) for s, _, _ in beams[:k]])
+    return all_items, all_scores
+
+
+def step_for_request(step: StepFn, prefix: torch.Tensor, request: int, batch_size: int) -> torch.Tensor:
+    """Logits [V] of one request's one beam: the step function sees a batch where only row
+    ``request`` matters (steps depend on the request through their batch row)."""
+    full = prefix.expand(batch_size, 1, prefix.shape[2])  # [B, 1, t]
+    return step(full)[request, 0]  # [V]

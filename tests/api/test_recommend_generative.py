@@ -1,0 +1,177 @@
+"""POST /recommend with mode=generative and mode=hybrid on an artifact set that has
+semantic IDs and a (randomly initialised, tiny) genrec model: results equal the beam
+search run directly on the artifact files; filters and history exclusion hold."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from service.core.manifest import Manifest
+from service.recommender.generative import GenerativeRuntime
+from tests.conftest import TinyArtifacts
+from training.config import GenRecConfig, SemanticIdConfig
+from training.jobs.semantic_ids import build_semantic_ids
+from training.models.genrec import build_genrec
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models: one thread is fastest, and oversubscribed cores slow torch down by orders of magnitude."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+GEN_CFG = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, max_items=6, beam=12)
+
+
+def add_generative(root: Path) -> None:
+    """Give an artifact set semantic IDs and a genrec model (what the build's optional stages write)."""
+    manifest = Manifest.read(root)
+    vectors = np.load(root / manifest.items.text_vectors)
+    sid_cfg = SemanticIdConfig(n_levels=2, codebook_size=8, hidden=[16], latent_dim=8, epochs=10, batch_size=64)
+    sid = build_semantic_ids(vectors, sid_cfg, root)
+    model = build_genrec(sid.spec.layout, GEN_CFG, seed=0)
+    model.save_pretrained(str(root / "genrec"))
+    manifest.extra["semantic_ids"] = sid.spec.to_dict()
+    manifest.extra["genrec"] = {"dir": "genrec", "max_items": GEN_CFG.max_items, "beam": GEN_CFG.beam}
+    manifest.record_files(root)
+    manifest.write(root)
+
+
+@pytest.fixture(scope="module")
+def gen_artifacts(tiny_artifacts: TinyArtifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("genrec-artifacts")
+    root = base / tiny_artifacts.version
+    shutil.copytree(tiny_artifacts.root, root)
+    add_generative(root)
+    (base / "LATEST").write_text(tiny_artifacts.version + "\n")
+    return base
+
+
+@pytest.fixture(scope="module")
+def runtime(gen_artifacts: Path, tiny_artifacts: TinyArtifacts) -> GenerativeRuntime:
+    root = gen_artifacts / tiny_artifacts.version
+    manifest = Manifest.read(root)
+    ids = json.loads((root / manifest.items.ids).read_text())
+    return GenerativeRuntime.from_manifest(root, manifest, ids, "cpu")
+
+
+def post(client: TestClient, **body: object) -> dict[str, Any]:
+    resp = client.post("/recommend", json=body)
+    assert resp.status_code == 200, resp.text
+    out: dict[str, Any] = resp.json()
+    return out
+
+
+def test_generative_equals_direct_beam_search(
+    make_client: Callable[..., TestClient],
+    gen_artifacts: Path,
+    runtime: GenerativeRuntime,
+    tiny_artifacts: TinyArtifacts,
+) -> None:
+    client = make_client(artifacts_dir=gen_artifacts)
+    history = ["P0001", "P0005", "P0009"]
+    body = post(client, history=history, k=7, mode="generative")
+    items = body["items"]
+    assert isinstance(items, list) and body["mode"] == "generative"
+    got = [it["item_id"] for it in items]
+    # the same decode straight from the artifact files
+    ids = [r["item_id"] for r in tiny_artifacts.catalog]
+    vectors = np.load(gen_artifacts / tiny_artifacts.version / "items" / "text_vectors.npy")
+    cat = runtime.catalog("direct", ids, vectors)
+    allowed = np.ones((1, len(ids)), dtype=bool)
+    allowed[0, [ids.index(h) for h in history]] = False
+    hist = np.stack([cat.tokens[ids.index(h)] for h in history])
+    rows, scores = runtime.decode([hist], cat, 7, allowed)
+    assert got == [ids[r] for r in rows[0] if r >= 0]
+    assert [it["score"] for it in items] == pytest.approx(scores[0].tolist(), abs=1e-5)
+    assert [it["rank"] for it in items] == list(range(1, 8))
+    assert not set(got) & set(history)
+
+
+def test_generative_filters_apply_while_decoding(make_client: Callable[..., TestClient], gen_artifacts: Path) -> None:
+    client = make_client(artifacts_dir=gen_artifacts)
+    body = post(client, history=["P0001", "P0002"], k=20, mode="generative", filters={"categories": ["Hair"]})
+    items = body["items"]
+    assert isinstance(items, list)
+    assert items and all("Hair" in it["payload"]["categories"] for it in items)
+    # 12 Hair items in the 48-item catalog, none in the history -> all 12 (k=20 > beam: the beam widens to k)
+    assert len(items) == 12
+    body = post(client, history=["P0001"], k=5, mode="generative", exclude_history=False, filters={"price_max": 20})
+    assert all(it["payload"]["price"] <= 20 for it in body["items"])
+
+
+def test_hybrid_merges_and_rescores(make_client: Callable[..., TestClient], gen_artifacts: Path) -> None:
+    client = make_client(artifacts_dir=gen_artifacts)
+    history = ["P0003", "P0004", "P0010"]
+    hybrid = post(client, history=history, k=10, mode="hybrid")
+    dense = post(client, history=history, k=10, mode="dense")
+    items = hybrid["items"]
+    assert isinstance(items, list) and len(items) == 10 and hybrid["mode"] == "hybrid"
+    scores = [it["score"] for it in items]
+    assert scores == sorted(scores, reverse=True)
+    assert not {it["item_id"] for it in items} & set(history)
+    # rescored by the dense model: dense items keep their dense scores
+    dense_scores = {it["item_id"]: it["score"] for it in dense["items"]}
+    for it in items:
+        if it["item_id"] in dense_scores:
+            assert it["score"] == pytest.approx(dense_scores[it["item_id"]], abs=1e-4)
+
+
+def test_history_item_given_by_text(make_client: Callable[..., TestClient], gen_artifacts: Path) -> None:
+    client = make_client(artifacts_dir=gen_artifacts)
+    body = post(client, history=["P0001", {"item": {"title": "fresh nail polish"}}], k=5, mode="generative")
+    assert len(body["items"]) == 5
+
+
+def test_new_items_get_sids_and_old_ones_keep_theirs(runtime: GenerativeRuntime, tiny_artifacts: TinyArtifacts) -> None:
+    ids = [r["item_id"] for r in tiny_artifacts.catalog]
+    vectors = np.load(tiny_artifacts.root / "items" / "text_vectors.npy")
+    first = runtime.catalog("c1", ids, vectors)
+    # reindex: item 0 removed, two new items (copies of existing texts: same codes -> next free digit)
+    ids2 = [*ids[1:], "NEW1", "NEW2"]
+    vec2 = np.concatenate([vectors[1:], vectors[[3, 3]]])
+    second = runtime.catalog("c2", ids2, vec2)
+    assert second.new_items == 2
+    assert second.table.sids[: len(ids) - 1].tolist() == first.table.sids[1:].tolist()
+    assert len({tuple(r) for r in second.table.sids.tolist()}) == len(ids2)
+    nearest = runtime.codec.encode(vectors[[3]])[0].tolist()  # the codec's codes for item 3's text
+    for row in (-2, -1):  # both new items get them, each with its own free collision digit
+        assert second.table.sids[row, :-1].tolist() == nearest
+    assert second.table.sids[-2, -1] != second.table.sids[-1, -1]
+
+
+def test_reindex_assigns_sids_to_new_items_before_the_swap(
+    make_client: Callable[..., TestClient], gen_artifacts: Path, tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    from tests.api.test_admin import wait_job
+    from tests.conftest import admin_headers, write_jsonl
+
+    client = make_client(artifacts_dir=gen_artifacts)
+    catalog = [*tiny_artifacts.catalog[1:], {"item_id": "NEW1", "title": "Hair shampoo fresh", "categories": ["Hair"]}]
+    path = write_jsonl(tmp_path / "catalog.jsonl", catalog)
+    resp = client.post("/admin/reindex", json={"catalog_path": str(path)}, headers=admin_headers())
+    assert resp.status_code == 202, resp.text
+    job = wait_job(client, resp.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    assert job["stats"]["sid_new_items"] == 1 and job["stats"]["sid_unique_prefix_share"] > 0
+    # the removed item is never decoded; with a filter that leaves NEW1 plus history, NEW1 comes back
+    body = post(client, history=["P0001"], k=40, mode="generative")
+    got = [it["item_id"] for it in body["items"]]
+    assert "P0000" not in got and body["index_version"] == job["collection"]
+    assert len(got) == 40
+    body = post(client, history=["P0002"], k=3, mode="generative", filters={"categories": ["Hair"], "price_max": 0.5})
+    assert [it["item_id"] for it in body["items"]] == []  # NEW1 has no price: a price filter excludes it
+    hair = post(client, history=["P0002"], k=20, mode="generative", filters={"categories": ["Hair"]})
+    assert "NEW1" in [it["item_id"] for it in hair["items"]]

@@ -1,0 +1,133 @@
+"""Batched constrained beam search vs the plain trie walk on random catalogs and models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.core.sid import SidLayout
+from service.semantic_ids.beam import StepFn, beam_search
+from service.semantic_ids.prefix_index import PrefixIndex
+from service.semantic_ids.reference import reference_beam_search
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models: one thread is fastest, and oversubscribed cores slow torch down by orders of magnitude."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def random_catalog(rng: np.random.Generator, layout: SidLayout, n: int) -> np.ndarray:
+    """n unique sids [n, depth] (fewer when the space is smaller)."""
+    space = int(np.prod(layout.level_sizes))
+    flat = rng.choice(space, size=min(n, space), replace=False)
+    return np.stack(np.unravel_index(flat, layout.level_sizes), axis=1).astype(np.int64)
+
+
+def table_step(rng: np.random.Generator, layout: SidLayout, batch: int) -> StepFn:
+    """Logits = per-request base + one random row per (position, token): a deterministic
+    function of (request, prefix) computed elementwise, so batch shape cannot change it."""
+    v = layout.vocab_size
+    base = torch.from_numpy(rng.normal(0, 2, (batch, v)).astype(np.float32))  # [B, V]
+    table = torch.from_numpy(rng.normal(0, 2, (layout.depth, v, v)).astype(np.float32))  # [depth, V, V]
+
+    def step(prefix: torch.Tensor) -> torch.Tensor:
+        b, w, t = prefix.shape
+        acc = base[:, None, :].expand(b, w, v).clone()  # [B, W, V]
+        for pos in range(t):
+            acc = acc + table[pos][prefix[:, :, pos]]
+        return acc
+
+    return step
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> dict[str, object]:
+    n_levels = draw(st.integers(1, 3))
+    layout = SidLayout(n_levels, draw(st.integers(2, 6)), draw(st.integers(1, 3)))
+    seed = draw(st.integers(0, 2**31 - 1))
+    n = draw(st.integers(1, 60))
+    beam = draw(st.integers(1, 8))
+    k = draw(st.integers(1, beam))
+    batch = draw(st.integers(1, 3))
+    filtered = draw(st.booleans())
+    return {"layout": layout, "seed": seed, "n": n, "beam": beam, "k": k, "batch": batch, "filtered": filtered}
+
+
+@settings(max_examples=60, deadline=None)
+@given(cases())
+def test_batched_equals_reference(case: dict[str, object]) -> None:
+    layout = case["layout"]
+    assert isinstance(layout, SidLayout)
+    rng = np.random.default_rng(int(case["seed"]))  # type: ignore[call-overload]
+    sids = random_catalog(rng, layout, int(case["n"]))  # type: ignore[call-overload]
+    batch, beam, k = int(case["batch"]), int(case["beam"]), int(case["k"])  # type: ignore[call-overload]
+    step = table_step(rng, layout, batch)
+    allowed = rng.random((batch, len(sids))) < 0.5 if case["filtered"] else None
+    index = PrefixIndex(sids, layout)
+    res = beam_search(step, index, batch, beam, k, None if allowed is None else torch.from_numpy(allowed))
+    ref_items, ref_scores = reference_beam_search(step, sids, layout, batch, beam, k, allowed)
+    for b in range(batch):
+        got = [int(i) for i in res.items[b] if i >= 0]
+        assert got == ref_items[b]
+        np.testing.assert_allclose(res.scores[b, : len(got)].numpy(), ref_scores[b], rtol=0, atol=1e-5)
+        n_allowed = len(sids) if allowed is None else int(allowed[b].sum())
+        assert len(got) == min(k, n_allowed)  # k items whenever k allowed items exist
+        if allowed is not None:
+            assert all(allowed[b, i] for i in got)
+        assert len(set(got)) == len(got)
+        # decoded tokens are the items' sids
+        for j, item in enumerate(got):
+            assert layout.from_tokens(res.tokens[b, j].numpy()).tolist() == sids[item].tolist()
+
+
+def test_full_beam_finds_exact_best_items() -> None:
+    """With the beam as wide as the catalog, beam search is exhaustive: compare to brute force."""
+    rng = np.random.default_rng(0)
+    layout = SidLayout(2, 4, 2)
+    sids = random_catalog(rng, layout, 20)
+    step = table_step(rng, layout, 2)
+    res = beam_search(step, PrefixIndex(sids, layout), 2, beam=32, k=5)
+    tokens = torch.from_numpy(layout.to_tokens(sids))  # [N, depth]
+    for b in range(2):
+        totals = []
+        for row in tokens:
+            s = 0.0
+            for t in range(layout.depth):
+                prefix = row[:t].view(1, 1, t).expand(2, 1, t)
+                s += float(torch.log_softmax(step(prefix)[b, 0], -1)[row[t]])
+            totals.append(s)
+        best = np.argsort(-np.array(totals))[:5]
+        assert res.items[b].tolist() == best.tolist()
+
+
+def test_filter_excluding_everything_returns_no_items() -> None:
+    rng = np.random.default_rng(1)
+    layout = SidLayout(3, 4, 2)
+    sids = random_catalog(rng, layout, 30)
+    allowed = torch.zeros(1, 30, dtype=torch.bool)
+    res = beam_search(table_step(rng, layout, 1), PrefixIndex(sids, layout), 1, 4, 3, allowed)
+    assert res.items.tolist() == [[-1, -1, -1]]
+
+
+def test_bad_arguments_raise() -> None:
+    layout = SidLayout(2, 4, 2)
+    sids = random_catalog(np.random.default_rng(2), layout, 10)
+    index = PrefixIndex(sids, layout)
+    step = table_step(np.random.default_rng(3), layout, 1)
+    with pytest.raises(ValueError, match="k <= beam"):
+        beam_search(step, index, 1, beam=2, k=3)
+    with pytest.raises(ValueError, match="allowed mask"):
+        beam_search(step, index, 1, beam=2, k=1, allowed=torch.ones(1, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="rows for a batch"):
+        beam_search(step, index, 1, beam=2, k=1, allowed=torch.ones(2, 10, dtype=torch.bool))
+    with pytest.raises(ValueError, match="not unique"):
+        PrefixIndex(np.vstack([sids, sids[:1]]), layout)

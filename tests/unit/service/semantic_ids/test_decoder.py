@@ -1,0 +1,79 @@
+"""The beam-aware T5 step equals the Hugging Face forward; history encoding."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from service.core.sid import EOS_TOKEN, PAD_TOKEN, SidLayout
+from service.semantic_ids.beam import beam_search
+from service.semantic_ids.decoder import Seq2SeqStep, T5BeamStep, history_tokens
+from service.semantic_ids.prefix_index import PrefixIndex
+from training.config import GenRecConfig
+from training.models.genrec import build_genrec
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models: one thread is fastest, and oversubscribed cores slow torch down by orders of magnitude."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[object, SidLayout, np.ndarray]:
+    layout = SidLayout(3, 8, 4)
+    rng = np.random.default_rng(0)
+    flat = rng.choice(int(np.prod(layout.level_sizes)), 300, replace=False)
+    sids = np.stack(np.unravel_index(flat, layout.level_sizes), axis=1)
+    model = build_genrec(layout, GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16), seed=0).eval()
+    return model, layout, sids
+
+
+def test_history_tokens_layout() -> None:
+    item_tokens = np.array([[2, 10, 20, 30], [3, 11, 21, 31], [4, 12, 22, 32]])
+    ids, mask = history_tokens(item_tokens, [[0, 1, 2], [2]], max_items=2)
+    assert ids[0].tolist() == [3, 11, 21, 31, 4, 12, 22, 32, EOS_TOKEN]
+    assert ids[1].tolist() == [4, 12, 22, 32, EOS_TOKEN] + [PAD_TOKEN] * 4
+    assert mask.sum(1).tolist() == [9, 5]
+    with pytest.raises(ValueError, match="empty history"):
+        history_tokens(item_tokens, [[]], 2)
+
+
+def test_fast_step_matches_hf_forward(setup: tuple[object, SidLayout, np.ndarray]) -> None:
+    model, layout, sids = setup
+    tokens = layout.to_tokens(sids)
+    rng = np.random.default_rng(1)
+    ids, mask = history_tokens(tokens, [rng.integers(0, 300, n).tolist() for n in (1, 5, 3)], 4)
+    ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask).long()
+    slow, fast = Seq2SeqStep(model, ids_t, mask_t), T5BeamStep(model, ids_t, mask_t)
+    for t in range(layout.depth):
+        prefix = torch.from_numpy(tokens[rng.integers(0, 300, (3, 4))][:, :, :t])  # [B, W, t]
+        torch.testing.assert_close(fast(prefix), slow(prefix), atol=1e-4, rtol=1e-4)
+    index = PrefixIndex(sids, layout)
+    a = beam_search(slow, index, 3, 6, 5)
+    b = beam_search(fast, index, 3, 6, 5)
+    assert a.items.tolist() == b.items.tolist()
+
+
+def test_cached_step_follows_reordered_beams(setup: tuple[object, SidLayout, np.ndarray]) -> None:
+    """Incremental decoding after reorder() gives the logits of a full recompute."""
+    model, layout, sids = setup
+    tokens = torch.from_numpy(layout.to_tokens(sids))
+    ids, mask = history_tokens(layout.to_tokens(sids), [[1, 2], [3]], 4)
+    ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask).long()
+    fast, slow = T5BeamStep(model, ids_t, mask_t), Seq2SeqStep(model, ids_t, mask_t)
+    rng = np.random.default_rng(2)
+    prefix = torch.zeros((2, 3, 0), dtype=torch.long)
+    fast(prefix)
+    for t in range(1, layout.depth):
+        src = torch.from_numpy(rng.integers(0, prefix.shape[1], (2, 4)))  # [B, W'=4]
+        fast.reorder(src)
+        new_tok = tokens[torch.from_numpy(rng.integers(0, 300, (2, 4))), t - 1][:, :, None]
+        prefix = torch.cat([prefix.gather(1, src[:, :, None].expand(-1, -1, prefix.shape[2])), new_tok], dim=2)
+        torch.testing.assert_close(fast(prefix), slow(prefix), atol=1e-4, rtol=1e-4)

@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.core.items import item_text
+from service.encoding.fake import FakeEncoder
+from training.config import BenchSeqRecConfig, DemoConfig, EmbedItemsConfig, SeqRecConfig
+from training.data.demo import generate_demo
+from training.data.loader import load_dataset
+from training.data.profiles import profile_sentences
+from training.data.split import EvalCase, Split
+from training.jobs.bench_seqrec import (
+    DATASETS,
+    ROW_KEYS,
+    aggregate,
+    bench,
+    cached_text_vectors,
+    hide_items,
+    merge_rows,
+    model_config,
+    model_ranks,
+    render,
+    render_markdown,
+    text_cache_key,
+)
+from training.jobs.train_seqrec import build_model, evaluate_model
+from training.metrics import metrics_from_ranks
+from training.results_doc import read_section
+
+
+def _split(n_items: int = 50, n_users: int = 80, seed: int = 0) -> Split:
+    rng = np.random.default_rng(seed)
+    seqs = [list(rng.integers(0, n_items, size=int(rng.integers(3, 9)))) for _ in range(n_users)]
+    seqs = [[int(i) for i in s] for s in seqs]
+    return Split(
+        n_items=n_items,
+        train=[s[:-2] for s in seqs],
+        val=[EvalCase(u, tuple(s[:-2]), s[-2]) for u, s in enumerate(seqs)],
+        test=[EvalCase(u, tuple(s[:-1]), s[-1]) for u, s in enumerate(seqs)],
+    )
+
+
+def test_hide_items_removes_cold_items_from_training_only() -> None:
+    split = _split()
+    warm, cold = hide_items(split, 0.2, seed=3)
+    assert cold.shape == (50,) and cold.sum() == 10
+    assert not any(cold[i] for s in warm.train for i in s)
+    assert all(not cold[c.target] for c in warm.val)
+    assert warm.test == split.test  # every test case is kept; cold targets are scored by text
+    # Only the cold items were dropped from the training sequences.
+    for before, after in zip(split.train, warm.train, strict=True):
+        assert after == [i for i in before if not cold[i]]
+    _, cold2 = hide_items(split, 0.2, seed=3)
+    np.testing.assert_array_equal(cold, cold2)  # seeded
+    assert not np.array_equal(cold, hide_items(split, 0.2, seed=4)[1])
+    with pytest.raises(ValueError, match="cold_frac"):
+        hide_items(split, 0.0, seed=0)
+
+
+def _run(seed: int, r10: float, seconds: float = 10.0) -> dict[str, object]:
+    test = {"recall@5": r10 / 2, "recall@10": r10, "ndcg@5": r10 / 4, "ndcg@10": r10 / 3}
+    return {"seed": seed, "test": test, "val": test, "train_seconds": seconds}
+
+
+def test_aggregate_means_and_sample_std() -> None:
+    row = aggregate("Beauty", "sasrec", [_run(0, 0.07, 100), _run(1, 0.08, 200), _run(2, 0.09, 300)])
+    assert tuple(row) == ROW_KEYS  # exactly the issue's fields
+    assert row["recall@10"] == pytest.approx(0.08)
+    assert row["ndcg@10"] == pytest.approx(0.08 / 3, abs=1e-5)
+    assert row["std_recall@10"] == pytest.approx(0.01)
+    assert row["seeds"] == [0, 1, 2] and row["train_seconds"] == 200.0
+    assert row["cold_recall@10"] is None
+    assert aggregate("Beauty", "sasrec", [_run(0, 0.07)])["std_recall@10"] is None  # one seed: no std
+
+
+def test_merge_rows_replaces_by_dataset_and_model_and_keeps_the_rest() -> None:
+    old = [
+        aggregate("Beauty", "sasrec", [_run(0, 0.07)]),
+        aggregate("ml-100k", "fusion", [_run(0, 0.10)]) | {"cold_recall@10": 0.05},
+    ]
+    new = [
+        aggregate("ml-100k", "fusion", [_run(0, 0.12)]),  # no cold figure in this run
+        aggregate("Beauty", "popularity", [_run(0, 0.01)]),
+    ]
+    merged = merge_rows(old, new)
+    keys = [(r["dataset"], r["model"]) for r in merged]
+    assert keys == [("Beauty", "popularity"), ("Beauty", "sasrec"), ("ml-100k", "fusion")]  # table order
+    fusion = merged[-1]
+    assert fusion["recall@10"] == pytest.approx(0.12) and fusion["cold_recall@10"] == 0.05
+
+
+def test_render_states_the_protocol_and_lists_every_dataset() -> None:
+    rows = [aggregate("Beauty", "sasrec", [_run(0, 0.0737)])]
+    md = render_markdown(rows, {}, plot="results/seqrec.png")
+    assert "history items not excluded" in md
+    for ds in DATASETS:
+        assert f"### {ds}" in md
+    assert md.count("Not run yet.") == len(DATASETS) - 1
+    assert "| SASRec (ID only) | 0.0369 | 0.0737 |" in md
+    assert "TIGER (published)" in md and "0.0648" in md
+    assert "![" in md
+
+
+def test_model_config_applies_preset_then_overrides() -> None:
+    base = SeqRecConfig(lr=1e-3)
+    cfg = model_config(base, "sasrec", {"sasrec": {"lr": 5e-3}})
+    assert (cfg.use_text, cfg.use_id, cfg.lr) == (False, True, 5e-3)
+    assert base.use_text and base.lr == 1e-3  # base untouched
+    assert model_config(base, "pq_codes").item_encoder == "pq"
+    with pytest.raises(ValueError, match="unknown model"):
+        model_config(base, "gru4rec")
+    with pytest.raises(ValueError, match="unknown SeqRecConfig field"):
+        model_config(base, "fusion", {"fusion": {"learning_rate": 1.0}})
+
+
+def test_text_cache_reads_what_is_stored_under_its_key(tmp_path: Path) -> None:
+    cfg = EmbedItemsConfig(max_length=64)
+    texts = ["red lipstick", "blue tent"]
+    key = text_cache_key(texts, cfg, None)
+    assert key != text_cache_key([*texts, "x"], cfg, None)
+    assert key != text_cache_key(texts, EmbedItemsConfig(max_length=128), None)
+    assert key != text_cache_key(texts[::-1], cfg, None)
+    stored = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.save(tmp_path / f"{key}.npy", stored)
+    np.testing.assert_array_equal(cached_text_vectors(texts, tmp_path, cfg), stored)  # no encoder needed
+
+
+def _seed_cache(cache: Path, texts: list[str], cfg: EmbedItemsConfig) -> np.ndarray:
+    """Store cheap real vectors (the hashing FakeEncoder) under the key the harness will look up."""
+    vectors = FakeEncoder().encode(texts).astype(np.float32)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(cache / f"{text_cache_key(texts, cfg, None)}.npy", vectors)
+    return vectors
+
+
+@pytest.mark.slow  # trains tiny models of every kind on generated data (~20 s)
+def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
+    data = generate_demo(tmp_path / "demo", DemoConfig(n_items=120, n_users=200, seed=2))
+    ds = load_dataset(data)
+    cfg = BenchSeqRecConfig(
+        models=["popularity", "sasrec", "fusion", "text_moe", "pq_codes", "fusion_profile"],
+        seeds=[0, 1],
+        cold_frac=0.2,
+        cold_minutes=0.05,
+        results_json=str(tmp_path / "out/seqrec.json"),
+        details_json=str(tmp_path / "out/seqrec_runs.json"),
+        results_md=str(tmp_path / "out/RESULTS.md"),
+        plot=str(tmp_path / "out/seqrec.png"),
+        cache_dir=str(tmp_path / "cache"),
+        seqrec=SeqRecConfig(hidden=16, n_layers=1, max_len=10, epochs=2, max_minutes=0.1, pq_m=4, pq_k=8, pq_iters=3),
+    )
+    cache = tmp_path / "cache" / ds.name
+    _seed_cache(cache, [item_text(it) for it in ds.items], cfg.embed)
+    _seed_cache(cache, profile_sentences(ds), cfg.embed)
+    rows = bench(data, cfg, progress=False)
+    assert [r["model"] for r in rows] == cfg.models
+    saved = json.loads(Path(cfg.results_json).read_text())
+    assert {tuple(r) for r in saved} == {ROW_KEYS}
+    by_model = {r["model"]: r for r in saved}
+    assert by_model["popularity"]["seeds"] == [0] and by_model["popularity"]["cold_recall@10"] is None
+    assert by_model["sasrec"]["seeds"] == [0, 1] and by_model["sasrec"]["std_recall@10"] is not None
+    assert by_model["sasrec"]["cold_recall@10"] is None  # ID only: no cold figure
+    for m in ("fusion", "text_moe", "pq_codes", "fusion_profile"):
+        assert by_model[m]["cold_recall@10"] is not None
+        assert 0.0 <= by_model[m]["cold_recall@10"] <= 1.0
+    details = json.loads(Path(cfg.details_json).read_text())
+    assert details[f"{ds.name}/fusion"]["cold"]["n_cold_items"] == 24
+    section = read_section("seqrec", cfg.results_md)
+    assert section is not None and "Fusion + profile" in section
+    assert Path(cfg.plot).is_file()
+    # --render-only rebuilds the same page from the JSON.
+    Path(cfg.results_md).unlink()
+    render(cfg)
+    assert read_section("seqrec", cfg.results_md) == section
+    # --cold-only: a new cold run updates the cold figure and keeps the main numbers.
+    cfg.models, cfg.cold_seed = ["fusion"], 1
+    bench(data, cfg, cold_only=True, progress=False)
+    fusion = next(r for r in json.loads(Path(cfg.results_json).read_text()) if r["model"] == "fusion")
+    assert {k: fusion[k] for k in ROW_KEYS if k != "cold_recall@10"} == {
+        k: by_model["fusion"][k] for k in ROW_KEYS if k != "cold_recall@10"
+    }
+    assert json.loads(Path(cfg.details_json).read_text())[f"{ds.name}/fusion"]["cold"]["seed"] == 1
+    with pytest.raises(ValueError, match="no row"):
+        cfg.models = ["text_moe"]
+        bench(data, replace(cfg, results_json=str(tmp_path / "empty.json")), cold_only=True, progress=False)
+
+
+@pytest.mark.parametrize("with_profile", [False, True])
+def test_model_ranks_agree_with_evaluate_model(with_profile: bool) -> None:
+    split = _split(n_items=40, n_users=60)
+    text = FakeEncoder(dim=16).encode([f"item {i}" for i in range(40)]).astype(np.float32)
+    profiles = np.random.default_rng(0).normal(size=(60, 5)).astype(np.float32) if with_profile else None
+    cfg = SeqRecConfig(hidden=8, n_layers=1, max_len=5)
+    model = build_model(cfg, 40, text, profile_dim=0 if profiles is None else 5).eval()
+    ranks = model_ranks(model, split.test, profiles=profiles, batch_size=7)
+    assert ranks.shape == (len(split.test),)
+    assert metrics_from_ranks(ranks) == pytest.approx(evaluate_model(model, split.test, profiles=profiles))

@@ -1,0 +1,267 @@
+"""Encoder fine-tuning job and held-out evaluation on a tiny random BERT and a generated catalog."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+import training.jobs.finetune_encoder as ft
+from training.config import EncoderFinetuneConfig
+from training.data.loader import load_dataset
+from training.jobs.eval_encoder import (
+    ItemSplit,
+    evaluate_heldout,
+    retrieval_metrics,
+    split_items,
+)
+from training.models.text_encoder import TextEncoder, load_tokenizer
+
+COLORS = ["red", "blue", "green", "black", "white", "steel", "brass", "copper"]
+THINGS = ["valve", "bolt", "glove", "drill", "tape", "hose", "clamp", "wrench", "gauge", "fuse"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    out = tmp_path_factory.mktemp("tiny_bert")
+    TextEncoder(BertModel(cfg)).save(out, load_tokenizer())
+    return out
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("catalog")
+    rows = []
+    for i in range(60):
+        c, t = COLORS[i % len(COLORS)], THINGS[(i * 7) % len(THINGS)]
+        row: dict[str, Any] = {"item_id": f"i{i}", "title": f"{c} {t} model {i}", "brand": f"brand{i % 5}"}
+        if i % 10 != 9:  # every tenth item has no description
+            row["description"] = f"A {t} made of {c} material, size {i % 4}, for industrial use."
+        rows.append(row)
+    (root / "items.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return root
+
+
+def _cfg(model_dir: Path, **kw: Any) -> EncoderFinetuneConfig:
+    base: dict[str, Any] = {
+        "base_model_dir": str(model_dir),
+        "batch_size": 8,
+        "chunk_size": 3,
+        "epochs": 2,
+        "lr": 1e-3,
+        "doc_max_length": 32,
+        "query_max_length": 16,
+        "val_distractors": 10,
+        "threads": 1,  # tiny matrices: more threads only add contention
+        "patience": 5,
+    }
+    base.update(kw)
+    return EncoderFinetuneConfig(**base)
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in TextEncoder.from_pretrained(model_dir).state_dict().items()}
+
+
+def test_split_is_seeded_stable_and_partitions() -> None:
+    ids = [f"x{i}" for i in range(2000)]
+    s = split_items(ids, 0.7, 0.1, seed=3)
+    assert sorted(s.train + s.val + s.test) == sorted(ids)
+    assert abs(len(s.train) / 2000 - 0.7) < 0.05 and abs(len(s.val) / 2000 - 0.1) < 0.03
+    # an item's side does not depend on the rest of the catalog
+    sub = split_items(ids[::3], 0.7, 0.1, seed=3)
+    assert set(sub.train) == set(s.train) & set(ids[::3])
+    assert split_items(ids, 0.7, 0.1, seed=4).train != s.train
+    with pytest.raises(ValueError, match="train_fraction"):
+        split_items(ids, 0.9, 0.2, seed=0)
+
+
+def test_retrieval_metrics_ranks() -> None:
+    docs = np.eye(4, dtype=np.float32)  # [4, 4]
+    queries = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0.9, 0.1, 0]], dtype=np.float32)
+    m = retrieval_metrics(queries, docs, np.array([0, 1, 2]))  # third query ranks its doc 2nd
+    assert m["recall@10"] == 1.0
+    assert m["mrr"] == pytest.approx((1 + 1 + 0.5) / 3)
+    assert m["ndcg@10"] == pytest.approx((1 + 1 + 1 / np.log2(3)) / 3)
+
+
+def test_title_stems_match_scientific_style_titles() -> None:
+    stems = ft.title_stems("Gorilla Glue, 8 oz, Brown. Tapes & Adhesives. Gorilla.")
+    assert "gorilla glue, 8 oz, brown" in stems
+    assert "gorilla glue" not in stems
+
+
+def test_finetune_runs_saves_and_is_deterministic(tiny_model_dir: Path, catalog: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_model_dir, freeze_layers=1)
+    a = ft.finetune_encoder(catalog, tmp_path / "a", cfg)
+    ft.finetune_encoder(catalog, tmp_path / "b", cfg)
+    assert a["n_without_description"] == 6
+    assert a["n_train_pairs"] + a["n_val_pairs"] < 54  # test items never trained on
+    split = ItemSplit.load(tmp_path / "a" / "split.json")
+    assert split.train and split.val and split.test
+    info = json.loads((tmp_path / "a" / ft.INFO_FILE).read_text())
+    assert [h["epoch"] for h in info["history"]] == [0, 1, 2]
+    assert info["steps"] == 2 * info["steps_per_epoch"] and info["train_seconds"] > 0
+    wa, wb = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
+    for k, v in wa.items():
+        torch.testing.assert_close(wb[k], v, msg=k)
+    # frozen bottom untouched, top layer trained (when the best epoch is not the base one)
+    base = _weights(tiny_model_dir)
+    torch.testing.assert_close(
+        wa["backbone.encoder.layer.0.output.dense.weight"], base["backbone.encoder.layer.0.output.dense.weight"]
+    )
+    if info["best_epoch"] > 0:
+        assert not torch.equal(
+            wa["backbone.encoder.layer.1.output.dense.weight"], base["backbone.encoder.layer.1.output.dense.weight"]
+        )
+
+
+def test_interrupted_run_resumes_to_the_same_weights(
+    tiny_model_dir: Path, catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _cfg(tiny_model_dir, freeze_layers=0, patience=10, epochs=3)
+    ft.finetune_encoder(catalog, tmp_path / "full", cfg)
+    steps_per_epoch = json.loads((tmp_path / "full" / ft.INFO_FILE).read_text())["steps_per_epoch"]
+
+    real = ft.gradcache_backward
+    calls = {"n": 0}
+
+    def crash_in_epoch_2(*args: Any, **kwargs: Any) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] > steps_per_epoch:
+            raise KeyboardInterrupt("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ft, "gradcache_backward", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune_encoder(catalog, tmp_path / "resumed", cfg)
+    monkeypatch.setattr(ft, "gradcache_backward", real)
+    ft.finetune_encoder(catalog, tmp_path / "resumed", cfg)
+    info = json.loads((tmp_path / "resumed" / ft.INFO_FILE).read_text())
+    assert [h["epoch"] for h in info["history"]] == [0, 1, 2, 3]
+    wf, wr = _weights(tmp_path / "full" / "model"), _weights(tmp_path / "resumed" / "model")
+    for k, v in wf.items():
+        torch.testing.assert_close(wr[k], v, msg=k)
+
+
+def test_heldout_eval_pools_and_cache(tiny_model_dir: Path, catalog: Path, tmp_path: Path) -> None:
+    ds = load_dataset(catalog, require_sequences=False)
+    split = split_items(ds.item_ids, 0.7, 0.1, seed=0)
+    first = evaluate_heldout(ds.items, split, tiny_model_dir, max_length=32, cache_dir=tmp_path / "cache")
+    assert [r.pool for r in first] == ["catalog", "test"]
+    assert first[0].n_candidates == 54 and first[1].n_candidates == first[1].n_test_items
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    again = evaluate_heldout(ds.items, split, tiny_model_dir, max_length=32, cache_dir=tmp_path / "cache")
+    assert [r.metrics for r in again] == [r.metrics for r in first]
+    # a smaller pool can only rank the target higher
+    assert first[1].metrics["mrr"] >= first[0].metrics["mrr"]
+
+
+def test_rejects_bad_config(tiny_model_dir: Path, catalog: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        ft.finetune_encoder(catalog, tmp_path / "x", _cfg(tiny_model_dir, batch_size=1))
+    with pytest.raises(ValueError, match="freeze_layers"):
+        ft.finetune_encoder(catalog, tmp_path / "y", _cfg(tiny_model_dir, freeze_layers=2))
+
+
+def test_downstream_rows_per_encoder_and_seq_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from training.config import DemoConfig, SeqRecConfig
+    from training.data.demo import generate_demo
+    from training.jobs.encoder_downstream import encoder_downstream
+
+    data = generate_demo(tmp_path / "demo", DemoConfig(n_items=40, n_users=60, min_len=4, max_len=8, seed=0))
+    seq = SeqRecConfig(hidden=16, n_layers=1, n_heads=1, max_len=8, epochs=1, batch_size=32)
+    rows = encoder_downstream(
+        data,
+        {"base": tiny_model_dir, "other": tiny_model_dir},
+        seq_cfg=seq,
+        max_length=32,
+        cache_dir=tmp_path / "cache",
+        results_dir=tmp_path / "results",
+    )
+    assert [(r["encoder"], r["seq_model"]) for r in rows] == [
+        ("base", "id+text"),
+        ("base", "text"),
+        ("other", "id+text"),
+        ("other", "text"),
+    ]
+    assert all(0.0 <= r["recall@10"] <= 1.0 and r["ndcg@10"] <= r["recall@10"] for r in rows)
+    saved = json.loads((tmp_path / "results" / "encoder_downstream.json").read_text())
+    assert len(saved) == 4
+    with pytest.raises(ValueError, match="unknown seq model"):
+        encoder_downstream(data, {"base": tiny_model_dir}, seq_models=["nope"], write=False)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_bottom_then_top_equals_full_forward(tiny_model_dir: Path, k: int) -> None:
+    model = TextEncoder.from_pretrained(tiny_model_dir)
+    tok = load_tokenizer(tiny_model_dir)
+    enc = tok(["red valve", "a much longer text about a steel clamp for pipes"], padding=True, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    with torch.no_grad():
+        full = model(ids, mask)  # [2, H]
+        split = model.forward_from(model.bottom(ids, mask, k), mask, k)  # [2, H]
+    torch.testing.assert_close(split, full, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="n_layers"):
+        model.bottom(ids, mask, 3)
+
+
+def test_results_command_writes_rows_plot_and_section(tiny_model_dir: Path, catalog: Path, tmp_path: Path) -> None:
+    from training.jobs.eval_encoder import write_encoder_results
+
+    run = tmp_path / "run"
+    ft.finetune_encoder(catalog, run, _cfg(tiny_model_dir, freeze_layers=1, epochs=1))
+    # the "base" of this test is the tiny model too: point the base model at it
+    cfg_base = json.loads((run / ft.INFO_FILE).read_text())["config"]["base_model_dir"]
+    assert cfg_base == str(tiny_model_dir)
+    results, doc = tmp_path / "results", tmp_path / "RESULTS.md"
+    (results).mkdir()
+    other = {"dataset": "Other", "model": "base", "pool": "catalog", "recall@10": 0.5, "ndcg@10": 0.25, "mrr": 0.2}
+    other |= {"n_test_items": 3, "n_candidates": 9, "train_seconds": 0.0}
+    (results / "encoder.json").write_text(json.dumps([other]))
+    rows = write_encoder_results(
+        catalog,
+        run,
+        max_length=32,
+        results_dir=results,
+        results_doc=doc,
+        cache_dir=tmp_path / "cache",
+        base_model_dir=tiny_model_dir,
+    )
+    assert [(r["model"], r["pool"]) for r in rows] == [
+        ("base", "catalog"),
+        ("base", "test"),
+        ("finetuned", "catalog"),
+        ("finetuned", "test"),
+    ]
+    assert set(rows[0]) == {
+        "dataset",
+        "model",
+        "pool",
+        "recall@10",
+        "ndcg@10",
+        "mrr",
+        "n_test_items",
+        "n_candidates",
+        "train_seconds",
+    }
+    saved = json.loads((results / "encoder.json").read_text())
+    assert len(saved) == 5 and saved[0]["dataset"] == "Other"  # other datasets' rows survive
+    assert (results / "encoder.png").stat().st_size > 1000
+    text = doc.read_text()
+    assert "<!-- BEGIN encoder -->" in text and "| catalog | finetuned |" not in text
+    assert f"| {rows[2]['dataset']} | finetuned | catalog | {rows[2]['recall@10']:.4f} |" in text

@@ -1,0 +1,340 @@
+"""Train the generative recommender (TIGER-style T5 over semantic-ID tokens).
+
+Training examples: every position of every leave-one-out training sequence
+(history = the items before it, last ``max_items``; target = the item), teacher
+forcing on the target's sid tokens. Validation and test rank the target by its
+position in the top-10 list that the served constrained beam search returns
+(``service.semantic_ids``: the decoder the service runs, so the metrics are those of
+what is served); a target not in the list is a miss. Recall/NDCG come from the shared
+``training.metrics.metrics_from_ranks``.
+
+Writes ``<out_dir>`` = ``<artifact root>/genrec``: the model via ``save_pretrained``
+(config.json + model.safetensors). Serving loads it with torch + transformers (see
+``service/semantic_ids/decoder.py`` for why not ONNX) and never imports ``training/``.
+Training imports ``service.semantic_ids`` (pure torch, no web dependencies) so that
+evaluation uses the served beam search itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from service.core.sid import SidTable
+from service.semantic_ids.beam import beam_search
+from service.semantic_ids.decoder import GENREC_DIR, history_tokens, step_for
+from service.semantic_ids.prefix_index import PrefixIndex
+from training.config import GenRecConfig
+from training.data.split import EvalCase, Split
+from training.loop import FitResult, LoopConfig, fit, resolve_device
+from training.metrics import metrics_from_ranks
+from training.models.genrec import GenRecBatch, build_genrec, genrec_loss
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenRecResult:
+    section: dict[str, Any]  # the manifest's extra["genrec"]
+    metrics: dict[str, Any]
+    train_seconds: float
+    fit: FitResult
+
+
+def training_examples(train: Sequence[Sequence[int]], max_items: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """(history, target) for every position >= 1 of every training sequence."""
+    hist: list[np.ndarray] = []
+    targets: list[int] = []
+    for s in train:
+        arr = np.asarray(s, dtype=np.int64)
+        for i in range(1, len(arr)):
+            hist.append(arr[max(0, i - max_items) : i])
+            targets.append(int(arr[i]))
+    if not hist:
+        raise ValueError("no training sequence has 2 or more items")
+    return hist, np.asarray(targets, dtype=np.int64)
+
+
+class GenRecBatches:
+    def __init__(
+        self, item_tokens: np.ndarray, train: Sequence[Sequence[int]], cfg: GenRecConfig, device: torch.device
+    ) -> None:
+        self.item_tokens = item_tokens  # [N, depth]
+        self.hist, self.targets = training_examples(train, cfg.max_items)
+        self.lengths = np.array([len(h) for h in self.hist])
+        self.cfg = cfg
+        self.device = device
+        self.bucket = 32
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.targets) / self.cfg.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[GenRecBatch]:
+        """Shuffled batches of similar history lengths (sorted inside windows of ``bucket``
+        batches, then the batches shuffled): padding to the longest history in a random
+        batch would multiply the encoder's work several times on short-history data."""
+        rng = np.random.default_rng((self.cfg.seed, epoch))
+        order = rng.permutation(len(self.targets))
+        bs = self.cfg.batch_size
+        window = bs * self.bucket
+        chunks: list[np.ndarray] = []
+        for start in range(0, len(order), window):
+            part = order[start : start + window]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
+            chunks += [part[i : i + bs] for i in range(0, len(part), bs)]
+        for j in rng.permutation(len(chunks)):
+            idx = chunks[j]
+            ids, mask = history_tokens(self.item_tokens, [self.hist[i] for i in idx], self.cfg.max_items)
+            labels = self.item_tokens[self.targets[idx]]  # [B, depth]
+            yield GenRecBatch(
+                torch.from_numpy(ids).to(self.device),
+                torch.from_numpy(mask).long().to(self.device),
+                torch.from_numpy(labels).to(self.device),
+            )
+
+
+def decode_top(
+    model: Any,
+    item_tokens: np.ndarray,
+    index: PrefixIndex,
+    histories: Sequence[Sequence[int]],
+    cfg: GenRecConfig,
+    k: int = 10,
+) -> np.ndarray:
+    """Top-``k`` item rows per history by constrained beam search: [B, k] (-1 = fewer)."""
+    ids, mask = history_tokens(item_tokens, histories, cfg.max_items)
+    step = step_for(model, ids, mask, index.device)
+    return beam_search(step, index, len(histories), max(cfg.beam, k), k).items.cpu().numpy()
+
+
+def evaluate_generative(
+    model: Any,
+    item_tokens: np.ndarray,
+    index: PrefixIndex,
+    cases: Sequence[EvalCase],
+    cfg: GenRecConfig,
+    *,
+    progress: bool = False,
+    k: int = 10,
+) -> dict[str, float]:
+    """Recall/NDCG@{5,10}: the target's rank is its position in the decoded top-k (miss = k)."""
+    if not cases:
+        raise ValueError("no cases to evaluate")
+    model.eval()
+    ranks: list[np.ndarray] = []
+    bs = cfg.eval_batch_size
+    for start in tqdm(range(0, len(cases), bs), desc="decode", leave=False, disable=not progress):
+        batch = cases[start : start + bs]
+        top = decode_top(model, item_tokens, index, [c.history for c in batch], cfg, k)  # [B, k]
+        targets = np.array([c.target for c in batch])[:, None]
+        hit = top == targets  # [B, k]
+        ranks.append(np.where(hit.any(1), hit.argmax(1), k))
+    return metrics_from_ranks(np.concatenate(ranks))
+
+
+def train_genrec(
+    split: Split, table: SidTable, cfg: GenRecConfig, out_dir: Path, ckpt_dir: Path | None = None
+) -> GenRecResult:
+    """Train on ``split.train``, early-stop on validation NDCG@10, score the test cases, save to ``out_dir``.
+
+    ``ckpt_dir``: resumable checkpoints (kept outside the artifact set)."""
+    if len(table) != split.n_items:
+        raise ValueError(f"sid table has {len(table)} rows but the split has {split.n_items} items")
+    previous_threads = torch.get_num_threads()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(split, table, cfg, out_dir, ckpt_dir)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(split: Split, table: SidTable, cfg: GenRecConfig, out_dir: Path, ckpt_dir: Path | None) -> GenRecResult:
+    device = resolve_device(cfg.device)
+    item_tokens = table.tokens()  # [N, depth]
+    index = PrefixIndex(table.sids, table.layout, device)
+    model = build_genrec(table.layout, cfg, seed=cfg.seed)
+    batches = GenRecBatches(item_tokens, split.train, cfg, device)
+    rng = np.random.default_rng(cfg.seed)
+    val = split.val
+    if cfg.val_users and len(val) > cfg.val_users:
+        val = [val[i] for i in sorted(rng.choice(len(val), cfg.val_users, replace=False))]
+    logger.info(
+        "genrec: %d training examples, %d batches/epoch, %d validation cases, %d parameters",
+        len(batches.targets),
+        len(batches),
+        len(val),
+        sum(p.numel() for p in model.parameters()),
+    )
+    loop = LoopConfig(
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        epochs=cfg.epochs,
+        max_minutes=cfg.max_minutes,
+        patience=cfg.patience,
+        eval_every=cfg.eval_every,
+        metric="ndcg@10",
+        seed=cfg.seed,
+        device=cfg.device,
+    )
+    fingerprint = hashlib.sha256(
+        json.dumps([asdict(cfg), table.sids.shape, int(table.sids.sum()), len(split.train)]).encode()
+    ).hexdigest()[:16]
+    result = fit(
+        model,
+        batches.epoch,
+        len(batches),
+        genrec_loss,  # type: ignore[arg-type]
+        lambda m: evaluate_generative(m, item_tokens, index, val, cfg),
+        loop,
+        ckpt_dir,
+        fingerprint=fingerprint,
+    )
+    model.eval()
+    test_cases = split.test
+    if cfg.test_users and len(test_cases) > cfg.test_users:
+        test_cases = [test_cases[i] for i in sorted(rng.choice(len(test_cases), cfg.test_users, replace=False))]
+    test = evaluate_generative(model, item_tokens, index, test_cases, cfg, progress=True)
+    logger.info("genrec test: %s", {k: round(v, 4) for k, v in test.items()})
+    model.save_pretrained(str(out_dir))
+    metrics: dict[str, Any] = {
+        "test": test,
+        "test_cases": len(test_cases),
+        "val_best": result.best_metric,
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+        "stop_reason": result.stop_reason,
+    }
+    section = {
+        "dir": GENREC_DIR,
+        "max_items": cfg.max_items,
+        "beam": cfg.beam,
+        "metrics": metrics,
+        "train_seconds": round(result.train_seconds, 1),
+    }
+    return GenRecResult(section, metrics, result.train_seconds, result)
+
+
+# ------------------------------------------------------------------ quality table
+
+RESULTS_JSON = Path("docs/results/generative.json")
+BEAM_JSON = Path("docs/results/generative_beam.json")
+# Published TIGER (Rajput et al. 2023), leave-one-out, full catalog: Recall@10 / NDCG@10.
+TIGER_PUBLISHED = {"Beauty": (0.0648, 0.0384), "Sports": (0.0400, 0.0225)}
+
+
+def bench_genrec(
+    data_dir: Path,
+    sid_cfg: Any,
+    cfg: GenRecConfig,
+    *,
+    vectors_from: Path | None = None,
+    work_dir: Path,
+    results_json: Path = RESULTS_JSON,
+    results_md: Path | None = None,
+) -> dict[str, Any]:
+    """Semantic IDs + genrec on one dataset folder; appends/replaces its row in ``results_json``
+    and rewrites the ``generative`` section of docs/RESULTS.md."""
+    import time
+
+    from training.data.loader import load_dataset
+    from training.data.split import leave_one_out
+    from training.jobs.semantic_ids import build_semantic_ids
+    from training.results_doc import DEFAULT_PATH
+
+    dataset = load_dataset(data_dir, allow_empty_titles=True)
+    split = leave_one_out(dataset)
+    if vectors_from is not None:
+        ids = json.loads((vectors_from / "items" / "item_ids.json").read_text())
+        if ids != dataset.item_ids:
+            raise ValueError(f"{vectors_from} was not built from {data_dir} (item ids differ)")
+        vectors = np.load(vectors_from / "items" / "text_vectors.npy")
+        logger.info("text vectors from %s", vectors_from)
+    else:
+        from training.config import EmbedItemsConfig
+        from training.jobs.embed_items import embed_items
+
+        vectors = embed_items(dataset.items, EmbedItemsConfig(threads=cfg.threads))
+    t0 = time.perf_counter()
+    sid = build_semantic_ids(vectors, sid_cfg, work_dir)
+    sid_seconds = time.perf_counter() - t0
+    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints")
+    test = res.metrics["test"]
+    row = {
+        "dataset": dataset.name,
+        "model": f"genrec T5 d{cfg.d_model} {cfg.encoder_layers}+{cfg.decoder_layers}L, beam {cfg.beam}",
+        "recall@10": round(test["recall@10"], 4),
+        "ndcg@10": round(test["ndcg@10"], 4),
+        "recall@5": round(test["recall@5"], 4),
+        "ndcg@5": round(test["ndcg@5"], 4),
+        "unique_prefix_share": sid.spec.unique_prefix_share,
+        "balanced_last_level": sid.spec.balanced_last_level,
+        "codebook_usage": sid.spec.codebook_usage,
+        "train_seconds": round(res.train_seconds + sid_seconds, 1),
+        "genrec_train_seconds": round(res.train_seconds, 1),
+        "rqvae_train_seconds": round(sid_seconds, 1),
+        "epochs": res.fit.epochs,
+        "stop_reason": res.fit.stop_reason,
+        "device": str(resolve_device(cfg.device)),
+        "threads": cfg.threads or torch.get_num_threads(),
+    }
+    rows = json.loads(results_json.read_text()) if results_json.is_file() else []
+    rows = [r for r in rows if not (r["dataset"] == row["dataset"] and r["model"] == row["model"])] + [row]
+    results_json.parent.mkdir(parents=True, exist_ok=True)
+    results_json.write_text(json.dumps(rows, indent=2) + "\n")
+    write_generative_section(results_json, BEAM_JSON, results_md or DEFAULT_PATH)
+    return row
+
+
+def write_generative_section(results_json: Path, beam_json: Path, results_md: Path) -> None:
+    """(Re)write the ``generative`` section of the results page from both JSON files."""
+    from training.results_doc import write_section
+
+    rows = json.loads(results_json.read_text()) if results_json.is_file() else []
+    beam = json.loads(beam_json.read_text()) if beam_json.is_file() else None
+    write_section("generative", render_section(rows, beam), results_md)
+
+
+def render_section(rows: Sequence[dict[str, Any]], beam: dict[str, Any] | None = None) -> str:
+    lines = [
+        "## Generative recommendation (semantic IDs + TIGER-style T5)",
+        "",
+        "Command: `recsvc-train bench-genrec --data ../shared/data/<name>` (rows in `docs/results/generative.json`).",
+        "Leave-one-out, full catalog; the target's rank is its position in the constrained beam search's top-10",
+        "(not returned = miss). Published TIGER numbers are from the paper (richer item text than here).",
+        "",
+        "| dataset | model | Recall@10 | NDCG@10 | unique 3-code prefix | train s | TIGER R@10 / N@10 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        pub = TIGER_PUBLISHED.get(r["dataset"])
+        ref = f"{pub[0]:.4f} / {pub[1]:.4f}" if pub else "-"
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {r['recall@10']:.4f} | {r['ndcg@10']:.4f} | "
+            f"{r['unique_prefix_share']:.4f} | {r['train_seconds']:.0f} | {ref} |"
+        )
+    if beam is not None:
+        lines += [
+            "",
+            "Constrained beam search, command: `make bench-beam` (`python -m benchmarks.beam --json`,"
+            " `docs/results/generative_beam.json`): our batched decoder vs Hugging Face `generate` with"
+            " `prefix_allowed_tokens_fn`, same T5 weights and catalog.",
+            "",
+            "| device | threads | items | batch x beam | batched req/s | generate req/s | speedup |"
+            " speedup without the shared encoder pass | same top-k |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {beam['device']} | {beam['threads']} | {beam['items']} | {beam['batch']} x {beam['beam']} |"
+            f" {beam['batched_per_s']} | {beam['reference_per_s']} | {beam['speedup']}x |"
+            f" {beam.get('decode_speedup_excl_encoder', '-')}x | {beam['same_topk']} |",
+        ]
+    return "\n".join(lines)

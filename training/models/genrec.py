@@ -1,0 +1,61 @@
+"""TIGER-style generative recommender (modules only; training in training/jobs/train_genrec.py).
+
+A Hugging Face ``T5ForConditionalGeneration`` over the semantic-ID token vocabulary
+(``service.core.sid``: pad/decoder-start 0, eos 1, then one token range per sid level):
+the encoder reads the sid tokens of the history's last items, the decoder emits the
+next item's sid, one level per step. Building on the HF class (as public TIGER
+re-implementations do) lets the service load it without importing ``training/`` and
+lets ``benchmarks/beam.py`` compare our batched decoder against ``generate`` with
+``prefix_allowed_tokens_fn`` on the same weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+from transformers import T5Config, T5ForConditionalGeneration
+
+from service.core.sid import EOS_TOKEN, PAD_TOKEN, SidLayout
+from training.config import GenRecConfig
+
+
+def genrec_t5_config(layout: SidLayout, cfg: GenRecConfig) -> T5Config:
+    kwargs: dict[str, Any] = dict(
+        vocab_size=layout.vocab_size,
+        d_model=cfg.d_model,
+        d_kv=cfg.d_kv,
+        d_ff=cfg.d_ff,
+        num_layers=cfg.encoder_layers,
+        num_decoder_layers=cfg.decoder_layers,
+        num_heads=cfg.n_heads,
+        dropout_rate=cfg.dropout,
+        feed_forward_proj="relu",
+        tie_word_embeddings=True,
+        pad_token_id=PAD_TOKEN,
+        eos_token_id=EOS_TOKEN,
+        decoder_start_token_id=PAD_TOKEN,
+        relative_attention_num_buckets=32,
+        relative_attention_max_distance=128,
+    )
+    return T5Config(**kwargs)
+
+
+def build_genrec(layout: SidLayout, cfg: GenRecConfig, seed: int | None = None) -> T5ForConditionalGeneration:
+    if seed is not None:
+        torch.manual_seed(seed)
+    return T5ForConditionalGeneration(genrec_t5_config(layout, cfg))
+
+
+class GenRecBatch(NamedTuple):
+    input_ids: Tensor  # [B, S] long history sid tokens + eos, right-padded
+    attention_mask: Tensor  # [B, S] long
+    labels: Tensor  # [B, depth] long target sid tokens
+
+
+def genrec_loss(model: T5ForConditionalGeneration, batch: GenRecBatch) -> Tensor:
+    """Teacher-forced cross-entropy of the target sid (HF shifts labels right behind the start token)."""
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels)
+    loss: Tensor = out.loss
+    return loss
