@@ -207,6 +207,7 @@ def cmd_encoder_downstream(args: argparse.Namespace) -> int:
         Path(args.data),
         encoders,
         seq_models=[m for m in args.seq_models.split(",") if m],
+        seeds=[int(x) for x in args.seeds.split(",") if x],
         seq_cfg=seq,
         max_length=args.max_length,
         results_dir=Path(args.results_dir),
@@ -252,6 +253,7 @@ def _add_encoder_commands(sub: Any) -> None:
     w.add_argument("--encoder", action="append", help="NAME=DIR of an encoder besides the base one (repeatable)")
     w.add_argument("--seq-models", default="id+text,text", help="comma-separated: id+text, text")
     w.add_argument("--seq-minutes", type=float, default=5.0, help="training budget per sequential model")
+    w.add_argument("--seeds", default="0", help="comma-separated seeds; rows hold the means")
     w.add_argument("--max-length", type=int, default=128, help="item text max tokens")
     w.add_argument("--threads", type=int, default=1)
     w.add_argument("--device", default=None)
@@ -263,7 +265,14 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
     import torch
 
     from training.config import GenRecConfig, SemanticIdConfig
-    from training.jobs.train_genrec import bench_genrec
+    from training.jobs.train_genrec import BEAM_JSON, RESULTS_JSON, bench_genrec, write_generative_section
+    from training.results_doc import DEFAULT_PATH
+
+    if args.render_only:
+        write_generative_section(RESULTS_JSON, BEAM_JSON, DEFAULT_PATH)
+        return 0
+    if not args.data:
+        raise SystemExit("bench-genrec: --data is required (unless --render-only)")
 
     overrides: dict[str, Any] = {}
     for key in ("max_minutes", "epochs", "threads", "device", "val_users", "beam"):
@@ -287,7 +296,8 @@ def _add_genrec_commands(sub: Any) -> None:
     g = sub.add_parser(
         "bench-genrec", help="semantic IDs + generative model on a dataset; writes docs/results/generative.json"
     )
-    g.add_argument("--data", required=True, help="dataset folder in the shared layout")
+    g.add_argument("--data", default=None, help="dataset folder in the shared layout")
+    g.add_argument("--render-only", action="store_true", help="only rebuild the generative section of RESULTS.md")
     g.add_argument("--config", default=None, help="YAML overrides of GenRecConfig (training/configs/genrec*.yaml)")
     g.add_argument("--sid-config", default=None, help="YAML overrides of SemanticIdConfig")
     g.add_argument("--vectors-from", default=None, help="artifact set of the same dataset to take text vectors from")

@@ -419,6 +419,8 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
         if not ours:
             lines.append("Not run yet.")
             lines.append("")
+            if not refs:
+                continue
         lines.append("| model | R@5 | R@10 | N@5 | N@10 | seeds | train time | epochs (best) | cold R@10 |")
         lines.append("|---|---|---|---|---|---|---|---|---|")
         for r in ours:
@@ -432,9 +434,11 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
             cold_s = _fmt(r.get("cold_recall@10"))
             if cold and r.get("cold_recall@10") is not None:
                 cold_s += f" (warm {cold['warm_recall@10']:.4f}; {cold['n_cold_items']} items hidden)"
+            budget = det.get("config", {}).get("max_minutes") if r["model"] != "popularity" else None
+            train_s = _minutes(r["train_seconds"]) + ("" if budget is None else f" (budget {budget:g} min)")
             lines.append(
                 f"| {label} | {_fmt(r['recall@5'])} | {r10} | {_fmt(r['ndcg@5'])} | {_fmt(r['ndcg@10'])} | "
-                f"{len(r['seeds'])} ({', '.join(map(str, r['seeds']))}) | {_minutes(r['train_seconds'])} | "
+                f"{len(r['seeds'])} ({', '.join(map(str, r['seeds']))}) | {train_s} | "
                 f"{epochs} | {cold_s} |"
             )
         for name, r5, n5, r10f, n10 in refs:
@@ -451,14 +455,6 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
                     if any("calibration" in ref[0] for ref in refs)
                     else ""
                 )
-            )
-        budgets = {
-            f"{d.get('config', {}).get('max_minutes')}" for k, d in details.items() if k.startswith(f"{ds}/")
-        } - {"None"}
-        if budgets:
-            lines.append("")
-            lines.append(
-                f"Training budget per run: {', '.join(sorted(budgets))} min wall-clock (early stop may end sooner)."
             )
         lines.append("")
     if plot:
@@ -577,9 +573,7 @@ def bench(
         spec = specs[model]
         mcfg = model_config(cfg.seqrec, model, cfg.model_overrides)
         key = f"{ds.name}/{model}"
-        details = read_json(details_path, {})
-        rows = read_json(json_path, [])
-        entry: dict[str, Any] = details.get(key, {}) if cold_only else {}
+        entry: dict[str, Any] = read_json(details_path, {}).get(key, {}) if cold_only else {}
         row: dict[str, Any] | None = None
         if not cold_only:
             seeds = cfg.seeds[:1] if model == "popularity" else cfg.seeds  # popularity is deterministic
@@ -601,6 +595,7 @@ def bench(
             row = aggregate(ds.name, model, runs)
             entry = {"runs": [_compact(r) for r in runs], "config": asdict(mcfg), "label": spec.label}
         else:
+            rows = read_json(json_path, [])
             row = next((dict(r) for r in rows if (r["dataset"], r["model"]) == (ds.name, model)), None)
             if row is None:
                 raise ValueError(f"--cold-only: no row for {key} in {json_path}; run it without --cold-only first")
@@ -624,8 +619,10 @@ def bench(
             entry["cold"] = {**crun["cold"], "max_minutes": ccfg.max_minutes, "train_seconds": crun["train_seconds"]}
             row["cold_recall@10"] = crun["cold"]["cold_recall@10"]
         new_rows.append(row)
+        # Re-read right before writing: another bench (other dataset) may have written since this model began.
+        details = read_json(details_path, {})
         details[key] = entry
         write_json(details_path, dict(sorted(details.items())))
-        write_json(json_path, merge_rows(rows, [row]))
+        write_json(json_path, merge_rows(read_json(json_path, []), [row]))
         render(cfg)
     return new_rows

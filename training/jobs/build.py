@@ -36,7 +36,7 @@ from service.core.seqrec import fuse_item_vectors, load_text_projection
 from service.semantic_ids.decoder import GENREC_DIR
 from training.config import BASE_MODEL_NAME, BuildConfig
 from training.data.loader import load_dataset
-from training.data.split import leave_one_out
+from training.data.split import Split, leave_one_out
 from training.jobs.embed_items import embed_items
 from training.jobs.export_encoder import export_encoder
 from training.jobs.semantic_ids import build_semantic_ids
@@ -120,17 +120,7 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
         with stages.run("train seqrec"):
             seq = train_seqrec(split, text_vectors if cfg.seqrec.use_text else None, cfg.seqrec, staging / "seqrec")
 
-        extra: dict[str, Any] = {}
-        gen_metrics: dict[str, Any] = {}
-        if cfg.with_semantic_ids or cfg.with_genrec:
-            with stages.run("semantic ids (RQ-VAE + collision digit)"):
-                sid = build_semantic_ids(text_vectors, cfg.semantic_ids, staging)
-                extra["semantic_ids"] = sid.spec.to_dict()
-            if cfg.with_genrec:
-                with stages.run("train genrec"):
-                    gen = train_genrec(split, sid.table, cfg.genrec, staging / GENREC_DIR)
-                    extra["genrec"] = gen.section
-                    gen_metrics = {"genrec": gen.metrics, "genrec_train_seconds": round(gen.train_seconds, 1)}
+        extra, gen_metrics = generative_stages(cfg, split, text_vectors, staging, stages)
 
         with stages.run("write manifest"):
             manifest = Manifest(
@@ -174,6 +164,25 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
         "build %s finished in %.1fs (%s)", version, total, ", ".join(f"{k}: {v}s" for k, v in stages.seconds.items())
     )
     return BuildResult(root=final, manifest=manifest, stage_seconds=dict(stages.seconds), collection=collection)
+
+
+def generative_stages(
+    cfg: BuildConfig, split: Split, text_vectors: np.ndarray, staging: Path, stages: _Stages | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Optional stages: semantic IDs, then the generative model. -> (manifest extra, metrics)."""
+    stages = stages or _Stages()
+    extra: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    if cfg.with_semantic_ids or cfg.with_genrec:
+        with stages.run("semantic ids (RQ-VAE + collision digit)"):
+            sid = build_semantic_ids(text_vectors, cfg.semantic_ids, staging)
+            extra["semantic_ids"] = sid.spec.to_dict()
+        if cfg.with_genrec:
+            with stages.run("train genrec"):
+                gen = train_genrec(split, sid.table, cfg.genrec, staging / GENREC_DIR)
+                extra["genrec"] = gen.section
+                metrics = {"genrec": gen.metrics, "genrec_train_seconds": round(gen.train_seconds, 1)}
+    return extra, metrics
 
 
 def push(root: Path, manifest: Manifest, cfg: BuildConfig) -> str:

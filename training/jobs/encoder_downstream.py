@@ -9,7 +9,9 @@ under ``var/cache/encoder``), then each text-using sequential model of
 stopping on validation NDCG@10 and evaluated on test (full ranking). Variants:
 ``id+text`` (the served fusion model) and ``text`` (no ID embeddings: item
 representations come from the text vectors alone, so the encoder matters most).
-Rows ``{dataset, encoder, seq_model, recall@10, ndcg@10}`` are merged into
+Each (encoder, variant) is trained with every seed in ``seeds``; rows
+``{dataset, encoder, seq_model, recall@10, ndcg@10}`` hold the means over seeds (plus
+their standard deviations and the seeds) and are merged into
 ``docs/results/encoder_downstream.json``. The encoder must not have been trained on
 this dataset's items (``finetune-encoder --exclude-titles-from``).
 """
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from service.core.items import item_text
@@ -46,6 +49,7 @@ def encoder_downstream(
     encoders: dict[str, Path | None],
     *,
     seq_models: Sequence[str] = ("id+text", "text"),
+    seeds: Sequence[int] = (0,),
     seq_cfg: SeqRecConfig | None = None,
     max_length: int = 128,
     batch_size: int = 64,
@@ -78,18 +82,27 @@ def encoder_downstream(
         )  # [N, H]
         del model
         for seq_name in seq_models:
-            cfg = dataclasses.replace(base_cfg, **SEQ_VARIANTS[seq_name])
             t0 = time.perf_counter()
-            fitted = fit_seqrec(split, vectors, cfg, None, progress=True)
-            with torch.no_grad():
-                test = evaluate_model(fitted.model, split.test)
+            per_seed: list[dict[str, float]] = []
+            epochs: list[int] = []
+            for seed in seeds:
+                cfg = dataclasses.replace(base_cfg, seed=seed, **SEQ_VARIANTS[seq_name])
+                fitted = fit_seqrec(split, vectors, cfg, None, progress=True)
+                with torch.no_grad():
+                    per_seed.append(evaluate_model(fitted.model, split.test))
+                epochs.append(fitted.fit.epochs)
+            recall = np.array([m["recall@10"] for m in per_seed])  # [S]
+            ndcg = np.array([m["ndcg@10"] for m in per_seed])  # [S]
             row = {
                 "dataset": ds.name,
                 "encoder": enc_name,
                 "seq_model": seq_name,
-                "recall@10": round(test["recall@10"], 4),
-                "ndcg@10": round(test["ndcg@10"], 4),
-                "epochs": fitted.fit.epochs,
+                "recall@10": round(float(recall.mean()), 4),
+                "ndcg@10": round(float(ndcg.mean()), 4),
+                "recall@10_std": round(float(recall.std()), 4),
+                "ndcg@10_std": round(float(ndcg.std()), 4),
+                "seeds": list(seeds),
+                "epochs": epochs,
                 "seconds": round(time.perf_counter() - t0, 1),
             }
             logger.info("downstream %s", row)

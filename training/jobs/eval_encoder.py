@@ -322,7 +322,7 @@ def render_markdown(rows: Sequence[dict[str, Any]], downstream: Sequence[dict[st
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['model']} | {r['pool']} | {_fmt(r['recall@10'])} | {_fmt(r['ndcg@10'])} | "
-            f"{_fmt(r['mrr'])} | {r['n_test_items']} | {r['n_candidates']} | {_fmt(r['train_seconds'])} |"
+            f"{_fmt(r['mrr'])} | {r['n_test_items']} | {r['n_candidates']} | {float(r['train_seconds']):.0f} |"
         )
     for r in rows:
         if r["model"] != "base" and r["pool"] == "catalog":
@@ -343,8 +343,13 @@ def render_markdown(rows: Sequence[dict[str, Any]], downstream: Sequence[dict[st
             "frozen; "
             f"training documents at {cfg.get('doc_max_length')} tokens; {info.get('n_train_pairs')} training pairs "
             f"({info.get('n_without_description')} items without description skipped, "
-            f"{info.get('n_excluded_by_title')} removed by title), {info.get('epochs')} epochs / {info.get('steps')} "
-            f"steps ({info.get('stop_reason')}), best validation epoch {info.get('best_epoch')}.",
+            f"{info.get('n_excluded_by_title')} removed because their title is in "
+            f"`{cfg.get('exclude_titles_from') or '-'}`), {info.get('epochs')} epochs / {info.get('steps')} "
+            f"steps ({info.get('stop_reason')}), best validation epoch {info.get('best_epoch')} (kept).",
+            "",
+            f"Validation (epoch selection by MRR, and the plot): {info.get('n_val_pairs')} validation titles against "
+            f"{info.get('n_val_candidates')} documents (theirs plus {cfg.get('val_distractors')} training documents), "
+            f"documents at {cfg.get('doc_max_length')} tokens; step 0 is the base model.",
             "",
             f"![validation recall against steps](results/{PLOT_FILE})",
         ]
@@ -353,11 +358,19 @@ def render_markdown(rows: Sequence[dict[str, Any]], downstream: Sequence[dict[st
             "",
             "### Downstream: sequential recommendation with base vs fine-tuned item vectors",
             "",
+            "Regenerate: `recsvc-train encoder-downstream --data ../shared/data/Scientific --encoder "
+            "finetuned=var/encoder/Industrial/model --seq-minutes 3 --seeds 0,1,2`, then `encoder-results` "
+            "(above) to redraw. "
+            "Leave-one-out test, full ranking; mean ± std over seeds. `id+text` = the served fusion model "
+            "(ID + W·text), `text` = no ID embeddings (item = W·text). Item text = `item_text` at 128 tokens.",
+            "",
             "| dataset | encoder | seq model | Recall@10 | NDCG@10 |",
             "|---|---|---|---|---|",
         ]
         for r in downstream:
-            metrics = f"{_fmt(r['recall@10'])} | {_fmt(r['ndcg@10'])}"
+            sd = f" ± {r['recall@10_std']:.4f}" if "recall@10_std" in r else ""
+            sn = f" ± {r['ndcg@10_std']:.4f}" if "ndcg@10_std" in r else ""
+            metrics = f"{_fmt(r['recall@10'])}{sd} | {_fmt(r['ndcg@10'])}{sn}"
             lines.append(f"| {r['dataset']} | {r['encoder']} | {r['seq_model']} | {metrics} |")
     return "\n".join(lines) + "\n"
 

@@ -142,6 +142,17 @@ def evaluate_generative(
     return metrics_from_ranks(np.concatenate(ranks))
 
 
+# Knobs that only say how long to train: changing them must not stop a run from resuming.
+RUN_LENGTH_FIELDS = ("epochs", "max_minutes", "patience", "threads", "test_users", "eval_batch_size")
+
+
+def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
+    """Identifies model config + data of a checkpointed run (run-length knobs excluded)."""
+    conf = {k: v for k, v in asdict(cfg).items() if k not in RUN_LENGTH_FIELDS}
+    payload = [conf, table.sids.shape, int(table.sids.sum()), len(split.train)]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
 def train_genrec(
     split: Split, table: SidTable, cfg: GenRecConfig, out_dir: Path, ckpt_dir: Path | None = None
 ) -> GenRecResult:
@@ -187,9 +198,7 @@ def _train(split: Split, table: SidTable, cfg: GenRecConfig, out_dir: Path, ckpt
         seed=cfg.seed,
         device=cfg.device,
     )
-    fingerprint = hashlib.sha256(
-        json.dumps([asdict(cfg), table.sids.shape, int(table.sids.sum()), len(split.train)]).encode()
-    ).hexdigest()[:16]
+    fingerprint = run_fingerprint(cfg, table, split)
     result = fit(
         model,
         batches.epoch,
@@ -309,19 +318,24 @@ def render_section(rows: Sequence[dict[str, Any]], beam: dict[str, Any] | None =
     lines = [
         "## Generative recommendation (semantic IDs + TIGER-style T5)",
         "",
-        "Command: `recsvc-train bench-genrec --data ../shared/data/<name>` (rows in `docs/results/generative.json`).",
+        "Command: `make results-genrec` (`recsvc-train bench-genrec --data ../shared/data/Beauty --config"
+        " training/configs/genrec_beauty.yaml --threads 1`; rows in `docs/results/generative.json`).",
         "Leave-one-out, full catalog; the target's rank is its position in the constrained beam search's top-10",
         "(not returned = miss). Published TIGER numbers are from the paper (richer item text than here).",
+        "`train s` = RQ-VAE + genrec training wall-clock on the listed CPU threads (shared machine);",
+        "`budget` = training stopped by its time budget, not by early stopping.",
         "",
-        "| dataset | model | Recall@10 | NDCG@10 | unique 3-code prefix | train s | TIGER R@10 / N@10 |",
-        "|---|---|---|---|---|---|---|",
+        "| dataset | model | Recall@10 | NDCG@10 | unique 3-code prefix | epochs | stop | train s | threads"
+        " | TIGER R@10 / N@10 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         pub = TIGER_PUBLISHED.get(r["dataset"])
         ref = f"{pub[0]:.4f} / {pub[1]:.4f}" if pub else "-"
         lines.append(
             f"| {r['dataset']} | {r['model']} | {r['recall@10']:.4f} | {r['ndcg@10']:.4f} | "
-            f"{r['unique_prefix_share']:.4f} | {r['train_seconds']:.0f} | {ref} |"
+            f"{r['unique_prefix_share']:.4f} | {r.get('epochs', '-')} | {r.get('stop_reason', '-')} | "
+            f"{r['train_seconds']:.0f} | {r.get('threads', '-')} | {ref} |"
         )
     if beam is not None:
         lines += [

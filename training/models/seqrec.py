@@ -20,6 +20,7 @@ with longer ones.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -302,7 +303,9 @@ class SeqRec(nn.Module):
                 raise ValueError(
                     f"item_encoder is [{item_encoder.n_items}, {item_encoder.dim}], model is [{n_items}, {hidden}]"
                 )
-            self.items: ItemEncoder = item_encoder
+            # Typed Any: callers of the default (fused) model reach its own helpers (id_table, proj,
+            # text_table) through ``model.items``; :meth:`item_encoder` is the typed view.
+            self.items: Any = item_encoder
         else:
             self.items = FusedItemEncoder(
                 n_items,
@@ -321,8 +324,14 @@ class SeqRec(nn.Module):
             nn.init.zeros_(self.profile_proj.bias)
 
     @property
+    def item_encoder(self) -> ItemEncoder:
+        enc = self.items
+        assert isinstance(enc, ItemEncoder)
+        return enc
+
+    @property
     def n_items(self) -> int:
-        return self.items.n_items
+        return int(self.items.n_items)
 
     @property
     def max_len(self) -> int:

@@ -200,6 +200,7 @@ def test_downstream_rows_per_encoder_and_seq_model(tiny_model_dir: Path, tmp_pat
         ("other", "text"),
     ]
     assert all(0.0 <= r["recall@10"] <= 1.0 and r["ndcg@10"] <= r["recall@10"] for r in rows)
+    assert rows[0]["seeds"] == [0] and rows[0]["recall@10_std"] == 0.0
     saved = json.loads((tmp_path / "results" / "encoder_downstream.json").read_text())
     assert len(saved) == 4
     with pytest.raises(ValueError, match="unknown seq model"):
@@ -265,3 +266,18 @@ def test_results_command_writes_rows_plot_and_section(tiny_model_dir: Path, cata
     text = doc.read_text()
     assert "<!-- BEGIN encoder -->" in text and "| catalog | finetuned |" not in text
     assert f"| {rows[2]['dataset']} | finetuned | catalog | {rows[2]['recall@10']:.4f} |" in text
+
+
+def test_cli_encoder_dir_maps_to_export_and_embed_model(tmp_path: Path) -> None:
+    from training.cli import _build_overrides, _encoder_config, make_parser
+    from training.config import BuildConfig, load_config
+
+    p = make_parser()
+    args = p.parse_args(["build", "--data", str(tmp_path), "--encoder-dir", str(tmp_path / "model")])
+    cfg = load_config(BuildConfig, None, _build_overrides(args))
+    assert cfg.export.model_dir == str(tmp_path / "model")  # build embeds with export.model_dir too
+    plain = load_config(BuildConfig, None, _build_overrides(p.parse_args(["build", "--data", str(tmp_path)])))
+    assert plain.export.model_dir is None
+    ft_args = p.parse_args(["finetune-encoder", "--data", "d", "--batch-size", "512", "--threads", "2"])
+    enc = _encoder_config(ft_args)
+    assert (enc.batch_size, enc.threads, enc.grad_cache) == (512, 2, True)

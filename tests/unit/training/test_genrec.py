@@ -120,5 +120,5 @@ def test_results_section_renders_quality_rows_and_beam_benchmark(tmp_path: Path)
     md = tmp_path / "RESULTS.md"
     write_generative_section(tmp_path / "g.json", tmp_path / "b.json", md)
     text = md.read_text()
-    assert "| Beauty | m | 0.0100 | 0.0050 | 0.9900 | 10 | 0.0648 / 0.0384 |" in text
+    assert "| Beauty | m | 0.0100 | 0.0050 | 0.9900 | - | - | 10 | - | 0.0648 / 0.0384 |" in text
     assert "| cpu | 1 | 12000 | 32 x 20 | 60.0 | 15.0 | 4.0x | 6.0x | True |" in text

@@ -17,7 +17,7 @@ from training.jobs.train_seqrec import train_seqrec
 from training.loop import history_tensors, left_pad
 from training.losses import full_softmax_ce
 from training.metrics import PopularityModel, evaluate
-from training.models.seqrec import SeqRec, attention_mask
+from training.models.seqrec import FusedItemEncoder, SeqRec, attention_mask
 
 N, D, T, MAX_LEN = 40, 16, 12, 8
 
@@ -25,6 +25,11 @@ N, D, T, MAX_LEN = 40, 16, 12, 8
 def _text(n: int = N, t: int = T, seed: int = 0) -> np.ndarray:
     v = np.random.default_rng(seed).normal(size=(n, t)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _fused(model: SeqRec) -> FusedItemEncoder:
+    assert isinstance(model.items, FusedItemEncoder)
+    return model.items
 
 
 def _model(**kw: object) -> SeqRec:
@@ -106,7 +111,7 @@ def test_heavy_left_padding_gives_no_nan_in_states_or_gradients() -> None:
 
 def test_id_dropout_zeroes_the_id_part_of_a_share_of_items_in_training_only() -> None:
     model = _model(id_dropout=0.5)
-    text_only = model.items.text_table().detach()
+    text_only = _fused(model).text_table().detach()
     model.train()
     torch.manual_seed(1)
     table = model.items.table().detach()
@@ -156,7 +161,7 @@ def test_untrained_items_are_served_by_their_text_alone() -> None:
     known[[3, 7]] = 0
     model = _model(known=known)
     reps = model.all_item_reps().detach()
-    text = model.items.text_table().detach()
+    text = _fused(model).text_table().detach()
     torch.testing.assert_close(reps[[3, 7]], text[[3, 7]])
     assert not torch.isclose(reps[0], text[0]).all()
 

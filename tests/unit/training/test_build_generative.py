@@ -1,0 +1,68 @@
+"""The build's optional generative stages write what the service's runtime loads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from service.core.manifest import Manifest
+from service.core.sid import load_semantic_ids
+from service.recommender.generative import GenerativeRuntime
+from tests.unit.training.test_genrec import cyclic_split
+from training.config import BuildConfig, GenRecConfig, SemanticIdConfig
+from training.jobs.build import generative_stages
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_stages_off_by_default_and_on_when_configured(tmp_path: Path) -> None:
+    split = cyclic_split(n_items=40, n_users=60)
+    vectors = np.random.default_rng(0).normal(size=(40, 12)).astype(np.float32)
+    assert generative_stages(BuildConfig(), split, vectors, tmp_path) == ({}, {})
+    cfg = BuildConfig(
+        with_semantic_ids=True,
+        with_genrec=True,
+        semantic_ids=SemanticIdConfig(n_levels=2, codebook_size=8, hidden=[16], latent_dim=4, epochs=3),
+        genrec=GenRecConfig(d_model=16, d_ff=32, n_heads=2, d_kv=8, epochs=1, beam=10, val_users=20, test_users=20),
+    )
+    extra, metrics = generative_stages(cfg, split, vectors, tmp_path)
+    assert set(extra) == {"semantic_ids", "genrec"} and "recall@10" in metrics["genrec"]["test"]
+    spec, table, _ = load_semantic_ids(tmp_path, extra["semantic_ids"])
+    assert len(table) == 40 and spec.n_levels == 2
+    # what the service loads from a manifest with these sections
+    manifest = Manifest.from_dict(
+        {
+            "version": "v",
+            "created_at": "now",
+            "dataset": {},
+            "encoder": {
+                "base_model": "x",
+                "dim": 12,
+                "max_length": 8,
+                "pooling": "mean",
+                "normalize": True,
+                "onnx_fp32": "a",
+                "onnx_int8": "b",
+                "tokenizer_dir": "c",
+            },
+            "items": {"count": 40, "ids": "ids.json", "text_vectors": "v.npy", "catalog": "c.jsonl"},
+            "extra": json.loads(json.dumps(extra)),
+            "format_version": 1,
+        }
+    )
+    ids = [f"I{i}" for i in range(40)]
+    runtime = GenerativeRuntime.from_manifest(tmp_path, manifest, ids, "cpu")
+    cat = runtime.catalog("c", ids, vectors)
+    rows, _ = runtime.decode([cat.tokens[[0, 1]]], cat, 5)
+    assert ((rows >= 0) & (rows < 40)).all()
