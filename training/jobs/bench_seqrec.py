@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from training.config import BenchSeqRecConfig, EmbedItemsConfig, SeqRecConfig
 from training.data.loader import Dataset, load_dataset
 from training.data.profiles import profile_sentences
 from training.data.split import EvalCase, Split, leave_one_out, train_item_counts
+from training.data.stats import TransitionModel
 from training.jobs.train_seqrec import evaluate_model, fit_seqrec
 from training.loop import history_tensors, seed_everything
 from training.metrics import PopularityModel, evaluate, metrics_from_ranks, target_ranks
@@ -121,6 +122,10 @@ def cached_text_vectors(
 # ------------------------------------------------------------------ models
 
 
+# Non-neural baselines: counted from the training sequences, deterministic (one seed, no epochs).
+BASELINES = frozenset({"popularity", "transitions"})
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     label: str  # as the results table names it
@@ -131,6 +136,7 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "popularity": ModelSpec("Popularity", {}, uses_text=False),
+    "transitions": ModelSpec("Item -> next item (first-order counts)", {}, uses_text=False),
     "sasrec": ModelSpec("SASRec (ID only)", {"item_encoder": "fused", "use_id": True, "use_text": False}, False),
     "fusion": ModelSpec("Fusion (ID + W·text)", {"item_encoder": "fused", "use_id": True, "use_text": True}, True),
     "text_moe": ModelSpec("Text only (whitening MoE, UniSRec-style)", {"item_encoder": "text_moe"}, True),
@@ -240,13 +246,13 @@ def run_seqrec(
     mcfg.seed = seed
     t0 = time.perf_counter()
     out: dict[str, Any] = {"model": model_name, "seed": seed}
-    if model_name == "popularity":
+    if model_name in BASELINES:
         seed_everything(seed)
-        pop = PopularityModel(train_item_counts(split))
+        baseline = _baseline(model_name, split)
         out["train_seconds"] = round(time.perf_counter() - t0, 2)  # counting is its training
-        out |= {"val": evaluate(pop, split.val), "test": evaluate(pop, split.test)}
+        out |= {"val": evaluate(baseline, split.val), "test": evaluate(baseline, split.test)}
         out |= {"epochs": 0, "best_epoch": 0, "stop_reason": "none", "seconds_per_epoch": 0.0}
-        test_ranks = _ranks(pop, split.test)
+        test_ranks = _ranks(baseline, split.test)
     else:
         fitted = fit_seqrec(split, text_vectors, mcfg, None, profiles=profile_vectors, exclude=cold, progress=progress)
         prof = profile_vectors if mcfg.use_profile else None
@@ -288,9 +294,21 @@ def run_seqrec(
     return out
 
 
-def _ranks(pop: PopularityModel, cases: Sequence[EvalCase]) -> npt.NDArray[np.int64]:
+def _baseline(model_name: str, split: Split) -> Callable[[Sequence[EvalCase]], npt.NDArray[np.float64]]:
+    """Popularity, or first-order item -> next item counts with popularity breaking ties."""
+    pop = PopularityModel(train_item_counts(split))
+    if model_name == "popularity":
+        return pop
+    if model_name == "transitions":
+        return TransitionModel(split.train, split.n_items, pop)
+    raise ValueError(f"unknown baseline {model_name!r}; baselines: {sorted(BASELINES)}")
+
+
+def _ranks(
+    model: Callable[[Sequence[EvalCase]], npt.NDArray[np.float64]], cases: Sequence[EvalCase]
+) -> npt.NDArray[np.int64]:
     targets = np.array([c.target for c in cases], dtype=np.int64)
-    return target_ranks(pop(cases), targets)
+    return target_ranks(model(cases), targets)
 
 
 def model_ranks(
@@ -434,7 +452,7 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
             cold_s = _fmt(r.get("cold_recall@10"))
             if cold and r.get("cold_recall@10") is not None:
                 cold_s += f" (warm {cold['warm_recall@10']:.4f}; {cold['n_cold_items']} items hidden)"
-            budget = det.get("config", {}).get("max_minutes") if r["model"] != "popularity" else None
+            budget = det.get("config", {}).get("max_minutes") if r["model"] not in BASELINES else None
             train_s = _minutes(r["train_seconds"]) + ("" if budget is None else f" (budget {budget:g} min)")
             lines.append(
                 f"| {label} | {_fmt(r['recall@5'])} | {r10} | {_fmt(r['ndcg@5'])} | {_fmt(r['ndcg@10'])} | "
@@ -562,7 +580,7 @@ def bench(
     needs_text = any(
         s.uses_text or model_config(cfg.seqrec, m, cfg.model_overrides).item_encoder != "fused"
         for m, s in specs.items()
-        if m != "popularity"
+        if m not in BASELINES
     )
     with_profiles = any(s.uses_profile for s in specs.values())
     logger.info("bench-seqrec %s: models %s, seeds %s", ds.name, ", ".join(cfg.models), cfg.seeds)
@@ -576,7 +594,7 @@ def bench(
         entry: dict[str, Any] = read_json(details_path, {}).get(key, {}) if cold_only else {}
         row: dict[str, Any] | None = None
         if not cold_only:
-            seeds = cfg.seeds[:1] if model == "popularity" else cfg.seeds  # popularity is deterministic
+            seeds = cfg.seeds[:1] if model in BASELINES else cfg.seeds  # baselines are deterministic
             runs = []
             for seed in seeds:
                 logger.info("== %s: %s seed %d (budget %.1f min) ==", ds.name, model, seed, mcfg.max_minutes)
