@@ -70,6 +70,11 @@ class SeqRecConfig:
     use_text: bool = True
     use_id: bool = True
     id_dropout: float = 0.1  # share of ID embeddings zeroed during training so the text path learns alone
+    # Batches drawn from windows of `length_bucket` batches sorted by length (less padding compute).
+    # 1 = plain shuffled batches. Length-sorted batches make each short-sequence position weigh far
+    # more in its batch's mean loss than a long-sequence one: on Beauty, ID-only SASRec reached
+    # val NDCG@10 .0419 after 7 epochs with 1 against .0351 with 32 (/tmp experiment, 2026-11-23).
+    length_bucket: int = 1
     seed: int = 0
     device: str = "cpu"
     # Item representation plugged into SeqRec: "fused" (ID and/or W·text, use_id/use_text; the served one),

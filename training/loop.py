@@ -285,6 +285,8 @@ class SequenceBatches:
         self.lengths = np.array([len(x) for x, _ in self.examples])
         self.batch_size = batch_size
         self.seed = seed
+        if bucket < 1:
+            raise ValueError(f"bucket must be >= 1 (1 = plain shuffled batches), got {bucket}")
         self.bucket = bucket
         self.device = torch.device(device)
 

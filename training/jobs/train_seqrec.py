@@ -150,9 +150,10 @@ class ProfileSequenceBatches(SequenceBatches):
         batch_size: int,
         *,
         seed: int = 0,
+        bucket: int = 1,
         device: torch.device | str = "cpu",
     ) -> None:
-        super().__init__(train, max_len, batch_size, seed=seed, device=device)
+        super().__init__(train, max_len, batch_size, seed=seed, bucket=bucket, device=device)
         if profiles.ndim != 2 or profiles.shape[0] != len(train):
             raise ValueError(f"profiles must be [{len(train)} users, P], got {profiles.shape}")
         # training_examples keeps the sequences with >= 2 items, in order: example j -> user users[j].
@@ -319,9 +320,13 @@ def fit_seqrec(
     )
     batches: SequenceBatches
     if prof is not None:
-        batches = ProfileSequenceBatches(split.train, prof, cfg.max_len, cfg.batch_size, seed=cfg.seed, device=device)
+        batches = ProfileSequenceBatches(
+            split.train, prof, cfg.max_len, cfg.batch_size, seed=cfg.seed, bucket=cfg.length_bucket, device=device
+        )
     else:
-        batches = SequenceBatches(split.train, cfg.max_len, cfg.batch_size, seed=cfg.seed, device=device)
+        batches = SequenceBatches(
+            split.train, cfg.max_len, cfg.batch_size, seed=cfg.seed, bucket=cfg.length_bucket, device=device
+        )
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(
         "seqrec: %d items (%d trained), %d training sequences, %d positions, %d batches/epoch, %d parameters, "

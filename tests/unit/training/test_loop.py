@@ -148,3 +148,22 @@ def test_fit_refuses_a_non_finite_loss() -> None:
 
     with pytest.raises(FloatingPointError):
         fit(Tiny(), _batches, 4, bad, _neg_mse, LoopConfig(progress=False))
+
+
+def test_sequence_batches_bucket_controls_length_sorting() -> None:
+    rng = np.random.default_rng(1)
+    train = [list(rng.integers(1, 100, size=int(rng.integers(2, 40)))) for _ in range(512)]
+
+    def spread(bucket: int) -> float:
+        """Mean within-batch spread of example lengths."""
+        sb = SequenceBatches(train, max_len=50, batch_size=32, seed=0, bucket=bucket)
+        spans = []
+        for batch in sb.epoch(0):
+            lengths = batch.mask.sum(dim=1)
+            spans.append(float(lengths.max() - lengths.min()))
+        return float(np.mean(spans))
+
+    # bucket=1 is plain shuffling (batches mix lengths); large buckets group similar lengths
+    assert spread(16) < 0.5 * spread(1)
+    with pytest.raises(ValueError, match="bucket"):
+        SequenceBatches(train, max_len=50, batch_size=32, bucket=0)
