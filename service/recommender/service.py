@@ -82,6 +82,26 @@ class RecommendResult:
         )
 
 
+def _history_rows(
+    entries: Sequence[ItemRef | NewItem],
+    snapshot: CatalogSnapshot,
+    known: np.ndarray,
+    new: np.ndarray | None,
+) -> list[np.ndarray]:
+    """One row per history entry, in order: ``known[row of the item]`` for catalog items, the
+    next row of ``new`` (computed for the ``NewItem`` entries, in their order) for unseen ones."""
+    rows: list[np.ndarray] = []
+    j = 0
+    for e in entries:
+        if isinstance(e, ItemRef):
+            rows.append(known[snapshot.row_of[e.item_id]])
+        else:
+            assert new is not None
+            rows.append(new[j])
+            j += 1
+    return rows
+
+
 class Recommender:
     def __init__(
         self,
@@ -167,15 +187,7 @@ class Recommender:
         tail = entries[-gen.max_items :]
         new_texts = [e.item.encoder_text() for e in tail if isinstance(e, NewItem)]
         new_tokens = gen.history_item_tokens(await self.embed(new_texts)) if new_texts else None  # [M, depth]
-        rows: list[np.ndarray] = []
-        j = 0
-        for e in tail:
-            if isinstance(e, ItemRef):
-                rows.append(catalog.tokens[snapshot.row_of[e.item_id]])
-            else:
-                assert new_tokens is not None
-                rows.append(new_tokens[j])
-                j += 1
+        rows = _history_rows(tail, snapshot, catalog.tokens, new_tokens)
         exclude = [e.item_id for e in entries if isinstance(e, ItemRef)] if req.exclude_history else []
         mask = snapshot.searcher.mask(build_filter(req.filters, exclude))  # [N] or None
         allowed = None if mask is None else mask[None, :]
@@ -277,15 +289,7 @@ class Recommender:
         if new_text_vectors is not None:
             cold = np.zeros(new_text_vectors.shape[0], dtype=bool)
             new_item_vectors = self.seqrec.item_vectors(new_text_vectors, cold)  # [M, D]
-        rows: list[np.ndarray] = []
-        j = 0
-        for e in tail:
-            if isinstance(e, ItemRef):
-                rows.append(snapshot.seqrec_vectors[snapshot.row_of[e.item_id]])
-            else:
-                assert new_item_vectors is not None
-                rows.append(new_item_vectors[j])
-                j += 1
+        rows = _history_rows(tail, snapshot, snapshot.seqrec_vectors, new_item_vectors)
         history = np.stack(rows).astype(np.float32)  # [L, D]
         return self.seqrec.user_vectors([history])[0]  # [D]
 
