@@ -79,6 +79,15 @@ SEQREC_CONFIG ?= training/configs/seqrec/beauty.yaml
 results-seqrec: setup  ## sequential models on SEQREC_DATA -> docs/results/seqrec.{json,png} + docs/RESULTS.md
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/recsvc-train bench-seqrec --data $(SEQREC_DATA) --config $(SEQREC_CONFIG) --threads 1
 
+SEQREC_ALL ?= Beauty:beauty Sports:sports ml-100k:ml-100k Scientific:scientific
+results-seqrec-all: setup  ## the whole seqrec table: every dataset of SEQREC_ALL with its config (hours on 2 cores)
+	@set -e; for pair in $(SEQREC_ALL); do \
+	  ds=$${pair%%:*}; conf=$${pair##*:}; \
+	  echo "== bench-seqrec $$ds (training/configs/seqrec/$$conf.yaml)"; \
+	  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/recsvc-train bench-seqrec --data ../shared/data/$$ds \
+	    --config training/configs/seqrec/$$conf.yaml --threads 1; \
+	done
+
 results-seqrec-render: setup  ## rebuild the seqrec section of docs/RESULTS.md and its plot from docs/results/seqrec.json
 	$(BIN)/recsvc-train bench-seqrec --render-only
 
@@ -89,3 +98,6 @@ GENREC_DATA ?= ../shared/data/Beauty
 GENREC_CONFIG ?= training/configs/genrec_beauty.yaml
 results-genrec: setup  ## semantic IDs + generative model on GENREC_DATA -> docs/results/generative.json + docs/RESULTS.md
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/recsvc-train bench-genrec --data $(GENREC_DATA) --config $(GENREC_CONFIG) --threads 1
+
+demo-build-profile: setup $(DEMO_DATA)/items.jsonl  ## build the demo with user profiles (POST /recommend takes `profile`; docs/OPERATIONS.md §8)
+	$(BIN)/recsvc-train build --data $(DEMO_DATA) --out $(ARTIFACTS) --name demo-profile --config training/configs/demo_profile.yaml

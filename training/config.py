@@ -70,11 +70,11 @@ class SeqRecConfig:
     use_text: bool = True
     use_id: bool = True
     id_dropout: float = 0.1  # share of ID embeddings zeroed during training so the text path learns alone
-    # Batches drawn from windows of `length_bucket` batches sorted by length (less padding compute).
-    # 1 = plain shuffled batches. Length-sorted batches make each short-sequence position weigh far
-    # more in its batch's mean loss than a long-sequence one: on Beauty, ID-only SASRec reached
-    # val NDCG@10 .0419 after 7 epochs with 1 against .0351 with 32 (/tmp experiment, 2026-11-23).
-    length_bucket: int = 1
+    # "positions": batches of ~batch_size x mean-length positions, examples sorted by length within windows
+    # of batch_window batches (little padding, every position weighs the same); "shuffle": batch_size
+    # examples per batch, padded to the longest. See training/loop.SequenceBatches.
+    batching: str = "positions"
+    batch_window: int = 32
     seed: int = 0
     device: str = "cpu"
     # Item representation plugged into SeqRec: "fused" (ID and/or W·text, use_id/use_text; the served one),
@@ -104,6 +104,12 @@ class BenchSeqRecConfig:
     cold_frac: float = 0.0  # > 0: extra run per text-using model with this share of items hidden from training
     cold_seed: int = 0
     cold_minutes: float | None = None  # budget of a cold run (None -> seqrec.max_minutes)
+    # "+mc" rows: these models' log-softmax scores plus weight x the smoothed first-order item -> next item
+    # log-prior of the training sequences (service/core/transitions.py); the weight is picked from
+    # markov_weights on validation NDCG@10, from the same trained weights (no extra training).
+    markov_models: list[str] = field(default_factory=lambda: ["sasrec", "fusion"])
+    markov_weights: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0, 2.0])
+    markov_beta: float = 1.0  # smoothing towards popularity, in pseudo-counts
     results_json: str = "docs/results/seqrec.json"
     details_json: str = "docs/results/seqrec_runs.json"
     results_md: str = "docs/RESULTS.md"
@@ -264,6 +270,27 @@ class EncoderFinetuneConfig:
     val_distractors: int = 500  # training documents added to the validation candidates (harder, less saturated)
     # Dataset folder whose item titles are removed from training (e.g. Scientific for the downstream check).
     exclude_titles_from: str | None = None
+    # Positive pairs: "metadata" (title <-> document of one item), "behaviour" (item_text of a <->
+    # item_text of b where b directly follows a in a leave-one-out *training* sequence; needs
+    # sequences) or "mixed" (both kinds, batches never mix them; needs descriptions and sequences).
+    # Behaviour and mixed runs validate (and pick the epoch) on next-item text retrieval: the
+    # last history item's vector against every item's, target = the validation item.
+    objective: str = "metadata"
+    behaviour_max_length: int = 64  # item_text tokens of behaviour pairs (Beauty texts are ~10 tokens)
+    max_pairs_per_epoch: int = 0  # behaviour pairs drawn per epoch (a new seeded subset each epoch); 0 = all
+    behaviour_val_users: int = 2000  # validation cases sampled for epoch selection; 0 = all
     seed: int = 0
     threads: int = 1  # torch threads; 0 -> torch default
     device: str = "cpu"
+
+
+@dataclass
+class EvalProfilesConfig:
+    """What user profiles are worth to a served model (training/jobs/eval_profiles.py)."""
+
+    artifacts: str = ""  # an artifact set folder (artifacts/<version>) built with seqrec.use_profile
+    data: str = ""  # the dataset folder it was built from
+    history_lengths: list[int] = field(default_factory=lambda: [1, 3, 0])  # last L items; 0 = whole history
+    batch_size: int = 256
+    threads: int = 1  # ONNX Runtime intra-op threads
+    allow_empty_titles: bool = True

@@ -87,16 +87,22 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
     return torch.optim.AdamW(groups, lr=lr)
 
 
+Schedule = Callable[[int, torch.optim.Optimizer], None]  # (0-based global step, optimizer) before each step
+
+
 def fit(
     model: nn.Module,
     batches: Callable[[int], Iterable[BatchT]],
     n_batches: int,
-    step_loss: Callable[[nn.Module, BatchT], Tensor],
+    step_loss: Callable[[nn.Module, BatchT], Tensor] | None,
     validate: Callable[[nn.Module], dict[str, float]],
     cfg: LoopConfig,
     ckpt_dir: Path | None = None,
     *,
     fingerprint: str = "",
+    backward_step: Callable[[nn.Module, BatchT], Tensor] | None = None,
+    schedule: Schedule | None = None,
+    validate_initial: bool = False,
 ) -> FitResult:
     """Train ``model`` in place and leave it holding the best validated weights.
 
@@ -105,13 +111,27 @@ def fit(
     validate(model) returns metrics including ``cfg.metric``. With ``ckpt_dir``,
     ``last.pt`` / ``best.pt`` are written after every epoch and a matching
     ``last.pt`` found there is resumed.
+
+    Hooks for jobs whose step is not "loss.backward()":
+
+    * ``backward_step`` (instead of ``step_loss``): computes the batch loss *and* its
+      parameter gradients itself (e.g. gradient caching, ``training/gradcache.py``)
+      and returns the detached loss; ``fit`` zeroes gradients before it, then clips
+      and steps the optimizer.
+    * ``schedule(step, optimizer)``: called before every step with the 0-based global
+      step (continued across resumed runs), e.g. to set a warmup/decay learning rate.
+    * ``validate_initial``: a fresh run validates the untrained model first and records
+      it as epoch 0, so the kept weights are never worse (on validation) than the start.
     """
+    if (step_loss is None) == (backward_step is None):
+        raise ValueError("fit needs exactly one of step_loss and backward_step")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model.to(device)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     state = TrainState(fingerprint=fingerprint)
     best_weights: dict[str, Tensor] | None = None
+    loaded: TrainState | None = None
     if ckpt_dir is not None:
         loaded = load_checkpoint(ckpt_dir, model, optimizer, fingerprint=fingerprint)
         if loaded is not None:
@@ -131,8 +151,22 @@ def fit(
                 state.best_metric,
                 ", already finished" if state.finished else "",
             )
+    if loaded is None and validate_initial:
+        t_val = time.perf_counter()
+        model.eval()
+        val0 = validate(model)
+        model.train()
+        state.elapsed += time.perf_counter() - t_val
+        state.history.append({"epoch": 0, "step": 0, "steps": 0, "loss": None, "train_s": 0.0, "val": val0})
+        state.best_metric, state.best_epoch = val0[cfg.metric], 0
+        best_weights = cpu_state_dict(model)
+        if ckpt_dir is not None:
+            save_weights(ckpt_dir / BEST_NAME, best_weights, {"epoch": 0, cfg.metric: val0[cfg.metric]})
+        logger.info("epoch 0 (before training): val %s", _fmt_metrics(val0))
     resumed_from = state.epoch
     budget = cfg.max_minutes * 60.0
+    global_step = sum(int(h.get("steps", 0)) for h in state.history)
+    trainable = [p for p in model.parameters() if p.requires_grad]
 
     while not state.finished:
         if state.epoch >= cfg.epochs:
@@ -148,18 +182,27 @@ def fit(
         total, steps, cut = 0.0, 0, False
         bar = tqdm(batches(epoch), total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress)
         for batch in bar:
-            loss = step_loss(model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {steps}")
+            if schedule is not None:
+                schedule(global_step, optimizer)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if backward_step is not None:
+                loss = backward_step(model, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {steps}")
+            else:
+                assert step_loss is not None
+                loss = step_loss(model, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {steps}")
+                loss.backward()
             if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
             optimizer.step()
             total += float(loss.detach())
             steps += 1
-            if steps % 20 == 0:
-                bar.set_postfix(loss=f"{total / steps:.4f}")
+            global_step += 1
+            if steps % 20 == 0 or schedule is not None:
+                bar.set_postfix(loss=f"{total / steps:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             if start_elapsed + time.perf_counter() - t0 >= budget:
                 cut = True
                 break
@@ -184,16 +227,25 @@ def fit(
             else:
                 state.bad_evals += 1
         state.history.append(
-            {"epoch": epoch, "loss": round(loss_mean, 5), "train_s": round(train_s, 2), "val": val, "steps": steps}
+            {
+                "epoch": epoch,
+                "step": global_step,
+                "loss": round(loss_mean, 5),
+                "train_s": round(train_s, 2),
+                "val": val,
+                "steps": steps,
+            }
         )
         logger.info(
-            "epoch %d: loss %.4f, val %s %s, %.1fs (%.1fs training)%s",
+            "epoch %d: %d steps (total %d), loss %.4f, val %s, %.1fs (%.1fs training)%s%s",
             epoch,
+            steps,
+            global_step,
             loss_mean,
-            cfg.metric,
-            f"{val[cfg.metric]:.4f}" if val is not None else "-",
+            _fmt_metrics(val) if val is not None else "-",
             time.perf_counter() - t0,
             train_s,
+            " [best]" if val is not None and state.best_epoch == epoch else "",
             " [budget reached]" if cut else "",
         )
         if cut:
@@ -226,6 +278,10 @@ def fit(
         history=copy.deepcopy(state.history),
         resumed_from=resumed_from,
     )
+
+
+def _fmt_metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 
 # ------------------------------------------------------- sequence batches
@@ -261,12 +317,24 @@ def left_pad(seqs: Sequence[np.ndarray], length: int | None = None) -> tuple[np.
     return ids, mask
 
 
-class SequenceBatches:
-    """Shuffled batches of training examples, padded to the longest in each batch.
+BATCHING_MODES = ("positions", "shuffle")
 
-    Examples are shuffled, then sorted by length within windows of ``bucket``
-    batches, and the batches shuffled again: batches hold similar lengths (little
-    padding compute) while every epoch still mixes the data differently.
+
+class SequenceBatches:
+    """Shuffled batches of training examples, each padded to its longest example.
+
+    ``mode="shuffle"``: plain shuffled batches of ``batch_size`` examples. One long
+    example pads the whole batch to its length, so on short-sequence data most of the
+    tower's compute is padding.
+
+    ``mode="positions"``: examples are shuffled, sorted by length within windows of
+    ``window`` nominal batches, and cut into batches of about ``batch_size`` x the mean
+    example length padded positions (many short examples or a few long ones); the
+    batches are shuffled again. Every batch then holds about as many positions as a
+    nominal one, so a per-batch mean loss still weighs every position alike (sorting
+    into fixed-size batches would not: a batch of 2-item sequences would give each of
+    its positions ~25x the weight of one in a batch of 50-item sequences), while
+    padding nearly disappears.
     """
 
     def __init__(
@@ -276,21 +344,30 @@ class SequenceBatches:
         batch_size: int,
         *,
         seed: int = 0,
-        bucket: int = 32,
+        mode: str = "positions",
+        window: int = 32,
         device: torch.device | str = "cpu",
     ) -> None:
         self.examples = training_examples(train, max_len)
         if not self.examples:
             raise ValueError("no training sequence has 2 or more items")
+        if mode not in BATCHING_MODES:
+            raise ValueError(f"unknown batching mode {mode!r} (known: {', '.join(BATCHING_MODES)})")
+        if window < 1:
+            raise ValueError(f"window must be >= 1 batch, got {window}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.lengths = np.array([len(x) for x, _ in self.examples])
         self.batch_size = batch_size
         self.seed = seed
-        if bucket < 1:
-            raise ValueError(f"bucket must be >= 1 (1 = plain shuffled batches), got {bucket}")
-        self.bucket = bucket
+        self.mode = mode
+        self.window = window
         self.device = torch.device(device)
+        # Padded positions a "positions" batch may hold: a nominal batch's worth of real positions.
+        self.positions_per_batch = max(batch_size * float(self.lengths.mean()), float(self.lengths.max()))
 
     def __len__(self) -> int:
+        """Batches per epoch (nominal in "positions" mode, where it varies by a few per epoch)."""
         return math.ceil(len(self.examples) / self.batch_size)
 
     @property
@@ -300,14 +377,28 @@ class SequenceBatches:
     def epoch(self, epoch: int) -> Iterator[SeqBatch]:
         rng = np.random.default_rng((self.seed, epoch))
         order = rng.permutation(len(self.examples))
-        window = self.batch_size * self.bucket
-        chunks: list[np.ndarray] = []
-        for start in range(0, len(order), window):
-            part = order[start : start + window]
-            part = part[np.argsort(self.lengths[part], kind="stable")]
-            chunks += [part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size)]
+        if self.mode == "shuffle":
+            chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        else:
+            chunks = []
+            span = self.batch_size * self.window
+            for start in range(0, len(order), span):
+                part = order[start : start + span]
+                chunks += self._cut(part[np.argsort(self.lengths[part], kind="stable")])
         for j in rng.permutation(len(chunks)):
             yield self.collate(chunks[j])
+
+    def _cut(self, part: np.ndarray) -> list[np.ndarray]:
+        """Examples sorted by length -> batches of at most ``positions_per_batch`` padded positions."""
+        out: list[np.ndarray] = []
+        lo = 0
+        for i in range(len(part)):
+            # Sorted ascending, so the newest example is the longest: the batch pads to its length.
+            if i > lo and (i - lo + 1) * int(self.lengths[part[i]]) > self.positions_per_batch:
+                out.append(part[lo:i])
+                lo = i
+        out.append(part[lo:])
+        return out
 
     def collate(self, idx: np.ndarray) -> SeqBatch:
         inputs, mask = left_pad([self.examples[i][0] for i in idx])

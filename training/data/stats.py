@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from service.core.transitions import transition_counts
 from training.data.loader import Dataset, DatasetError, load_dataset
 from training.data.split import EvalCase, Split, leave_one_out, train_item_counts
 from training.metrics import PopularityModel, evaluate
@@ -62,13 +63,7 @@ class TransitionModel:
     """
 
     def __init__(self, train: Sequence[Sequence[int]], n_items: int, popularity: PopularityModel) -> None:
-        prev = np.fromiter((a for s in train for a in s[:-1]), dtype=np.int64)  # [P]
-        nxt = np.fromiter((b for s in train for b in s[1:]), dtype=np.int64)  # [P]
-        keys, counts = np.unique(prev * n_items + nxt, return_counts=True)  # [U], sorted by prev then next
-        rows = keys // n_items
-        self.indptr = np.searchsorted(rows, np.arange(n_items + 1))  # [N + 1]
-        self.cols = keys % n_items  # [U]
-        self.counts = counts.astype(np.float64)  # [U]
+        self.indptr, self.cols, self.counts = transition_counts(train, n_items)  # CSR [N + 1], [U], [U]
         self.base = popularity.item_scores / (len(popularity.item_scores) + 1.0)  # [N], in (0, 1)
 
     def __call__(self, cases: Sequence[EvalCase]) -> npt.NDArray[np.float64]:

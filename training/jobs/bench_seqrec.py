@@ -32,6 +32,7 @@ import numpy.typing as npt
 import torch
 
 from service.core.items import item_text
+from service.core.transitions import TransitionPrior
 from training.config import BenchSeqRecConfig, EmbedItemsConfig, SeqRecConfig
 from training.data.loader import Dataset, load_dataset
 from training.data.profiles import profile_sentences
@@ -155,6 +156,17 @@ MODELS: dict[str, ModelSpec] = {
     ),
 }
 
+# "<model>+mc": a neural model's ranking plus the first-order transition prior (markov_eval).
+MC_SUFFIX = "+mc"
+
+
+def model_label(model: str) -> str:
+    """The results table's name of a model key (a ``+mc`` variant gets its base model's label)."""
+    base = model.removesuffix(MC_SUFFIX)
+    label = MODELS[base].label if base in MODELS else base
+    return label + " + item→next prior" if model.endswith(MC_SUFFIX) else label
+
+
 # The table's datasets, and the published reference points of ../shared/data/README.md
 # (Recall@5, NDCG@5, Recall@10, NDCG@10; standard leave-one-out, full ranking).
 DATASETS = ("Beauty", "Sports", "ml-100k", "Scientific")
@@ -223,6 +235,8 @@ def run_seqrec(
     cold_seed: int = 0,
     progress: bool = True,
     dataset: Dataset | None = None,
+    markov_weights: Sequence[float] = (),
+    markov_beta: float = 1.0,
 ) -> dict[str, Any]:
     """Train ``model_name`` (a key of :data:`MODELS`) on a dataset folder and evaluate it.
 
@@ -236,6 +250,10 @@ def run_seqrec(
     "stop_reason", "seconds_per_epoch", "cold"}``; ``val``/``test`` hold recall@5/10 and ndcg@5/10,
     ``cold`` is None or ``{"frac", "n_cold_items", "n_cold_cases", "cold_recall@10",
     "warm_recall@10", "cold_ndcg@10"}``.
+
+    With ``markov_weights`` (neural models only) ``out["markov"]`` is ``{"weight", "beta", "val",
+    "test"}``: the same trained model ranked by log-softmax + weight x the first-order transition
+    log-prior of ``split.train`` (:class:`TransitionPrior`), the weight picked on validation NDCG@10.
     """
     ds = dataset if dataset is not None else load_dataset(dataset_dir, allow_empty_titles=True)
     split = leave_one_out(ds)
@@ -260,6 +278,8 @@ def run_seqrec(
         out["val"] = dict(best_val) if best_val is not None else evaluate_model(fitted.model, split.val, profiles=prof)
         test_ranks = model_ranks(fitted.model, split.test, profiles=prof)
         out["test"] = metrics_from_ranks(test_ranks)
+        if markov_weights:
+            out["markov"] = markov_eval(fitted.model, split, markov_weights, markov_beta, profiles=prof)
         out |= {
             "train_seconds": round(fitted.fit.train_seconds, 1),
             "epochs": fitted.fit.epochs,
@@ -315,10 +335,23 @@ def model_ranks(
     model: SeqRec, cases: Sequence[EvalCase], profiles: np.ndarray | None = None, batch_size: int = 256
 ) -> npt.NDArray[np.int64]:
     """0-based full-ranking rank of every case's target, in ``cases`` order. -> [n_cases]"""
+    return prior_ranks(model, cases, None, (0.0,), profiles, batch_size)[0]
+
+
+def prior_ranks(
+    model: SeqRec,
+    cases: Sequence[EvalCase],
+    prior: TransitionPrior | None,
+    weights: Sequence[float],
+    profiles: np.ndarray | None = None,
+    batch_size: int = 256,
+) -> npt.NDArray[np.int64]:
+    """Ranks of every case's target under log-softmax(model) + w x prior log p(j | last history item),
+    one row per weight (without ``prior``: the model's own scores). -> [W, n_cases]"""
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(cases)), key=lambda i: min(len(cases[i].history), model.max_len))
-    ranks = np.empty(len(cases), dtype=np.int64)
+    ranks = np.empty((len(weights), len(cases)), dtype=np.int64)
     prof = None if profiles is None else torch.from_numpy(np.ascontiguousarray(profiles, dtype=np.float32))
     with torch.no_grad():
         table = model.all_item_reps()  # [N, D]
@@ -328,8 +361,46 @@ def model_ranks(
             ids, mask = history_tensors([c.history for c in batch], model.max_len, device)  # [B, L]
             p = None if prof is None else prof[torch.tensor([c.user for c in batch])].to(device)  # [B, P]
             scores = model.score(ids, mask, table, p)  # [B, N]
-            ranks[idx] = target_ranks(scores, np.array([c.target for c in batch], dtype=np.int64))
+            targets = np.array([c.target for c in batch], dtype=np.int64)
+            if prior is None:
+                ranks[:, idx] = target_ranks(scores, targets)[None, :]
+                continue
+            logp = torch.log_softmax(scores.float(), dim=-1).cpu()  # [B, N]
+            mc = torch.from_numpy(prior.log_prob([c.history[-1] for c in batch]))  # [B, N]
+            for w_i, w in enumerate(weights):
+                ranks[w_i, idx] = target_ranks(logp + w * mc, targets)
     return ranks
+
+
+def markov_eval(
+    model: SeqRec,
+    split: Split,
+    weights: Sequence[float],
+    beta: float,
+    profiles: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The "+mc" ranking of a trained model: weight picked on validation NDCG@10, then test.
+    -> {"weight", "beta", "val", "test", "val_by_weight"}"""
+    if not weights or any(w <= 0 for w in weights):
+        raise ValueError(f"markov weights must be a non-empty list of positive numbers, got {list(weights)}")
+    prior = TransitionPrior.from_sequences(split.train, split.n_items, beta)
+    val = [metrics_from_ranks(r) for r in prior_ranks(model, split.val, prior, weights, profiles)]
+    best = int(np.argmax([m["ndcg@10"] for m in val]))
+    test = metrics_from_ranks(prior_ranks(model, split.test, prior, [weights[best]], profiles)[0])
+    logger.info(
+        "+mc: weight %g (val N@10 %s) -> test R@10 %.4f N@10 %.4f",
+        weights[best],
+        ", ".join(f"{w:g}: {m['ndcg@10']:.4f}" for w, m in zip(weights, val, strict=True)),
+        test["recall@10"],
+        test["ndcg@10"],
+    )
+    return {
+        "weight": float(weights[best]),
+        "beta": float(beta),
+        "val": val[best],
+        "test": test,
+        "val_by_weight": {f"{w:g}": m["ndcg@10"] for w, m in zip(weights, val, strict=True)},
+    }
 
 
 # ---------------------------------------------------------------- results
@@ -389,11 +460,12 @@ def merge_rows(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> 
         if merged["cold_recall@10"] is None and key in by_key:
             merged["cold_recall@10"] = by_key[key].get("cold_recall@10")
         by_key[key] = merged
-    model_order = {m: i for i, m in enumerate(MODELS)}
+    model_order = {m: float(i) for i, m in enumerate(MODELS)}
+    model_order |= {m + MC_SUFFIX: i + 0.5 for m, i in model_order.items()}
     ds_order = {d: i for i, d in enumerate(DATASETS)}
     return sorted(
         by_key.values(),
-        key=lambda r: (ds_order.get(r["dataset"], len(ds_order)), r["dataset"], model_order.get(r["model"], 99)),
+        key=lambda r: (ds_order.get(r["dataset"], len(ds_order)), r["dataset"], model_order.get(r["model"], 99.0)),
     )
 
 
@@ -423,7 +495,10 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
         "validation) per run on this "
         "2-core CPU machine, one torch thread, with other jobs sharing the machine. Cold R@10: a separate "
         "run with a seeded share of items hidden from training (ID rows untrained, absent from training "
-        "sequences), Recall@10 on the test cases whose target is such an item (– for models without text).",
+        "sequences), Recall@10 on the test cases whose target is such an item (– for models without text). "
+        "Rows marked *+ item→next prior* rank the same trained model by its log-softmax plus weight x "
+        "log p(next | last history item), the add-one-smoothed first-order transition counts of the training "
+        "sequences (`service/core/transitions.py`), weight picked on validation NDCG@10 (no extra training).",
         "",
     ]
     by_ds: dict[str, list[dict[str, Any]]] = {}
@@ -442,8 +517,7 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
         lines.append("| model | R@5 | R@10 | N@5 | N@10 | seeds | train time | epochs (best) | cold R@10 |")
         lines.append("|---|---|---|---|---|---|---|---|---|")
         for r in ours:
-            spec = MODELS.get(r["model"])
-            label = spec.label if spec else r["model"]
+            label = model_label(r["model"])
             det = details.get(f"{ds}/{r['model']}", {})
             runs = det.get("runs", [])
             epochs = ", ".join(f"{x['epochs']} ({x['best_epoch']})" for x in runs if x["epochs"]) or "–"
@@ -453,6 +527,9 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
             if cold and r.get("cold_recall@10") is not None:
                 cold_s += f" (warm {cold['warm_recall@10']:.4f}; {cold['n_cold_items']} items hidden)"
             budget = det.get("config", {}).get("max_minutes") if r["model"] not in BASELINES else None
+            weights = sorted({x["markov_weight"] for x in runs if "markov_weight" in x})
+            if weights:
+                label += f" (weight {', '.join(f'{w:g}' for w in weights)})"
             train_s = _minutes(r["train_seconds"]) + ("" if budget is None else f" (budget {budget:g} min)")
             lines.append(
                 f"| {label} | {_fmt(r['recall@5'])} | {r10} | {_fmt(r['ndcg@5'])} | {_fmt(r['ndcg@10'])} | "
@@ -503,7 +580,7 @@ def render_plot(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
         refs = REFERENCES.get(ds, [])
         for row_i, (metric, ref_i) in enumerate((("recall@10", 3), ("ndcg@10", 4))):
             ax = axes[row_i][col]
-            names = [MODELS[r["model"]].label if r["model"] in MODELS else r["model"] for r in ours]
+            names = [model_label(r["model"]) for r in ours]
             vals = [float(r[metric]) for r in ours]
             errs = [float(r["std_recall@10"] or 0.0) if metric == "recall@10" else 0.0 for r in ours]
             names += [ref[0] for ref in refs]
@@ -595,6 +672,7 @@ def bench(
         row: dict[str, Any] | None = None
         if not cold_only:
             seeds = cfg.seeds[:1] if model in BASELINES else cfg.seeds  # baselines are deterministic
+            with_mc = model in cfg.markov_models and model not in BASELINES
             runs = []
             for seed in seeds:
                 logger.info("== %s: %s seed %d (budget %.1f min) ==", ds.name, model, seed, mcfg.max_minutes)
@@ -608,10 +686,24 @@ def bench(
                         profile_vectors=profile_vectors,
                         progress=progress,
                         dataset=ds,
+                        markov_weights=cfg.markov_weights if with_mc else (),
+                        markov_beta=cfg.markov_beta,
                     )
                 )
             row = aggregate(ds.name, model, runs)
             entry = {"runs": [_compact(r) for r in runs], "config": asdict(mcfg), "label": spec.label}
+            if with_mc:
+                mc_runs = [{**r, "val": r["markov"]["val"], "test": r["markov"]["test"]} for r in runs]
+                mc_key = f"{ds.name}/{model}{MC_SUFFIX}"
+                mc_entry = {
+                    "runs": [{**_compact(r), "markov_weight": r["markov"]["weight"]} for r in mc_runs],
+                    "config": asdict(mcfg),
+                    "label": model_label(model + MC_SUFFIX),
+                    "markov": {"weights": list(cfg.markov_weights), "beta": cfg.markov_beta},
+                }
+                mc_row = aggregate(ds.name, model + MC_SUFFIX, mc_runs)
+                new_rows.append(mc_row)
+                _write_rows(cfg, {mc_key: mc_entry}, [mc_row])
         else:
             rows = read_json(json_path, [])
             row = next((dict(r) for r in rows if (r["dataset"], r["model"]) == (ds.name, model)), None)
@@ -637,10 +729,16 @@ def bench(
             entry["cold"] = {**crun["cold"], "max_minutes": ccfg.max_minutes, "train_seconds": crun["train_seconds"]}
             row["cold_recall@10"] = crun["cold"]["cold_recall@10"]
         new_rows.append(row)
-        # Re-read right before writing: another bench (other dataset) may have written since this model began.
-        details = read_json(details_path, {})
-        details[key] = entry
-        write_json(details_path, dict(sorted(details.items())))
-        write_json(json_path, merge_rows(read_json(json_path, []), [row]))
-        render(cfg)
+        _write_rows(cfg, {key: entry}, [row])
     return new_rows
+
+
+def _write_rows(cfg: BenchSeqRecConfig, entries: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]]) -> None:
+    """Merge run details and table rows into the JSON files and re-render the results section."""
+    json_path, details_path = Path(cfg.results_json), Path(cfg.details_json)
+    # Re-read right before writing: another bench (other dataset) may have written since this model began.
+    details = read_json(details_path, {})
+    details.update(entries)
+    write_json(details_path, dict(sorted(details.items())))
+    write_json(json_path, merge_rows(read_json(json_path, []), rows))
+    render(cfg)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from service.core.items import item_text
+from service.core.transitions import TransitionPrior
 from service.encoding.fake import FakeEncoder
 from training.config import BenchSeqRecConfig, DemoConfig, EmbedItemsConfig, SeqRecConfig
 from training.data.demo import generate_demo
@@ -24,12 +25,13 @@ from training.jobs.bench_seqrec import (
     merge_rows,
     model_config,
     model_ranks,
+    prior_ranks,
     render,
     render_markdown,
     text_cache_key,
 )
 from training.jobs.train_seqrec import build_model, evaluate_model
-from training.metrics import metrics_from_ranks
+from training.metrics import metrics_from_ranks, target_ranks
 from training.results_doc import read_section
 
 
@@ -158,7 +160,8 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
     _seed_cache(cache, [item_text(it) for it in ds.items], cfg.embed)
     _seed_cache(cache, profile_sentences(ds), cfg.embed)
     rows = bench(data, cfg, progress=False)
-    assert [r["model"] for r in rows] == cfg.models
+    mc = ["sasrec+mc", "fusion+mc"]  # cfg.markov_models: the same trained models plus the transition prior
+    assert sorted(r["model"] for r in rows) == sorted(cfg.models + mc)
     saved = json.loads(Path(cfg.results_json).read_text())
     assert {tuple(r) for r in saved} == {ROW_KEYS}
     by_model = {r["model"]: r for r in saved}
@@ -173,8 +176,14 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
         assert 0.0 <= by_model[m]["cold_recall@10"] <= 1.0
     details = json.loads(Path(cfg.details_json).read_text())
     assert details[f"{ds.name}/fusion"]["cold"]["n_cold_items"] == 24
+    for m in mc:
+        assert by_model[m]["seeds"] == [0, 1] and by_model[m]["cold_recall@10"] is None
+        assert {r["markov_weight"] for r in details[f"{ds.name}/{m}"]["runs"]} <= set(cfg.markov_weights)
+        # same trained weights, so the same training time as the plain row
+        assert by_model[m]["train_seconds"] == by_model[m.removesuffix("+mc")]["train_seconds"]
     section = read_section("seqrec", cfg.results_md)
     assert section is not None and "Fusion + profile" in section
+    assert "Fusion (ID + W·text) + item→next prior (weight" in section
     assert Path(cfg.plot).is_file()
     # --render-only rebuilds the same page from the JSON.
     Path(cfg.results_md).unlink()
@@ -203,3 +212,20 @@ def test_model_ranks_agree_with_evaluate_model(with_profile: bool) -> None:
     ranks = model_ranks(model, split.test, profiles=profiles, batch_size=7)
     assert ranks.shape == (len(split.test),)
     assert metrics_from_ranks(ranks) == pytest.approx(evaluate_model(model, split.test, profiles=profiles))
+
+
+def test_prior_ranks_interpolate_between_model_and_transition_prior() -> None:
+    split = _split(n_items=40, n_users=60)
+    cfg = SeqRecConfig(hidden=8, n_layers=1, max_len=5, use_text=False)
+    model = build_model(cfg, 40, None).eval()
+    prior = TransitionPrior.from_sequences(split.train, 40, beta=1.0)
+    ranks = prior_ranks(model, split.test, prior, [1e-6, 1e6], batch_size=7)  # [2, n]
+    assert ranks.shape == (2, len(split.test))
+    # a vanishing weight is the model alone; an overwhelming one ranks by the prior (ties aside)
+    np.testing.assert_array_equal(ranks[0], model_ranks(model, split.test))
+    lp = prior.log_prob([c.history[-1] for c in split.test])  # [n, N]
+    targets = np.array([c.target for c in split.test])
+    above = target_ranks(lp, targets)  # items the prior puts strictly above the target
+    tied = (lp == lp[np.arange(len(targets)), targets][:, None]).sum(axis=1) - 1  # model breaks these ties
+    assert np.all(ranks[1] >= above) and np.all(ranks[1] <= above + tied)
+    assert np.any(ranks[1] != ranks[0])

@@ -37,10 +37,11 @@ def test_history_tensors_truncate_to_newest_and_reject_empty() -> None:
         history_tensors([(1,), ()], max_len=3)
 
 
-def test_sequence_batches_cover_every_example_once_per_epoch() -> None:
+@pytest.mark.parametrize("mode", ["positions", "shuffle"])
+def test_sequence_batches_cover_every_example_once_per_epoch(mode: str) -> None:
     rng = np.random.default_rng(0)
     train = [list(rng.integers(1, 100, size=int(rng.integers(2, 30)))) for _ in range(203)]
-    sb = SequenceBatches(train, max_len=20, batch_size=16, seed=3, bucket=4)
+    sb = SequenceBatches(train, max_len=20, batch_size=16, seed=3, mode=mode, window=4)
     assert len(sb) == 13
     seen: list[tuple[int, ...]] = []
     for batch in sb.epoch(1):
@@ -150,20 +151,81 @@ def test_fit_refuses_a_non_finite_loss() -> None:
         fit(Tiny(), _batches, 4, bad, _neg_mse, LoopConfig(progress=False))
 
 
-def test_sequence_batches_bucket_controls_length_sorting() -> None:
+def test_sequence_batches_positions_mode_balances_positions_and_cuts_padding() -> None:
     rng = np.random.default_rng(1)
-    train = [list(rng.integers(1, 100, size=int(rng.integers(2, 40)))) for _ in range(512)]
+    # Short-sequence data with a long tail, like the Amazon sets: most examples 1-5 items, a few 30-49.
+    sizes = np.where(rng.random(2048) < 0.9, rng.integers(2, 7, 2048), rng.integers(30, 51, 2048))
+    train = [list(rng.integers(1, 100, size=int(k))) for k in sizes]
 
-    def spread(bucket: int) -> float:
-        """Mean within-batch spread of example lengths."""
-        sb = SequenceBatches(train, max_len=50, batch_size=32, seed=0, bucket=bucket)
-        spans = []
+    def stats(mode: str) -> tuple[float, float, float]:
+        """(padding share, max / mean padded positions per batch, batches per nominal batch count)."""
+        sb = SequenceBatches(train, max_len=50, batch_size=32, seed=0, mode=mode, window=16)
+        padded, real = [], []
         for batch in sb.epoch(0):
-            lengths = batch.mask.sum(dim=1)
-            spans.append(float(lengths.max() - lengths.min()))
-        return float(np.mean(spans))
+            padded.append(batch.mask.numel())
+            real.append(int(batch.mask.sum()))
+        return 1 - sum(real) / sum(padded), max(padded) / float(np.mean(padded)), len(padded) / len(sb)
 
-    # bucket=1 is plain shuffling (batches mix lengths); large buckets group similar lengths
-    assert spread(16) < 0.5 * spread(1)
-    with pytest.raises(ValueError, match="bucket"):
-        SequenceBatches(train, max_len=50, batch_size=32, bucket=0)
+    pad_shuffle, _, n_shuffle = stats("shuffle")
+    pad_pos, _, n_pos = stats("positions")
+    assert n_shuffle == 1.0
+    assert pad_shuffle > 0.5  # one long example pads a whole shuffled batch
+    assert pad_pos < 0.1 * pad_shuffle
+    # Every "positions" batch is about a nominal batch's worth of positions, so a per-batch mean
+    # loss weighs positions evenly; the number of batches stays close to the nominal count.
+    sb = SequenceBatches(train, max_len=50, batch_size=32, seed=0, window=16)
+    padded = [b.mask.numel() for b in sb.epoch(0)]
+    assert max(padded) <= sb.positions_per_batch
+    assert np.mean(padded) > 0.7 * sb.positions_per_batch
+    assert 0.9 < n_pos < 1.3
+    with pytest.raises(ValueError, match="window"):
+        SequenceBatches(train, max_len=50, batch_size=32, window=0)
+    with pytest.raises(ValueError, match="batching mode"):
+        SequenceBatches(train, max_len=50, batch_size=32, mode="bucketed")
+
+
+def test_fit_backward_step_and_schedule_hooks_match_plain_training() -> None:
+    """A backward_step doing loss.backward() itself trains exactly like step_loss; schedule sees global steps."""
+    cfg = LoopConfig(lr=0.05, epochs=2, patience=10, grad_clip=0.0, progress=False)
+    torch.manual_seed(0)
+    plain = Tiny()
+    fit(plain, _batches, 4, _loss, _neg_mse, cfg)
+
+    def backward(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+        loss = _loss(model, batch)
+        loss.backward()
+        return loss.detach()
+
+    seen: list[int] = []
+
+    def schedule(step: int, optimizer: torch.optim.Optimizer) -> None:
+        seen.append(step)
+        for group in optimizer.param_groups:
+            group["lr"] = 0.05
+
+    torch.manual_seed(0)
+    hooked = Tiny()
+    res = fit(hooked, _batches, 4, None, _neg_mse, cfg, backward_step=backward, schedule=schedule)
+    torch.testing.assert_close(hooked.lin.weight, plain.lin.weight)
+    assert seen == list(range(8)) and [h["step"] for h in res.history] == [4, 8]
+    with pytest.raises(ValueError, match="exactly one"):
+        fit(Tiny(), _batches, 4, _loss, _neg_mse, cfg, backward_step=backward)
+
+
+def test_fit_validate_initial_keeps_the_start_when_training_hurts(tmp_path: Path) -> None:
+    scores = iter([0.9, 0.1, 0.2])
+    model = Tiny()
+    start = model.lin.weight.detach().clone()
+    res = fit(
+        model,
+        _batches,
+        4,
+        _loss,
+        lambda m: {"ndcg@10": next(scores)},
+        LoopConfig(lr=0.05, epochs=2, patience=10, progress=False),
+        tmp_path,
+        validate_initial=True,
+    )
+    assert [h["epoch"] for h in res.history] == [0, 1, 2] and res.history[0]["steps"] == 0
+    assert res.best_epoch == 0 and res.best_metric == 0.9
+    torch.testing.assert_close(model.lin.weight, start)
