@@ -5,7 +5,9 @@ the fix): manifest readable; every listed file present with its sha256; item
 ids unique and as many as the manifest says; text vectors ``[N, encoder.dim]``
 and finite; the catalog snapshot holds exactly those ids; the golden vectors
 reproduced by the *live* encoder above the manifest's threshold for the
-variant in use; the seqrec files agree with each other and with the encoder.
+variant in use; the seqrec files agree with each other and with the encoder;
+with a ``profile`` section, the profile projection fits the encoder and the seqrec model and the
+shared verbaliser still writes the recorded golden sentences.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import numpy.typing as npt
 
 from service.core.items import Item, item_from_dict
 from service.core.manifest import Manifest, ManifestError
+from service.core.profiles import PROFILE_SECTION, ProfileSpec
 from service.encoding.base import Encoder, EncoderError
 from service.encoding.golden import check_golden
 from service.recommender.dense import SeqRecRuntime
+from service.recommender.profiles import ProfileRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +81,7 @@ class LoadedArtifacts:
     seqrec: SeqRecRuntime | None
     seqrec_vectors: F32 | None  # [N, D]
     golden_min_cosine: float = 1.0  # worst golden cosine measured at load
+    profiles: ProfileRuntime | None = None  # the seqrec model was trained with user profiles
     row_of: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -182,6 +187,21 @@ def load_artifacts(
     elif seqrec is not None:
         raise _fail(root, "a seqrec runtime was given but the manifest has no seqrec section")
 
+    # ---- user profiles (models trained with seqrec.use_profile)
+    profiles: ProfileRuntime | None = None
+    if PROFILE_SECTION in manifest.extra:
+        if seqrec is None:
+            raise _fail(root, "the manifest has a profile section but no seqrec model to feed it")
+        try:
+            pspec = ProfileSpec.from_dict(manifest.extra[PROFILE_SECTION])
+            profiles = ProfileRuntime.from_manifest(root, pspec)
+        except (OSError, ValueError, KeyError) as exc:
+            raise _fail(root, f"profile: {exc}") from exc
+        if pspec.dim != encoder.dim:
+            raise _fail(root, f"profile vectors have dim {pspec.dim}, the live encoder gives {encoder.dim}")
+        if profiles.dim != seqrec.dim:
+            raise _fail(root, f"profile projection gives dim {profiles.dim}, the seqrec model has {seqrec.dim}")
+
     logger.info(
         "artifact set %s: %d items, text dim %d, seqrec %s",
         manifest.version,
@@ -198,6 +218,7 @@ def load_artifacts(
         seqrec=seqrec,
         seqrec_vectors=seqrec_vectors,
         golden_min_cosine=float(worst),
+        profiles=profiles,
     )
 
 

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     )
     encoder_variant: Literal["int8", "fp32"] = Field(default="int8", description="ONNX encoder variant to serve.")
     onnx_threads: int = Field(default=0, ge=0, le=256, description="Intra-op threads per ONNX session (0 = default).")
+    profile_cache_size: int = Field(
+        default=4096,
+        ge=0,
+        description="Embedded profile sentences kept per worker (LRU) for models with user profiles; 0 disables.",
+    )
     reindex_lock_ttl_s: int = Field(
         default=3600, ge=10, description="Seconds the reindex lock lives unless renewed (guards against dead workers)."
     )

@@ -61,6 +61,13 @@ class EmptyHistoryError(ServiceError):
         super().__init__(message)
 
 
+class InvalidProfileError(ServiceError):
+    """A user profile the served model cannot take (unknown field, wrong type)."""
+
+    status_code = 422
+    code = "invalid_profile"
+
+
 class ModeUnavailableError(ServiceError):
     status_code = 422
     code = "mode_unavailable"

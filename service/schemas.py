@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, model_validator
 
 from service.config import LimitSettings
 from service.core.items import Item, item_text
@@ -146,6 +146,20 @@ class NewItem(BaseModel):
 HistoryEntry = ItemRef | NewItem
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
+# A user profile: the field names of the dataset's users.jsonl rows, JSON scalar values. The shape is
+# checked here; which fields and types the served model takes is checked against its manifest
+# (service/recommender/profiles.py, 422 invalid_profile).
+MAX_PROFILE_FIELDS = 64
+ProfileKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+ProfileValue = (
+    StrictBool
+    | StrictInt
+    | Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    | Annotated[str, StringConstraints(max_length=256)]
+    | None
+)
+ProfileSource = Literal["request", "user", "default", "ignored", "none"]
+
 
 class Filters(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -177,7 +191,12 @@ class RecommendRequest(BaseModel):
                     "exclude_history": True,
                     "filters": {"categories": ["Skin Care"], "price_max": 30},
                     "mode": "dense",
-                }
+                },
+                {
+                    "history": ["D000012", "D000345"],
+                    "profile": {"age": 24, "gender": "F", "occupation": "student", "country": "DE"},
+                },
+                {"history": ["D000012"], "user_id": "U000042"},
             ]
         },
     )
@@ -190,7 +209,22 @@ class RecommendRequest(BaseModel):
     exclude_history: bool = Field(default=True, description="Never return items of the history.")
     filters: Filters | None = None
     mode: Literal["dense", "generative", "hybrid"] = Field(
-        default="dense", description="dense: sequential recommender + ANN. generative/hybrid: not available yet."
+        default="dense",
+        description="dense: sequential recommender + ANN. generative: semantic-ID beam search. hybrid: both, "
+        "rescored by the dense model (generative and hybrid need an artifact set with semantic IDs).",
+    )
+    profile: dict[ProfileKey, ProfileValue] | None = Field(
+        default=None,
+        max_length=MAX_PROFILE_FIELDS,
+        description="User profile, field name -> value, with the field names of the dataset's users.jsonl rows "
+        "(e.g. age, gender, occupation). Used by a model trained with profiles (dense and hybrid modes); "
+        "unknown fields or wrong types -> 422 invalid_profile. Ignored (profile_source 'ignored') by a model "
+        "trained without them. Takes precedence over the stored profile of user_id.",
+    )
+    user_id: ItemId | None = Field(
+        default=None,
+        description="A user of the training data: their stored profile is used when the request has no "
+        "profile. Unknown users get the default (mean) profile.",
     )
 
     def history_entries(self) -> list[ItemRef | NewItem]:
@@ -222,6 +256,13 @@ class RecommendResponse(BaseModel):
     index_version: str = Field(description="Qdrant collection the results came from.")
     model_version: str = Field(description="Artifact set version of the models.")
     cached: bool = Field(description="True when served from the response cache.")
+    profile_source: ProfileSource = Field(
+        default="none",
+        description="Which user profile shaped the results: 'request' (the request's profile), 'user' (the "
+        "stored profile of user_id), 'default' (the model uses profiles but none was given or known: the mean "
+        "profile of the training users), 'ignored' (a profile or user_id was given but the model or mode takes "
+        "none), 'none' (no profile given, none used).",
+    )
 
 
 # ---------------------------------------------------------------------- admin

@@ -186,6 +186,8 @@ async def _build(
         )
     except ArtifactError as exc:
         raise ConfigurationError(str(exc)) from exc
+    if artifacts.profiles is not None:
+        artifacts.profiles.cache_size = settings.profile_cache_size
     batcher = DynamicBatcher(encoder, max_batch=settings.batcher.max_batch, max_wait_ms=settings.batcher.max_wait_ms)
     await _maybe_await(batcher.start())
     stack.push_async_callback(lambda: _maybe_await(batcher.close()))
@@ -257,6 +259,7 @@ async def _build(
         generative=generative,
         store=store,
         seqrec=artifacts.seqrec,
+        profiles=artifacts.profiles,
         embed=embed,
         model_version=artifacts.version,
         cache=cache,

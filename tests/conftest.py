@@ -133,23 +133,34 @@ class TinyArtifacts:
 @pytest.fixture(scope="session")
 def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> TinyArtifacts:
     """A complete artifact set (manifest with sha256s, golden vectors, seqrec trained one epoch)."""
+    return build_tiny_artifacts(tmp_path_factory.mktemp("tiny"))
+
+
+def build_tiny_artifacts(
+    base: Path, *, users: list[dict[str, Any]] | None = None, version: str = "20260101-000000-tiny"
+) -> TinyArtifacts:
+    """The tiny artifact set under ``base``. ``users``: ``users.jsonl`` rows; when given, seqrec is
+    trained with user profiles and the set has the manifest's profile section (as the build writes it)."""
     from service.core.items import item_from_dict, item_text
     from service.core.manifest import EncoderSpec, GoldenVector, ItemsSpec, Manifest
+    from service.core.profiles import PROFILE_SECTION
     from service.encoding.fake import FakeEncoder
     from training.config import SeqRecConfig
     from training.data.loader import load_dataset
     from training.data.split import leave_one_out
+    from training.jobs.build import write_profile_artifacts
+    from training.jobs.embed_profiles import profile_inputs
     from training.jobs.train_seqrec import train_seqrec
 
-    base = tmp_path_factory.mktemp("tiny")
     catalog = make_catalog(48)
     data = base / "data"
     write_jsonl(data / "items.jsonl", catalog)
     write_jsonl(data / "sequences.jsonl", _sequences([r["item_id"] for r in catalog], 120, seed=1))
+    if users is not None:
+        write_jsonl(data / "users.jsonl", users)
     dataset = load_dataset(data)
     split = leave_one_out(dataset)
 
-    version = "20260101-000000-tiny"
     artifacts_dir = base / "artifacts"
     root = artifacts_dir / version
     (root / "catalog").mkdir(parents=True)
@@ -173,7 +184,23 @@ def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> TinyArtifacts:
     cfg = SeqRecConfig(
         hidden=16, n_layers=1, n_heads=1, max_len=8, dropout=0.0, batch_size=64, epochs=1, max_minutes=1.0, device="cpu"
     )
-    seq = train_seqrec(split, text_vectors, cfg, root / "seqrec", resume=False, progress=False)
+    profiles = None
+    if users is not None:
+        cfg.use_profile = True
+        cfg.epochs = 3  # a few epochs, so the profile projection moves away from its init
+        profiles = profile_inputs(dataset, encoder.encode)
+    seq = train_seqrec(
+        split,
+        text_vectors,
+        cfg,
+        root / "seqrec",
+        resume=False,
+        progress=False,
+        profiles=None if profiles is None else profiles.train,
+    )
+    extra: dict[str, Any] = {}
+    if profiles is not None:
+        extra[PROFILE_SECTION] = write_profile_artifacts(root, profiles, seq).to_dict()
     for leftover in (root / "seqrec").glob("*.pt"):
         leftover.unlink()  # checkpoints are not serving artifacts
 
@@ -204,6 +231,7 @@ def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> TinyArtifacts:
         seqrec=seq.spec,
         golden=golden,
         metrics={"seqrec": seq.metrics},
+        extra=extra,
     )
     manifest.record_files(root)
     manifest.write(root)
@@ -263,3 +291,16 @@ def make_client(make_settings: Callable[..., Any]) -> Iterator[Callable[..., Any
 
 def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny torch models run fastest on one thread, and two test processes oversubscribing the
+    cores slow torch down by orders of magnitude. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,4 +20,5 @@ async def recommend(req: RecommendRequest, state: StateDep) -> RecommendResponse
         index_version=result.index_version,
         model_version=result.model_version,
         cached=result.cached,
+        profile_source=result.profile_source,  # type: ignore[arg-type]  # one of ProfileSource
     )

@@ -16,6 +16,10 @@ Layout written by ``training/jobs/build.py`` (see docs/ARTIFACTS.md)::
     seqrec/user_tower.onnx         item reps [B, L, D] + mask [B, L] -> user vector [B, D]
     seqrec/id_embeddings.npy       [N, D] float32 (row = item index, 0 for items never trained)
     seqrec/text_projection.npz     W [encoder.dim, D], b [D]
+    seqrec/profile_projection.npz  only with user profiles: W [encoder.dim, D], b [D], mean [encoder.dim]
+    profiles/user_ids.json         only with user profiles: users with a users.jsonl row
+    profiles/vectors.npy           only with user profiles: [U, encoder.dim] their profile vectors
+                                   (described by extra["profile"], see service/core/profiles.py)
 
 Nothing here imports web or ML frameworks.
 """
@@ -27,6 +31,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from service.core.profiles import PROFILE_SECTION, ProfileSpec
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -189,6 +195,11 @@ class Manifest:
         ]
         if self.seqrec is not None:
             paths += [self.seqrec.user_tower, self.seqrec.id_embeddings, self.seqrec.text_projection]
+        if PROFILE_SECTION in self.extra:
+            try:
+                paths += ProfileSpec.from_dict(self.extra[PROFILE_SECTION]).paths()
+            except ValueError as exc:
+                raise ManifestError(str(exc)) from exc
         return paths
 
 

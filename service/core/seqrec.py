@@ -4,6 +4,10 @@
 ``training.models.seqrec.FusedItemEncoder`` computes (its exported
 ``id_embeddings.npy`` already holds zero rows for items never trained, so those
 get the text part alone). ``tests/unit/core/test_seqrec.py`` checks the two agree.
+
+A model trained with user profiles also adds ``profile_vector @ W_p + b_p`` to every history item
+(:func:`project_profiles`, ``SeqRec.profile_proj`` in training); ``tests/parity/test_seqrec_profile.py``
+checks the served scores against torch.
 """
 
 from __future__ import annotations
@@ -60,3 +64,31 @@ def load_text_projection(path: Path) -> tuple[F32, F32]:
     if w.ndim != 2 or b.shape != (w.shape[1],):
         raise ValueError(f"{path}: W must be [T, D] and b [D], got {w.shape} and {b.shape}")
     return w, b
+
+
+def project_profiles(vectors: np.ndarray, W: np.ndarray, b: np.ndarray) -> F32:
+    """Profile vectors [..., P] -> offsets [..., D]: ``vector @ W + b``, exactly ``SeqRec.profile_proj``.
+
+    The offset is added to every item representation of the user's history before the user tower,
+    as ``SeqRec._inputs`` does in training.
+    """
+    if W.ndim != 2 or b.shape != (W.shape[1],):
+        raise ValueError(f"profile W must be [P, D] and b [D], got {W.shape} and {b.shape}")
+    if vectors.shape[-1] != W.shape[0]:
+        raise ValueError(f"profile vectors must be [..., {W.shape[0]}], got {vectors.shape}")
+    out = vectors.astype(np.float32) @ W.astype(np.float32) + b.astype(np.float32)  # [..., D]
+    return out.astype(np.float32, copy=False)
+
+
+def load_profile_projection(path: Path) -> tuple[F32, F32, F32]:
+    """Read ``profile_projection.npz`` -> (W [P, D], b [D], mean profile vector [P]) float32."""
+    with np.load(path) as z:
+        missing = [k for k in ("W", "b", "mean") if k not in z]
+        if missing:
+            raise ValueError(f"{path}: expected arrays 'W', 'b' and 'mean', missing {missing}")
+        w = z["W"].astype(np.float32)
+        b = z["b"].astype(np.float32)
+        mean = z["mean"].astype(np.float32)
+    if w.ndim != 2 or b.shape != (w.shape[1],) or mean.shape != (w.shape[0],):
+        raise ValueError(f"{path}: W must be [P, D], b [D] and mean [P], got {w.shape}, {b.shape}, {mean.shape}")
+    return w, b, mean

@@ -97,20 +97,25 @@ class SeqRecRuntime:
         ids[rows] = self.id_embeddings[rows]
         return fuse_item_vectors(text_vectors, ids, self.W, self.b)
 
-    def user_vectors(self, histories: Sequence[np.ndarray]) -> F32:
+    def user_vectors(self, histories: Sequence[np.ndarray], offsets: np.ndarray | None = None) -> F32:
         """histories: each [L_i, D] item vectors, oldest first -> user vectors [B, D].
 
         Each history is cut to its last ``max_len`` items and left-padded to the
-        longest in its batch.
+        longest in its batch. ``offsets`` [B, D]: added to every item of history i
+        (the projected user profile of a model trained with profiles, as
+        ``SeqRec._inputs`` adds ``profile_proj(profile)`` in training).
         """
         if not histories:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if offsets is not None and offsets.shape != (len(histories), self.dim):
+            raise ValueError(f"offsets must be [{len(histories)}, {self.dim}], got {offsets.shape}")
         out: list[F32] = []
         for start in range(0, len(histories), self.batch_size):
-            out.append(self._run(histories[start : start + self.batch_size]))
+            stop = start + self.batch_size
+            out.append(self._run(histories[start:stop], None if offsets is None else offsets[start:stop]))
         return np.concatenate(out, axis=0)
 
-    def _run(self, histories: Sequence[np.ndarray]) -> F32:
+    def _run(self, histories: Sequence[np.ndarray], offsets: np.ndarray | None = None) -> F32:
         d = self.dim
         for i, h in enumerate(histories):
             if h.ndim != 2 or h.shape[1] != d:
@@ -123,6 +128,8 @@ class SeqRecRuntime:
         for i, h in enumerate(histories):
             tail = h[-length:]
             reps[i, length - len(tail) :] = tail
+            if offsets is not None:
+                reps[i, length - len(tail) :] += offsets[i]  # [l, D] + [D]; padding stays zero (masked anyway)
             mask[i, length - len(tail) :] = 1
         (user,) = self.session.run(["user"], {"item_reps": reps, "mask": mask})  # [B, D]
         return np.asarray(user, dtype=np.float32)

@@ -13,6 +13,12 @@ history's sid tokens go through the T5 encoder and the batched constrained beam
 search decodes the top-k items of the served catalog (``generative.py``), filters and
 history exclusion applied as masks while decoding. Hybrid mode: dense candidates and
 generative candidates, merged and rescored by the dense model (``hybrid.py``).
+
+User profiles (``profiles.py``): with a model trained on profiles, the request's ``profile`` is
+validated, verbalised by the shared function, embedded by the live encoder and projected; the offset
+is added to every history item vector before the user tower (dense and hybrid modes). A ``user_id``
+of the training data brings its stored profile; neither gives the mean profile. The response's
+``profile_source`` says which was used ("ignored" when the model or the mode takes no profile).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from service.recommender.dense import SeqRecRuntime
 from service.recommender.filters import build_filter
 from service.recommender.generative import GenerativeRuntime, SidCatalog
 from service.recommender.hybrid import merge_and_rescore
+from service.recommender.profiles import ProfileRuntime
 from service.schemas import ItemRef, NewItem, RecommendRequest
 from service.stores.cache import ResponseCache, cache_key
 from service.stores.qdrant import CatalogSnapshot, QdrantStore
@@ -60,6 +67,7 @@ class RecommendResult:
     index_version: str
     model_version: str
     cached: bool = False
+    profile_source: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +77,7 @@ class RecommendResult:
             "mode": self.mode,
             "index_version": self.index_version,
             "model_version": self.model_version,
+            "profile_source": self.profile_source,
         }
 
     @classmethod
@@ -79,6 +88,7 @@ class RecommendResult:
             index_version=d["index_version"],
             model_version=d["model_version"],
             cached=cached,
+            profile_source=d.get("profile_source", "none"),
         )
 
 
@@ -115,8 +125,12 @@ class Recommender:
         cache_ttl_s: int = 0,
         on_cache: Callable[[bool], None] | None = None,
         generative: GenerativeRuntime | None = None,
+        profiles: ProfileRuntime | None = None,
     ) -> None:
+        if profiles is not None and seqrec is None:
+            raise ValueError("profiles need the seqrec model they were trained with")
         self.generative = generative
+        self.profiles = profiles
         self.store = store
         self.seqrec = seqrec
         self.embed = embed
@@ -148,6 +162,8 @@ class Recommender:
         unknown = [e.item_id for e in entries if isinstance(e, ItemRef) and e.item_id not in snapshot.row_of]
         if unknown:
             raise UnknownItemError(unknown)
+        if req.profile and self.profiles is not None and req.mode != "generative":
+            self.profiles.validate(req.profile)  # 422 before any work (and before the cache)
 
         key = None
         if self.cache is not None and self.cache_ttl_s > 0:
@@ -195,7 +211,7 @@ class Recommender:
         return items[0], scores[0]
 
     def _result(
-        self, req: RecommendRequest, snapshot: CatalogSnapshot, scored: list[tuple[int, float]]
+        self, req: RecommendRequest, snapshot: CatalogSnapshot, scored: list[tuple[int, float]], profile_source: str
     ) -> RecommendResult:
         items = [
             RecommendedItem(
@@ -207,21 +223,27 @@ class Recommender:
             for rank, (row, score) in enumerate(scored, start=1)
         ]
         return RecommendResult(
-            items=items, mode=req.mode, index_version=snapshot.collection, model_version=self.model_version
+            items=items,
+            mode=req.mode,
+            index_version=snapshot.collection,
+            model_version=self.model_version,
+            profile_source=profile_source,
         )
 
     async def _generative(
         self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot
     ) -> RecommendResult:
         rows, scores = await self._decode(req, entries, snapshot, req.k)
-        return self._result(req, snapshot, [(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0])
+        scored = [(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0]
+        # The generative model has no profile input.
+        return self._result(req, snapshot, scored, "ignored" if self._profile_given(req) else "none")
 
     async def _hybrid(
         self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot
     ) -> RecommendResult:
         """Dense top-``max(k, HYBRID_DENSE_POOL)`` + the beam's items, rescored by the dense model (hybrid.py)."""
         assert self.generative is not None
-        user, vector_name = await self._user_vector(entries, snapshot)
+        user, vector_name, source = await self._user_vector(entries, snapshot, req)
         exclude = [e.item_id for e in entries if isinstance(e, ItemRef)] if req.exclude_history else []
         flt = build_filter(req.filters, exclude)
         hits = await self.store.search(vector_name, user, max(req.k, HYBRID_DENSE_POOL), flt, snapshot)
@@ -235,35 +257,66 @@ class Recommender:
         scored = merge_and_rescore(
             [snapshot.row_of[h.item_id] for h in hits], gen_rows.tolist(), item_vectors, user, req.k
         )
-        return self._result(req, snapshot, scored)
+        return self._result(req, snapshot, scored, source)
 
     # ---------------------------------------------------------------- dense
-    async def _user_vector(self, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot) -> tuple[F32, str]:
-        """The dense user vector and the collection vector it is compared with."""
+    @staticmethod
+    def _profile_given(req: RecommendRequest) -> bool:
+        return bool(req.profile) or req.user_id is not None
+
+    def _profile_sentence(self, req: RecommendRequest) -> str | None:
+        """The request profile's sentence (validated) for a model with profiles; None when there is none."""
+        if self.profiles is None or not req.profile:
+            return None
+        profile = self.profiles.validate(req.profile)
+        # Every value null: no information, served as if no profile was given.
+        return self.profiles.sentence(profile) if profile else None
+
+    def _profile_offset(self, req: RecommendRequest, vector: np.ndarray | None) -> tuple[F32 | None, str]:
+        """(offset [D] added to every history item | None, profile_source) for a seqrec user vector.
+        ``vector`` [P]: the embedded sentence of the request's profile, if it had one."""
+        if self.profiles is None:
+            return None, "ignored" if self._profile_given(req) else "none"
+        if vector is not None:
+            return self.profiles.offset(vector), "request"
+        if req.user_id is not None:
+            stored = self.profiles.user_offset(req.user_id)
+            if stored is not None:
+                return stored, "user"
+        return self.profiles.default_offset, "default"
+
+    async def _user_vector(
+        self, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot, req: RecommendRequest
+    ) -> tuple[F32, str, str]:
+        """The dense user vector, the collection vector it is compared with, and the profile source."""
         use_seqrec = self.seqrec is not None and snapshot.seqrec_vectors is not None
+        # Only the last max_len entries shape the user vector (every history item is still excluded).
         tail = entries[-self.seqrec.max_len :] if use_seqrec and self.seqrec is not None else entries
         new_texts = [e.item.encoder_text() for e in tail if isinstance(e, NewItem)]
-        new_text_vectors = await self.embed(new_texts) if new_texts else None  # [M, T]
+        sentence = self._profile_sentence(req) if use_seqrec else None
+        profile_vector: np.ndarray | None = None  # [T]
+        if sentence is not None and self.profiles is not None:
+            profile_vector = self.profiles.cached_vector(sentence)
+        embed_sentence = sentence is not None and profile_vector is None
+        # One encoder call for the new items and the profile sentence (one batching wait, not two).
+        texts = new_texts + ([sentence] if embed_sentence and sentence is not None else [])
+        vectors = await self.embed(texts) if texts else None  # [M (+1), T]
+        new_text_vectors = vectors[: len(new_texts)] if vectors is not None and new_texts else None  # [M, T]
+        if embed_sentence and vectors is not None and sentence is not None and self.profiles is not None:
+            profile_vector = vectors[-1]
+            self.profiles.remember(sentence, profile_vector)
         if use_seqrec:
-            return await asyncio.to_thread(self._seqrec_user, tail, snapshot, new_text_vectors), VECTOR_SEQREC
-        return self._text_user(tail, snapshot, new_text_vectors), VECTOR_TEXT
+            offset, source = self._profile_offset(req, profile_vector)
+            user = await asyncio.to_thread(self._seqrec_user, tail, snapshot, new_text_vectors, offset)  # [D]
+            return user, VECTOR_SEQREC, source
+        # Text-only fallback (no seqrec vectors in the index): the mean of the history's text vectors.
+        source = "ignored" if self._profile_given(req) else "none"
+        return self._text_user(tail, snapshot, new_text_vectors), VECTOR_TEXT, source
 
     async def _dense(
         self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot
     ) -> RecommendResult:
-        use_seqrec = self.seqrec is not None and snapshot.seqrec_vectors is not None
-        # Only the last max_len entries shape the user vector; every history item is excluded.
-        tail = entries[-self.seqrec.max_len :] if use_seqrec and self.seqrec is not None else entries
-        new_texts = [e.item.encoder_text() for e in tail if isinstance(e, NewItem)]
-        new_text_vectors = await self.embed(new_texts) if new_texts else None  # [M, T]
-
-        if use_seqrec:
-            assert self.seqrec is not None and snapshot.seqrec_vectors is not None
-            user = await asyncio.to_thread(self._seqrec_user, tail, snapshot, new_text_vectors)  # [D]
-            vector_name = VECTOR_SEQREC
-        else:
-            user = self._text_user(tail, snapshot, new_text_vectors)  # [T]
-            vector_name = VECTOR_TEXT
+        user, vector_name, source = await self._user_vector(entries, snapshot, req)
 
         exclude = [e.item_id for e in entries if isinstance(e, ItemRef)] if req.exclude_history else []
         flt = build_filter(req.filters, exclude)
@@ -278,11 +331,19 @@ class Recommender:
             for rank, h in enumerate(hits, start=1)
         ]
         return RecommendResult(
-            items=items, mode=req.mode, index_version=snapshot.collection, model_version=self.model_version
+            items=items,
+            mode=req.mode,
+            index_version=snapshot.collection,
+            model_version=self.model_version,
+            profile_source=source,
         )
 
     def _seqrec_user(
-        self, tail: Sequence[ItemRef | NewItem], snapshot: CatalogSnapshot, new_text_vectors: np.ndarray | None
+        self,
+        tail: Sequence[ItemRef | NewItem],
+        snapshot: CatalogSnapshot,
+        new_text_vectors: np.ndarray | None,
+        offset: np.ndarray | None = None,
     ) -> F32:
         assert self.seqrec is not None and snapshot.seqrec_vectors is not None
         new_item_vectors = None
@@ -291,7 +352,8 @@ class Recommender:
             new_item_vectors = self.seqrec.item_vectors(new_text_vectors, cold)  # [M, D]
         rows = _history_rows(tail, snapshot, snapshot.seqrec_vectors, new_item_vectors)
         history = np.stack(rows).astype(np.float32)  # [L, D]
-        return self.seqrec.user_vectors([history])[0]  # [D]
+        offsets = None if offset is None else offset[None, :]  # [1, D]
+        return self.seqrec.user_vectors([history], offsets)[0]  # [D]
 
     @staticmethod
     def _text_user(

@@ -1,53 +1,25 @@
-"""User profiles (``users.jsonl``) verbalised as one sentence each.
+"""User profiles (``users.jsonl``) verbalised as one sentence each, for training.
 
-A profile row such as ``{"age": 24, "gender": "M", "occupation": "technician", "zip": "85711"}``
-becomes ``"A 24-year-old man who works as a technician, living in zip code area 85711."``: the
-text encoder that embeds item text embeds this sentence too, and the sequential model fuses the
-vector (``training/models/seqrec.py``, ``ProfileFusion``). Fields other than the known ones are
-written as ``"Key: value."`` so no information is dropped silently.
+The verbaliser itself lives in ``service/core/profiles.py`` (:func:`profile_sentence`): the service
+calls the same function on a profile sent to ``POST /recommend``, so training and serving cannot
+drift apart. This module adds the dataset-level helpers the training jobs need.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from service.core.profiles import NO_PROFILE, profile_sentence
 from training.data.loader import Dataset
 
-_GENDER = {"m": "man", "male": "man", "f": "woman", "female": "woman"}
-_KNOWN = ("age", "gender", "occupation", "zip")
-NO_PROFILE = "A user with no profile."
-
-
-def profile_sentence(profile: Mapping[str, Any] | None) -> str:
-    """One English sentence describing a user profile (``NO_PROFILE`` when empty or missing)."""
-    if not profile:
-        return NO_PROFILE
-    age = profile.get("age")
-    gender_raw = profile.get("gender")
-    gender = _GENDER.get(str(gender_raw).strip().lower(), str(gender_raw)) if gender_raw not in (None, "") else None
-    who = "person" if gender is None else gender
-    head = f"A {int(age)}-year-old {who}" if isinstance(age, int | float) and not isinstance(age, bool) else f"A {who}"
-    parts = [head]
-    occupation = profile.get("occupation")
-    if occupation and str(occupation).strip().lower() not in ("none", "other"):
-        parts.append(f"who works as a {str(occupation).strip()}")
-    elif occupation:
-        parts.append(f"with occupation '{str(occupation).strip()}'")
-    zip_code = profile.get("zip")
-    if zip_code:
-        parts.append(f"living in zip code area {str(zip_code).strip()}")
-    sentence = ", ".join(parts) + "."
-    extra = [f"{k.replace('_', ' ').capitalize()}: {v}." for k, v in profile.items() if k not in _KNOWN and v]
-    if sentence == "A person." and not extra:
-        return NO_PROFILE
-    return " ".join([sentence, *extra])
+__all__ = ["NO_PROFILE", "coverage", "profile_sentence", "profile_sentences"]
 
 
 def profile_sentences(dataset: Dataset) -> list[str]:
     """Sentence per user in ``dataset.sequences`` order (the user index of ``EvalCase.user``).
 
-    Raises ValueError when the dataset has no ``users.jsonl``.
+    Users without a ``users.jsonl`` row get ``NO_PROFILE``. Raises ValueError when the dataset has no
+    ``users.jsonl``.
     """
     if dataset.users is None:
         raise ValueError(f"dataset {dataset.name!r} has no users.jsonl: user profiles are not available")

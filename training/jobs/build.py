@@ -4,7 +4,9 @@ Stages (one log line each, progress bars inside):
   1. load + validate the dataset folder (shared layout)
   2. export the frozen encoder to ONNX fp32 + int8 with parity checks and golden vectors
   3. embed every item's text with the torch reference encoder
-  4. train the sequential recommender (ID + text fusion) on the leave-one-out split
+  4. train the sequential recommender (ID + text fusion) on the leave-one-out split; with
+     ``seqrec.use_profile`` first verbalise and embed every ``users.jsonl`` profile, train with them,
+     and export the profile projection + per-user vectors (manifest ``extra["profile"]``)
   4b. optional (``with_semantic_ids`` / ``with_genrec``): semantic IDs by RQ-VAE over the
      text vectors, then the generative (TIGER-style) model; both land in ``Manifest.extra``
   5. write the manifest (every file with its sha256, dims, metrics) and point LATEST at it
@@ -32,18 +34,23 @@ import numpy as np
 
 from service.core.index import CatalogIndex, open_client
 from service.core.manifest import ItemsSpec, Manifest
+from service.core.profiles import PROFILE_SECTION, ProfileSpec
 from service.core.seqrec import fuse_item_vectors, load_text_projection
 from service.semantic_ids.decoder import GENREC_DIR
 from training.config import BASE_MODEL_NAME, BuildConfig
 from training.data.loader import load_dataset
 from training.data.split import Split, leave_one_out
 from training.jobs.embed_items import embed_items
+from training.jobs.embed_profiles import ProfileInputs, profile_inputs, torch_embedder
 from training.jobs.export_encoder import export_encoder
 from training.jobs.semantic_ids import build_semantic_ids
 from training.jobs.train_genrec import train_genrec
-from training.jobs.train_seqrec import train_seqrec
+from training.jobs.train_seqrec import SeqRecResult, train_seqrec
 
 logger = logging.getLogger(__name__)
+
+PROFILE_USER_IDS = "profiles/user_ids.json"
+PROFILE_VECTORS = "profiles/vectors.npy"
 
 
 @dataclass
@@ -90,6 +97,11 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
     with stages.run("load dataset"):
         dataset = load_dataset(data_dir, allow_empty_titles=cfg.allow_empty_titles)
         split = leave_one_out(dataset)
+        if cfg.seqrec.use_profile and dataset.users is None:
+            raise ValueError(
+                f"seqrec.use_profile is set but {data_dir} has no users.jsonl: add the user profiles "
+                "or set seqrec.use_profile: false"
+            )
     version = cfg.version or _version_name(name or dataset.name)
     out_root = Path(cfg.out)
     out_root.mkdir(parents=True, exist_ok=True)
@@ -117,10 +129,23 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
             text_vectors = embed_items(dataset.items, cfg.embed, model_dir=model_dir)  # [N, 384]
             np.save(staging / "items" / "text_vectors.npy", text_vectors.astype(np.float32))
 
-        with stages.run("train seqrec"):
-            seq = train_seqrec(split, text_vectors if cfg.seqrec.use_text else None, cfg.seqrec, staging / "seqrec")
+        profiles: ProfileInputs | None = None
+        if cfg.seqrec.use_profile:
+            with stages.run("embed user profiles"):
+                profiles = profile_inputs(dataset, torch_embedder(cfg.embed, model_dir))
+
+        with stages.run("train seqrec" + (" with user profiles" if profiles is not None else "")):
+            seq = train_seqrec(
+                split,
+                text_vectors if cfg.seqrec.use_text else None,
+                cfg.seqrec,
+                staging / "seqrec",
+                profiles=None if profiles is None else profiles.train,
+            )
 
         extra, gen_metrics = generative_stages(cfg, split, text_vectors, staging, stages)
+        if profiles is not None:
+            extra[PROFILE_SECTION] = write_profile_artifacts(staging, profiles, seq).to_dict()
 
         with stages.run("write manifest"):
             manifest = Manifest(
@@ -164,6 +189,25 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
         "build %s finished in %.1fs (%s)", version, total, ", ".join(f"{k}: {v}s" for k, v in stages.seconds.items())
     )
     return BuildResult(root=final, manifest=manifest, stage_seconds=dict(stages.seconds), collection=collection)
+
+
+def write_profile_artifacts(root: Path, profiles: ProfileInputs, seq: SeqRecResult) -> ProfileSpec:
+    """Write the per-user profile vectors next to the seqrec files -> the manifest's profile section."""
+    if seq.profile_projection is None:
+        raise ValueError("seqrec was trained without profiles: there is no profile projection to serve")
+    (root / PROFILE_VECTORS).parent.mkdir(parents=True, exist_ok=True)
+    (root / PROFILE_USER_IDS).write_text(json.dumps(profiles.user_ids))
+    np.save(root / PROFILE_VECTORS, profiles.vectors.astype(np.float32))  # [U, P]
+    return ProfileSpec(
+        dim=profiles.dim,
+        projection=seq.profile_projection,
+        user_ids=PROFILE_USER_IDS,
+        vectors=PROFILE_VECTORS,
+        fields=dict(profiles.fields),
+        n_users=len(profiles.user_ids),
+        coverage=profiles.coverage,
+        golden=list(profiles.golden),
+    )
 
 
 def generative_stages(

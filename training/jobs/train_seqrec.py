@@ -5,6 +5,7 @@ Writes into ``out_dir`` (= ``<artifact root>/seqrec``):
     user_tower.onnx       item_reps float32 [B, L, D] (left-padded) + mask int64 [B, L] -> user [B, D]
     id_embeddings.npy     [N, D] float32; zero rows for items never trained (and all zero when use_id is off)
     text_projection.npz   W [T, D], b [D] float32 (zeros when use_text is off)
+    profile_projection.npz  W [P, D], b [D], mean [P] float32 (only with use_profile; see service/core/profiles.py)
     last.pt / best.pt     torch checkpoints (resumable run state / best weights)
 
 Serving rebuilds item vectors with ``service.core.seqrec.fuse_item_vectors`` and
@@ -48,6 +49,7 @@ ONNX_PARITY_MAX_ABS = 1e-4
 USER_TOWER = "user_tower.onnx"
 ID_EMBEDDINGS = "id_embeddings.npy"
 TEXT_PROJECTION = "text_projection.npz"
+PROFILE_PROJECTION = "profile_projection.npz"
 
 
 @dataclass
@@ -55,6 +57,8 @@ class SeqRecResult:
     spec: SeqRecSpec
     metrics: dict[str, Any]
     train_seconds: float
+    # Path (relative to the artifact root) of profile_projection.npz when trained with profiles.
+    profile_projection: str | None = None
 
 
 ITEM_ENCODERS = ("fused", "text_moe", "pq")
@@ -150,10 +154,11 @@ class ProfileSequenceBatches(SequenceBatches):
         batch_size: int,
         *,
         seed: int = 0,
-        bucket: int = 1,
+        mode: str = "positions",
+        window: int = 32,
         device: torch.device | str = "cpu",
     ) -> None:
-        super().__init__(train, max_len, batch_size, seed=seed, bucket=bucket, device=device)
+        super().__init__(train, max_len, batch_size, seed=seed, mode=mode, window=window, device=device)
         if profiles.ndim != 2 or profiles.shape[0] != len(train):
             raise ValueError(f"profiles must be [{len(train)} users, P], got {profiles.shape}")
         # training_examples keeps the sequences with >= 2 items, in order: example j -> user users[j].
@@ -321,11 +326,24 @@ def fit_seqrec(
     batches: SequenceBatches
     if prof is not None:
         batches = ProfileSequenceBatches(
-            split.train, prof, cfg.max_len, cfg.batch_size, seed=cfg.seed, bucket=cfg.length_bucket, device=device
+            split.train,
+            prof,
+            cfg.max_len,
+            cfg.batch_size,
+            seed=cfg.seed,
+            mode=cfg.batching,
+            window=cfg.batch_window,
+            device=device,
         )
     else:
         batches = SequenceBatches(
-            split.train, cfg.max_len, cfg.batch_size, seed=cfg.seed, bucket=cfg.length_bucket, device=device
+            split.train,
+            cfg.max_len,
+            cfg.batch_size,
+            seed=cfg.seed,
+            mode=cfg.batching,
+            window=cfg.batch_window,
+            device=device,
         )
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(
@@ -446,23 +464,26 @@ def train_seqrec(
     *,
     resume: bool = True,
     progress: bool = True,
+    profiles: np.ndarray | None = None,
 ) -> SeqRecResult:
     """Train on ``split.train``, early-stop on validation NDCG@10, evaluate, export.
 
     ``resume``: continue from ``out_dir/last.pt`` when it was written for the same
     config and data (the wall-clock budget counts the earlier runs too).
     """
-    if cfg.item_encoder != "fused" or cfg.use_profile:
+    if cfg.item_encoder != "fused":
         raise ValueError(
-            "the serving artifacts hold the fused ID + W·text model without profiles: "
-            f"item_encoder={cfg.item_encoder!r}, use_profile={cfg.use_profile} cannot be exported "
-            "(train those with training/jobs/bench_seqrec.py)"
+            "the serving artifacts hold the fused ID + W·text model: "
+            f"item_encoder={cfg.item_encoder!r} cannot be exported (train it with training/jobs/bench_seqrec.py)"
         )
+    if cfg.use_profile and profiles is None:
+        raise ValueError("cfg.use_profile is set but no profile vectors were given (dataset without users.jsonl?)")
+    prof = profiles if cfg.use_profile else None  # [U, P] row per split.train entry
     if cfg.use_text and text_vectors is None:
         raise ValueError("cfg.use_text is set but no text vectors were given")
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    fitted = fit_seqrec(split, text_vectors, cfg, out_dir if resume else None, progress=progress)
+    fitted = fit_seqrec(split, text_vectors, cfg, out_dir if resume else None, profiles=prof, progress=progress)
     model, result, known = fitted.model, fitted.fit, fitted.known
     counts = train_item_counts(split)  # [N]
     if not resume:  # still leave a checkpoint of the best weights next to the artifacts
@@ -471,8 +492,13 @@ def train_seqrec(
     logger.info("seqrec: evaluating on test ...")
     # The restored weights are those of the best validation, whose metrics the loop kept.
     best_val = fitted.best_val()
-    val = dict(best_val) if best_val is not None else evaluate_model(model, split.val)
-    test = evaluate_model(model, split.test)
+    val = dict(best_val) if best_val is not None else evaluate_model(model, split.val, profiles=prof)
+    test = evaluate_model(model, split.test, profiles=prof)
+    test_default_profile: dict[str, float] | None = None
+    if prof is not None:
+        # What serving gives a request without a profile: every user gets the mean profile vector.
+        mean = prof.mean(axis=0, dtype=np.float64).astype(np.float32)  # [P]
+        test_default_profile = evaluate_model(model, split.test, profiles=np.broadcast_to(mean, prof.shape))
     pop = PopularityModel(counts)
     pop_val = evaluate(pop, split.val)
     pop_test = evaluate(pop, split.test)
@@ -496,6 +522,8 @@ def train_seqrec(
             w, b = np.zeros((t, d), dtype=np.float32), np.zeros(d, dtype=np.float32)
     np.save(out_dir / ID_EMBEDDINGS, ids)
     np.savez(out_dir / TEXT_PROJECTION, W=w, b=b)
+    if prof is not None:
+        export_profile_projection(model, prof, out_dir / PROFILE_PROJECTION)
     export_user_tower(model, out_dir / USER_TOWER)
     parity = check_onnx_parity(model, out_dir / USER_TOWER)
     if parity > ONNX_PARITY_MAX_ABS:
@@ -537,4 +565,33 @@ def train_seqrec(
         pop_test["recall@10"],
         time.perf_counter() - t_start,
     )
-    return SeqRecResult(spec=spec, metrics=metrics, train_seconds=result.train_seconds)
+    if test_default_profile is not None:
+        metrics["test_default_profile"] = test_default_profile
+        logger.info(
+            "seqrec: test with the default (mean) profile R@10 %.4f NDCG@10 %.4f (own profiles: NDCG@10 %.4f)",
+            test_default_profile["recall@10"],
+            test_default_profile["ndcg@10"],
+            test["ndcg@10"],
+        )
+    return SeqRecResult(
+        spec=spec,
+        metrics=metrics,
+        train_seconds=result.train_seconds,
+        profile_projection=f"{rel}/{PROFILE_PROJECTION}" if prof is not None else None,
+    )
+
+
+def export_profile_projection(model: SeqRec, profiles: np.ndarray, path: Path) -> Path:
+    """Write ``model.profile_proj`` as ``W`` [P, D], ``b`` [D] and the mean of ``profiles`` [U, P] as
+    ``mean`` [P] (the profile a request without one is served with) to ``path`` (npz)."""
+    if model.profile_proj is None:
+        raise ValueError("the model was built without user profiles (profile_dim=0)")
+    with torch.no_grad():
+        w = model.profile_proj.weight.detach().cpu().numpy().T.astype(np.float32)  # [P, D]
+        b = model.profile_proj.bias.detach().cpu().numpy().astype(np.float32)  # [D]
+    if profiles.ndim != 2 or profiles.shape[1] != w.shape[0]:
+        raise ValueError(f"profiles must be [U, {w.shape[0]}], got {profiles.shape}")
+    mean = profiles.mean(axis=0, dtype=np.float64).astype(np.float32)  # [P]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, W=w, b=b, mean=mean)
+    return path

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from service.core.manifest import Manifest
 from service.core.sid import load_semantic_ids
@@ -17,13 +15,7 @@ from tests.unit.training.test_genrec import cyclic_split
 from training.config import BuildConfig, GenRecConfig, SemanticIdConfig
 from training.jobs.build import generative_stages
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_stages_off_by_default_and_on_when_configured(tmp_path: Path) -> None:

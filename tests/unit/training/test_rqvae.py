@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,14 +14,7 @@ from training.config import SemanticIdConfig
 from training.jobs.semantic_ids import build_semantic_ids, codec_from_model
 from training.models.rqvae import RQVAE, ResidualQuantizer, kmeans
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models: one thread is fastest, and oversubscribed cores slow torch down by orders of magnitude."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def clustered_vectors(n: int, dim: int, clusters: int, seed: int = 0) -> np.ndarray:

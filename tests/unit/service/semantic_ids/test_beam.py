@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -15,14 +13,7 @@ from service.semantic_ids.beam import StepFn, beam_search
 from service.semantic_ids.prefix_index import PrefixIndex
 from service.semantic_ids.reference import reference_beam_search
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models: one thread is fastest, and oversubscribed cores slow torch down by orders of magnitude."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def random_catalog(rng: np.random.Generator, layout: SidLayout, n: int) -> np.ndarray:
