@@ -7,7 +7,8 @@ and finite; the catalog snapshot holds exactly those ids; the golden vectors
 reproduced by the *live* encoder above the manifest's threshold for the
 variant in use; the seqrec files agree with each other and with the encoder;
 with a ``profile`` section, the profile projection fits the encoder and the seqrec model and the
-shared verbaliser still writes the recorded golden sentences.
+shared verbaliser still writes the recorded golden sentences; with a ``transitions`` section, the
+transition prior has one row per item, in-range indices and finite counts.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from service.core.items import Item, item_from_dict
-from service.core.manifest import Manifest, ManifestError
+from service.core.manifest import TRANSITION_SECTION, Manifest, ManifestError, TransitionSpec
 from service.core.profiles import PROFILE_SECTION, ProfileSpec
+from service.core.transitions import TransitionPrior
 from service.encoding.base import Encoder, EncoderError
 from service.encoding.golden import check_golden
 from service.recommender.dense import SeqRecRuntime
+from service.recommender.markov import ServedPrior
 from service.recommender.profiles import ProfileRuntime
 
 logger = logging.getLogger(__name__)
@@ -82,6 +86,7 @@ class LoadedArtifacts:
     seqrec_vectors: F32 | None  # [N, D]
     golden_min_cosine: float = 1.0  # worst golden cosine measured at load
     profiles: ProfileRuntime | None = None  # the seqrec model was trained with user profiles
+    transitions: ServedPrior | None = None  # item -> next item prior for the dense ranking
     row_of: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -202,6 +207,13 @@ def load_artifacts(
         if profiles.dim != seqrec.dim:
             raise _fail(root, f"profile projection gives dim {profiles.dim}, the seqrec model has {seqrec.dim}")
 
+    # ---- item -> next item transition prior (extra["transitions"])
+    transitions: ServedPrior | None = None
+    if TRANSITION_SECTION in manifest.extra:
+        if seqrec is None:
+            raise _fail(root, "the manifest has a transitions section but no seqrec model to add it to")
+        transitions = load_transitions(root, manifest.extra[TRANSITION_SECTION], item_ids)
+
     logger.info(
         "artifact set %s: %d items, text dim %d, seqrec %s",
         manifest.version,
@@ -219,7 +231,31 @@ def load_artifacts(
         seqrec_vectors=seqrec_vectors,
         golden_min_cosine=float(worst),
         profiles=profiles,
+        transitions=transitions,
     )
+
+
+def load_transitions(root: Path, section: dict[str, Any], item_ids: Sequence[str]) -> ServedPrior:
+    """Load and validate ``extra["transitions"]``: one row per item, finite, in-range indices."""
+    try:
+        spec = TransitionSpec.from_dict(section)
+    except ValueError as exc:
+        raise _fail(root, str(exc)) from exc
+    n = len(item_ids)
+    try:
+        prior = TransitionPrior.load(root / spec.file)
+    except (OSError, ValueError, KeyError) as exc:
+        raise _fail(root, f"{spec.file}: {exc}") from exc
+    if prior.n_items != n or spec.n_items != n:
+        raise _fail(root, f"{spec.file} has {prior.n_items} item rows (manifest says {spec.n_items}) for {n} items")
+    if len(prior.cols) and (prior.cols.min() < 0 or prior.cols.max() >= n):
+        raise _fail(root, f"{spec.file} has item indices outside [0, {n})")
+    if np.any(np.diff(prior.indptr) < 0) or prior.indptr[0] != 0 or prior.indptr[-1] != len(prior.cols):
+        raise _fail(root, f"{spec.file} has a malformed CSR index pointer")
+    finite = np.isfinite(prior.counts).all() and np.isfinite(prior.pop).all()
+    if not finite or (prior.counts < 0).any() or (prior.pop <= 0).any():
+        raise _fail(root, f"{spec.file} has counts or popularity that are negative, zero (pop) or not finite")
+    return ServedPrior(prior, item_ids, spec.weight)
 
 
 def aligned_seqrec_vectors(

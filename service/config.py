@@ -100,6 +100,19 @@ class Settings(BaseSettings):
         ge=0,
         description="Embedded profile sentences kept per worker (LRU) for models with user profiles; 0 disables.",
     )
+    transition_prior: bool = Field(
+        default=True,
+        description=(
+            "Dense mode: add the artifact set's item -> next item prior to the seqrec scores when it has one "
+            "(RECSVC_TRANSITION_PRIOR=false serves the seqrec ranking alone)."
+        ),
+    )
+    transition_pool: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Dense candidates (max(k, pool)) rescored with the transition prior (+ last item's successors).",
+    )
     reindex_lock_ttl_s: int = Field(
         default=3600, ge=10, description="Seconds the reindex lock lives unless renewed (guards against dead workers)."
     )

@@ -159,6 +159,7 @@ ProfileValue = (
     | None
 )
 ProfileSource = Literal["request", "user", "default", "ignored", "none"]
+Ranking = Literal["model", "model+transition_prior"]
 
 
 class Filters(BaseModel):
@@ -262,6 +263,12 @@ class RecommendResponse(BaseModel):
         "stored profile of user_id), 'default' (the model uses profiles but none was given or known: the mean "
         "profile of the training users), 'ignored' (a profile or user_id was given but the model or mode takes "
         "none), 'none' (no profile given, none used).",
+    )
+    ranking: Ranking = Field(
+        default="model",
+        description="How the items were ranked: 'model+transition_prior' (dense mode with a seqrec model and an "
+        "artifact set holding the item -> next item prior: seqrec dot product + w * log p(item | last history "
+        "item), when the last history entry is a catalog item the prior knows), else 'model'.",
     )
 
 

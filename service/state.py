@@ -260,6 +260,8 @@ async def _build(
         store=store,
         seqrec=artifacts.seqrec,
         profiles=artifacts.profiles,
+        transitions=artifacts.transitions if settings.transition_prior else None,
+        transition_pool=settings.transition_pool,
         embed=embed,
         model_version=artifacts.version,
         cache=cache,

@@ -200,6 +200,11 @@ class BuildConfig:
     with_genrec: bool = False
     semantic_ids: SemanticIdConfig = field(default_factory=SemanticIdConfig)
     genrec: GenRecConfig = field(default_factory=GenRecConfig)
+    # Item -> next item transition prior served with the seqrec scores (service/recommender/markov.py):
+    # counted on the seqrec training sequences, weight picked on validation NDCG@10 among markov_weights.
+    markov_prior: bool = True
+    markov_weights: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0, 2.0])
+    markov_beta: float = 1.0  # smoothing towards popularity, in pseudo-counts
 
 
 T = TypeVar("T")

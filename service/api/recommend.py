@@ -21,4 +21,5 @@ async def recommend(req: RecommendRequest, state: StateDep) -> RecommendResponse
         model_version=result.model_version,
         cached=result.cached,
         profile_source=result.profile_source,  # type: ignore[arg-type]  # one of ProfileSource
+        ranking=result.ranking,  # type: ignore[arg-type]  # one of Ranking
     )

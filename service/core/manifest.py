@@ -20,6 +20,9 @@ Layout written by ``training/jobs/build.py`` (see docs/ARTIFACTS.md)::
     profiles/user_ids.json         only with user profiles: users with a users.jsonl row
     profiles/vectors.npy           only with user profiles: [U, encoder.dim] their profile vectors
                                    (described by extra["profile"], see service/core/profiles.py)
+    seqrec/transitions.npz         only with the transition prior: item -> next item counts
+                                   (service/core/transitions.py), described by extra["transitions"]
+                                   (:class:`TransitionSpec`: file, weight, beta, validation metrics)
 
 Nothing here imports web or ML frameworks.
 """
@@ -36,6 +39,7 @@ from service.core.profiles import PROFILE_SECTION, ProfileSpec
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+TRANSITION_SECTION = "transitions"  # key of the transition-prior section in Manifest.extra
 
 
 class ManifestError(ValueError):
@@ -93,6 +97,40 @@ class SeqRecSpec:
     n_layers: int = 2
     n_heads: int = 2
     trained_items: int = 0
+
+
+@dataclass
+class TransitionSpec:
+    """``extra["transitions"]``: the item -> next item log-prior served with the seqrec scores.
+
+    Dense ranking = ``u . v_j + weight * log p(j | last history item)``; ``weight`` was chosen on the
+    validation cases (``val_by_weight``: NDCG@10 per candidate weight) from the same training sequences.
+    """
+
+    file: str
+    weight: float
+    beta: float
+    n_items: int
+    val_by_weight: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TransitionSpec:
+        try:
+            spec = cls(
+                file=str(d["file"]),
+                weight=float(d["weight"]),
+                beta=float(d["beta"]),
+                n_items=int(d["n_items"]),
+                val_by_weight={str(k): float(v) for k, v in dict(d.get("val_by_weight", {})).items()},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed {TRANSITION_SECTION} section: {exc}") from exc
+        if not (spec.weight >= 0 and spec.beta > 0):  # also rejects NaN
+            raise ValueError(f"{TRANSITION_SECTION}: weight must be >= 0 and beta > 0, got {spec.weight}, {spec.beta}")
+        return spec
 
 
 @dataclass
@@ -198,6 +236,11 @@ class Manifest:
         if PROFILE_SECTION in self.extra:
             try:
                 paths += ProfileSpec.from_dict(self.extra[PROFILE_SECTION]).paths()
+            except ValueError as exc:
+                raise ManifestError(str(exc)) from exc
+        if TRANSITION_SECTION in self.extra:
+            try:
+                paths.append(TransitionSpec.from_dict(self.extra[TRANSITION_SECTION]).file)
             except ValueError as exc:
                 raise ManifestError(str(exc)) from exc
         return paths

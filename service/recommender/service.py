@@ -6,7 +6,10 @@ the text-only fusion path), the ONNX user tower turns the last ``max_len`` of
 them into a user vector, and Qdrant (or the exact in-process search in
 embedded mode) ranks the served collection by dot product with filters
 applied inside the search. Without a seqrec model the user is the normalised
-mean of the history's text vectors, ranked by cosine.
+mean of the history's text vectors, ranked by cosine. When the artifact set has the item -> next
+item transition prior (``markov.py``) and the last history entry is a catalog item it knows, the
+store's top ``max(k, transition_pool)`` plus the last item's filtered-in successors are rescored by
+``dot + w * log p(j | last)`` (response ``ranking`` = "model+transition_prior"; else "model").
 
 Generative mode (when the artifact set has semantic IDs and a genrec model): the
 history's sid tokens go through the T5 encoder and the batched constrained beam
@@ -38,6 +41,7 @@ from service.recommender.dense import SeqRecRuntime
 from service.recommender.filters import build_filter
 from service.recommender.generative import GenerativeRuntime, SidCatalog
 from service.recommender.hybrid import merge_and_rescore
+from service.recommender.markov import RANKING_MODEL, RANKING_PRIOR, ServedPrior
 from service.recommender.profiles import ProfileRuntime
 from service.schemas import ItemRef, NewItem, RecommendRequest
 from service.stores.cache import ResponseCache, cache_key
@@ -68,6 +72,7 @@ class RecommendResult:
     model_version: str
     cached: bool = False
     profile_source: str = "none"
+    ranking: str = RANKING_MODEL
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +83,7 @@ class RecommendResult:
             "index_version": self.index_version,
             "model_version": self.model_version,
             "profile_source": self.profile_source,
+            "ranking": self.ranking,
         }
 
     @classmethod
@@ -89,6 +95,7 @@ class RecommendResult:
             model_version=d["model_version"],
             cached=cached,
             profile_source=d.get("profile_source", "none"),
+            ranking=d.get("ranking", RANKING_MODEL),
         )
 
 
@@ -126,9 +133,17 @@ class Recommender:
         on_cache: Callable[[bool], None] | None = None,
         generative: GenerativeRuntime | None = None,
         profiles: ProfileRuntime | None = None,
+        transitions: ServedPrior | None = None,
+        transition_pool: int = 200,
     ) -> None:
         if profiles is not None and seqrec is None:
             raise ValueError("profiles need the seqrec model they were trained with")
+        if transitions is not None and seqrec is None:
+            raise ValueError("the transition prior is added to seqrec scores: it needs the seqrec model")
+        if transition_pool < 1:
+            raise ValueError(f"transition_pool must be >= 1, got {transition_pool}")
+        self.transitions = transitions
+        self.transition_pool = transition_pool
         self.generative = generative
         self.profiles = profiles
         self.store = store
@@ -167,7 +182,11 @@ class Recommender:
 
         key = None
         if self.cache is not None and self.cache_ttl_s > 0:
-            key = cache_key(self.cache_prefix, snapshot.collection, self.model_version, req.model_dump(mode="json"))
+            # Workers with the transition prior switched off rank differently: keep their entries apart.
+            ranking = RANKING_PRIOR if self.transitions is not None else RANKING_MODEL
+            key = cache_key(
+                self.cache_prefix, snapshot.collection, f"{self.model_version}|{ranking}", req.model_dump(mode="json")
+            )
             hit = await self.cache.get(key)
             if self.on_cache is not None:
                 self.on_cache(hit is not None)
@@ -211,7 +230,12 @@ class Recommender:
         return items[0], scores[0]
 
     def _result(
-        self, req: RecommendRequest, snapshot: CatalogSnapshot, scored: list[tuple[int, float]], profile_source: str
+        self,
+        req: RecommendRequest,
+        snapshot: CatalogSnapshot,
+        scored: list[tuple[int, float]],
+        profile_source: str,
+        ranking: str = RANKING_MODEL,
     ) -> RecommendResult:
         items = [
             RecommendedItem(
@@ -228,6 +252,7 @@ class Recommender:
             index_version=snapshot.collection,
             model_version=self.model_version,
             profile_source=profile_source,
+            ranking=ranking,
         )
 
     async def _generative(
@@ -320,6 +345,26 @@ class Recommender:
 
         exclude = [e.item_id for e in entries if isinstance(e, ItemRef)] if req.exclude_history else []
         flt = build_filter(req.filters, exclude)
+        last = entries[-1]
+        prior = self.transitions
+        if (
+            prior is not None
+            and vector_name == VECTOR_SEQREC
+            and isinstance(last, ItemRef)
+            and prior.knows(last.item_id)
+            and snapshot.seqrec_vectors is not None
+        ):
+            # "+ item->next prior": the store's top max(k, pool) by dot product (filters applied in the
+            # search) plus the filtered-in successors of the last item, rescored by dot + w * log p(j | last).
+            hits = await self.store.search(vector_name, user, max(req.k, self.transition_pool), flt, snapshot)
+            ids = snapshot.item_ids
+            succ = prior.successor_rows(last.item_id, snapshot.collection, ids)  # [S_last]
+            mask = snapshot.searcher.mask(flt)  # [N] allowed rows, None = all
+            if mask is not None:
+                succ = succ[mask[succ]]
+            rows = np.concatenate([np.array([snapshot.row_of[h.item_id] for h in hits], dtype=np.int64), succ])
+            scored = prior.rescore(user, snapshot.seqrec_vectors, rows, last.item_id, snapshot.collection, ids, req.k)
+            return self._result(req, snapshot, scored, source, RANKING_PRIOR)
         hits = await self.store.search(vector_name, user, req.k, flt, snapshot)
         items = [
             RecommendedItem(

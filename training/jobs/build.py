@@ -7,6 +7,9 @@ Stages (one log line each, progress bars inside):
   4. train the sequential recommender (ID + text fusion) on the leave-one-out split; with
      ``seqrec.use_profile`` first verbalise and embed every ``users.jsonl`` profile, train with them,
      and export the profile projection + per-user vectors (manifest ``extra["profile"]``)
+  4a. with ``markov_prior``: the item -> next item transition prior over the same training
+     sequences, its weight picked on validation (``bench_seqrec.markov_eval``), saved as
+     ``seqrec/transitions.npz`` (manifest ``extra["transitions"]``)
   4b. optional (``with_semantic_ids`` / ``with_genrec``): semantic IDs by RQ-VAE over the
      text vectors, then the generative (TIGER-style) model; both land in ``Manifest.extra``
   5. write the manifest (every file with its sha256, dims, metrics) and point LATEST at it
@@ -33,24 +36,29 @@ from typing import Any
 import numpy as np
 
 from service.core.index import CatalogIndex, open_client
-from service.core.manifest import ItemsSpec, Manifest
+from service.core.manifest import TRANSITION_SECTION, ItemsSpec, Manifest, TransitionSpec
 from service.core.profiles import PROFILE_SECTION, ProfileSpec
 from service.core.seqrec import fuse_item_vectors, load_text_projection
+from service.core.transitions import TransitionPrior
 from service.semantic_ids.decoder import GENREC_DIR
+from training.checkpoint import BEST_NAME, load_weights
 from training.config import BASE_MODEL_NAME, BuildConfig
 from training.data.loader import load_dataset
-from training.data.split import Split, leave_one_out
+from training.data.split import Split, leave_one_out, train_item_counts
+from training.jobs.bench_seqrec import markov_eval
 from training.jobs.embed_items import embed_items
 from training.jobs.embed_profiles import ProfileInputs, profile_inputs, torch_embedder
 from training.jobs.export_encoder import export_encoder
 from training.jobs.semantic_ids import build_semantic_ids
 from training.jobs.train_genrec import train_genrec
-from training.jobs.train_seqrec import SeqRecResult, train_seqrec
+from training.jobs.train_seqrec import SeqRecResult, build_model, train_seqrec
+from training.loop import resolve_device
 
 logger = logging.getLogger(__name__)
 
 PROFILE_USER_IDS = "profiles/user_ids.json"
 PROFILE_VECTORS = "profiles/vectors.npy"
+TRANSITIONS_FILE = "transitions.npz"
 
 
 @dataclass
@@ -144,6 +152,18 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
             )
 
         extra, gen_metrics = generative_stages(cfg, split, text_vectors, staging, stages)
+        if cfg.markov_prior:
+            with stages.run("transition prior (item -> next item, weight on validation)"):
+                spec, mc_metrics = transition_stage(
+                    cfg,
+                    split,
+                    text_vectors,
+                    staging,
+                    seq.spec.id_embeddings,
+                    None if profiles is None else profiles.train,
+                )
+                extra[TRANSITION_SECTION] = spec.to_dict()
+                gen_metrics["seqrec_transition_prior"] = mc_metrics
         if profiles is not None:
             extra[PROFILE_SECTION] = write_profile_artifacts(staging, profiles, seq).to_dict()
 
@@ -189,6 +209,44 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
         "build %s finished in %.1fs (%s)", version, total, ", ".join(f"{k}: {v}s" for k, v in stages.seconds.items())
     )
     return BuildResult(root=final, manifest=manifest, stage_seconds=dict(stages.seconds), collection=collection)
+
+
+def transition_stage(
+    cfg: BuildConfig,
+    split: Split,
+    text_vectors: np.ndarray,
+    root: Path,
+    id_embeddings: str,
+    profiles: np.ndarray | None = None,
+) -> tuple[TransitionSpec, dict[str, Any]]:
+    """Count the seqrec training transitions, pick the prior's weight on validation with the trained
+    seqrec model (best weights reloaded from its checkpoint), save ``seqrec/transitions.npz``.
+    -> (manifest section, {"weight", "beta", "val", "test", "val_by_weight"})"""
+    scfg = cfg.seqrec
+    seq_dir = root / Path(id_embeddings).parent
+    known = (train_item_counts(split) > 0).astype(np.float32)  # [N]
+    model = build_model(
+        scfg,
+        split.n_items,
+        text_vectors if scfg.use_text else None,
+        known,
+        profile_dim=0 if profiles is None else profiles.shape[1],
+    )
+    weights, _ = load_weights(seq_dir / BEST_NAME)
+    model.load_state_dict(weights)
+    model.to(resolve_device(scfg.device))
+    result = markov_eval(model, split, cfg.markov_weights, cfg.markov_beta, profiles=profiles)
+    prior = TransitionPrior.from_sequences(split.train, split.n_items, cfg.markov_beta)
+    rel = f"{seq_dir.name}/{TRANSITIONS_FILE}"
+    prior.save(root / rel)
+    spec = TransitionSpec(
+        file=rel,
+        weight=float(result["weight"]),
+        beta=float(result["beta"]),
+        n_items=split.n_items,
+        val_by_weight={k: float(v) for k, v in result["val_by_weight"].items()},
+    )
+    return spec, result
 
 
 def write_profile_artifacts(root: Path, profiles: ProfileInputs, seq: SeqRecResult) -> ProfileSpec:
