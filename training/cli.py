@@ -8,7 +8,8 @@
     recsvc-train finetune-encoder --data DIR [--out DIR] [--config training/configs/encoder/industrial.yaml]
     recsvc-train eval-encoder --data DIR [--model-dir DIR] [--split FILE] [--max-length N]
     recsvc-train encoder-results --data DIR --run DIR
-    recsvc-train encoder-downstream --data DIR --encoder NAME=DIR [--seq-models id+text,text]
+    recsvc-train encoder-downstream --data DIR --encoder NAME=DIR [--seq-models id+text,text,text_moe]
+    recsvc-train encoder-collisions --data DIR --encoder NAME=DIR [--seeds 0,1,2]
 
 `build` accepts any dataset folder in the shared layout (items.jsonl,
 sequences.jsonl, optional users.jsonl; see docs/DATA.md).
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from service.core.manifest import Manifest, ManifestError, latest_version
-from training.config import BuildConfig, DemoConfig, EncoderFinetuneConfig, load_config
+from training.config import BuildConfig, DemoConfig, EncoderFinetuneConfig, EvalProfilesConfig, load_config
 
 
 def _setup_logging(level: str) -> None:
@@ -47,6 +48,8 @@ def _build_overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["allow_empty_titles"] = True
     if args.no_push:
         o["push"] = False
+    if getattr(args, "no_markov_prior", False):
+        o["markov_prior"] = False
     if args.qdrant_path:
         o["qdrant_path"] = args.qdrant_path
     if args.qdrant_url:
@@ -58,6 +61,11 @@ def _build_overrides(args: argparse.Namespace) -> dict[str, Any]:
         seq["epochs"] = args.seqrec_epochs
     if args.device:
         seq["device"] = args.device
+    if args.use_profile:
+        seq["use_profile"] = True
+    if args.threads is not None:
+        seq["threads"] = args.threads
+        o["embed"] = {"threads": args.threads}
     if seq:
         o["seqrec"] = seq
     if args.encoder_dir:
@@ -72,6 +80,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     from training.jobs.build import build
 
     cfg = load_config(BuildConfig, Path(args.config) if args.config else None, _build_overrides(args))
+    if cfg.seqrec.threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.seqrec.threads)
     try:
         result = build(cfg, name=args.name)
     except (DatasetError, FileExistsError, ValueError) as exc:
@@ -85,6 +97,24 @@ def cmd_build(args: argparse.Namespace) -> int:
         "metrics": result.manifest.metrics.get("seqrec", {}),
     }
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_eval_profiles(args: argparse.Namespace) -> int:
+    from training.jobs.eval_profiles import eval_profiles, markdown_table
+
+    lengths = [int(x) for x in args.history_lengths.split(",") if x.strip()]
+    cfg = EvalProfilesConfig(artifacts=args.artifacts, data=args.data, history_lengths=lengths, threads=args.threads)
+    try:
+        result = eval_profiles(cfg)
+    except (OSError, ValueError) as exc:
+        logging.getLogger("recsvc-train").error("%s", exc)
+        return 2
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(markdown_table(result))
     return 0
 
 
@@ -117,7 +147,8 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def _encoder_config(args: argparse.Namespace) -> EncoderFinetuneConfig:
     o: dict[str, Any] = {}
-    for key in ("threads", "epochs", "batch_size", "chunk_size", "lr", "max_minutes", "device", "exclude_titles_from"):
+    keys = ("threads", "epochs", "batch_size", "chunk_size", "lr", "max_minutes", "device", "exclude_titles_from")
+    for key in (*keys, "objective", "max_pairs_per_epoch"):
         value = getattr(args, key, None)
         if value is not None:
             o[key] = value
@@ -195,14 +226,16 @@ def cmd_encoder_downstream(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    encoders: dict[str, Path | None] = {"base": None}
-    for spec in args.encoder or []:
-        name, sep, folder = spec.partition("=")
-        if not sep or not name or not folder:
-            logging.getLogger("recsvc-train").error("--encoder takes NAME=DIR, got %r", spec)
-            return 2
-        encoders[name] = Path(folder)
+    named = _named_encoders(args.encoder)
+    if named is None:
+        return 2
+    encoders = {k: v for k, v in named.items() if k != "base" or not args.no_base}
+    if not encoders:
+        logging.getLogger("recsvc-train").error("--no-base needs at least one --encoder NAME=DIR")
+        return 2
     seq = SeqRecConfig(max_minutes=args.seq_minutes, device=args.device or "cpu")
+    if args.seq_epochs is not None:  # an epoch cap makes encoders comparable on a CPU shared with other jobs
+        seq.epochs = args.seq_epochs
     rows = encoder_downstream(
         Path(args.data),
         encoders,
@@ -211,6 +244,47 @@ def cmd_encoder_downstream(args: argparse.Namespace) -> int:
         seq_cfg=seq,
         max_length=args.max_length,
         results_dir=Path(args.results_dir),
+        results_doc=Path(args.results_doc),
+    )
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def _named_encoders(specs: list[str] | None) -> dict[str, Path | None] | None:
+    """``base`` plus each ``NAME=DIR`` of ``--encoder``; None (error logged) on a malformed spec."""
+    encoders: dict[str, Path | None] = {"base": None}
+    for spec in specs or []:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            logging.getLogger("recsvc-train").error("--encoder takes NAME=DIR, got %r", spec)
+            return None
+        encoders[name] = Path(folder)
+    return encoders
+
+
+def cmd_encoder_collisions(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.config import SemanticIdConfig
+    from training.jobs.encoder_downstream import encoder_collisions
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    encoders = _named_encoders(args.encoder)
+    if encoders is None:
+        return 2
+    overrides: dict[str, Any] = {"device": args.device or "cpu"}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    sid = load_config(SemanticIdConfig, Path(args.config) if args.config else None, overrides)
+    rows = encoder_collisions(
+        Path(args.data),
+        encoders,
+        sid_cfg=sid,
+        seeds=[int(x) for x in args.seeds.split(",") if x],
+        max_length=args.max_length,
+        results_dir=Path(args.results_dir),
+        results_doc=Path(args.results_doc),
     )
     print(json.dumps(rows, indent=2))
     return 0
@@ -232,6 +306,13 @@ def _add_encoder_commands(sub: Any) -> None:
     f.add_argument("--lr", type=float, default=None)
     f.add_argument("--max-minutes", type=float, default=None, help="training wall-clock budget")
     f.add_argument("--exclude-titles-from", default=None, help="dataset folder whose item titles are not trained on")
+    f.add_argument(
+        "--objective",
+        choices=("metadata", "behaviour", "mixed"),
+        default=None,
+        help="positive pairs: title<->document, consecutive training items, or both (default: config)",
+    )
+    f.add_argument("--max-pairs-per-epoch", type=int, default=None, help="behaviour pairs per epoch (0 = all)")
     f.set_defaults(func=cmd_finetune_encoder)
 
     e = sub.add_parser("eval-encoder", help="held-out title -> document retrieval of an encoder")
@@ -251,14 +332,30 @@ def _add_encoder_commands(sub: Any) -> None:
     w = sub.add_parser("encoder-downstream", help="sequential models on a dataset with base vs fine-tuned item vectors")
     w.add_argument("--data", required=True, help="dataset with sequences (e.g. ../shared/data/Scientific)")
     w.add_argument("--encoder", action="append", help="NAME=DIR of an encoder besides the base one (repeatable)")
-    w.add_argument("--seq-models", default="id+text,text", help="comma-separated: id+text, text")
+    w.add_argument("--seq-models", default="id+text,text", help="comma-separated: id+text, text, text_moe")
     w.add_argument("--seq-minutes", type=float, default=5.0, help="training budget per sequential model")
+    w.add_argument("--seq-epochs", type=int, default=None, help="epoch cap per sequential model (default: config)")
+    w.add_argument("--no-base", action="store_true", help="skip the base encoder (its rows are already there)")
     w.add_argument("--seeds", default="0", help="comma-separated seeds; rows hold the means")
     w.add_argument("--max-length", type=int, default=128, help="item text max tokens")
     w.add_argument("--threads", type=int, default=1)
     w.add_argument("--device", default=None)
     w.add_argument("--results-dir", default="docs/results")
+    w.add_argument("--results-doc", default="docs/RESULTS.md", help="page whose encoder section is rewritten")
     w.set_defaults(func=cmd_encoder_downstream)
+
+    c = sub.add_parser("encoder-collisions", help="semantic-ID collision rate of base vs fine-tuned item vectors")
+    c.add_argument("--data", required=True, help="dataset folder (e.g. ../shared/data/Scientific)")
+    c.add_argument("--encoder", action="append", help="NAME=DIR of an encoder besides the base one (repeatable)")
+    c.add_argument("--config", default=None, help="YAML overrides of SemanticIdConfig (RQ-VAE)")
+    c.add_argument("--epochs", type=int, default=None, help="RQ-VAE epochs (default: config)")
+    c.add_argument("--seeds", default="0,1,2", help="comma-separated RQ-VAE seeds; rows hold the means")
+    c.add_argument("--max-length", type=int, default=128, help="item text max tokens")
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--device", default=None)
+    c.add_argument("--results-dir", default="docs/results")
+    c.add_argument("--results-doc", default="docs/RESULTS.md", help="page whose encoder section is rewritten")
+    c.set_defaults(func=cmd_encoder_collisions)
 
 
 def cmd_bench_genrec(args: argparse.Namespace) -> int:
@@ -399,7 +496,24 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--seqrec-epochs", type=int, default=None, help="maximum seqrec epochs")
     b.add_argument("--device", default=None, help="torch device for training (cpu, cuda)")
     b.add_argument("--encoder-dir", default=None, help="HF-format encoder folder (default: the base model)")
+    b.add_argument(
+        "--use-profile", action="store_true", help="train and serve with users.jsonl profiles (seqrec.use_profile)"
+    )
+    b.add_argument("--threads", type=int, default=None, help="torch threads, embedding + training (default: config)")
+    b.add_argument(
+        "--no-markov-prior", action="store_true", help="skip the item -> next item prior stage (markov_prior)"
+    )
     b.set_defaults(func=cmd_build)
+
+    ep = sub.add_parser(
+        "eval-profiles", help="test metrics of a served model with user profiles: own vs mean profile (serving path)"
+    )
+    ep.add_argument("--artifacts", required=True, help="artifact set folder built with --use-profile")
+    ep.add_argument("--data", required=True, help="the dataset folder it was built from")
+    ep.add_argument("--history-lengths", default="1,3,0", help="histories cut to their last L items; 0 = whole")
+    ep.add_argument("--threads", type=int, default=EvalProfilesConfig.threads, help="ONNX Runtime threads")
+    ep.add_argument("--out", default=None, help="also write the JSON result here")
+    ep.set_defaults(func=cmd_eval_profiles)
 
     d = sub.add_parser("demo-data", help="write the seeded synthetic demo dataset")
     d.add_argument("--out", required=True)

@@ -258,6 +258,8 @@ def evaluate_heldout(
 
 RESULTS_JSON = "encoder.json"
 DOWNSTREAM_JSON = "encoder_downstream.json"
+COLLISIONS_JSON = "encoder_collisions.json"  # semantic-ID collision rate per encoder (encoder-collisions)
+RUN_INFO_JSON = "encoder_run.json"  # train_info.json of the run behind encoder.json (config, history for the plot)
 PLOT_FILE = "encoder.png"
 GOAL = (0.92, 0.80)  # issue 6: catalog-pool Recall@10 and NDCG@10 on held-out Industrial items
 
@@ -299,7 +301,12 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def render_markdown(rows: Sequence[dict[str, Any]], downstream: Sequence[dict[str, Any]], info: dict[str, Any]) -> str:
+def render_markdown(
+    rows: Sequence[dict[str, Any]],
+    downstream: Sequence[dict[str, Any]],
+    info: dict[str, Any],
+    collisions: Sequence[dict[str, Any]] = (),
+) -> str:
     cfg = info.get("config", {})
     lines = [
         "## Text encoder: contrastive fine-tuning (title -> document)",
@@ -319,6 +326,8 @@ def render_markdown(rows: Sequence[dict[str, Any]], downstream: Sequence[dict[st
         "| dataset | model | pool | Recall@10 | NDCG@10 | MRR | test items | candidates | train s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    if not rows and not info:  # no held-out run yet (e.g. only downstream / collision rows): no empty table
+        lines = [*lines[:4], "No held-out evaluation written yet (`encoder-results`)."]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['model']} | {r['pool']} | {_fmt(r['recall@10'])} | {_fmt(r['ndcg@10'])} | "
@@ -359,19 +368,83 @@ def render_markdown(rows: Sequence[dict[str, Any]], downstream: Sequence[dict[st
             "### Downstream: sequential recommendation with base vs fine-tuned item vectors",
             "",
             "Regenerate: `recsvc-train encoder-downstream --data ../shared/data/Scientific --encoder "
-            "finetuned=var/encoder/Industrial/model --seq-minutes 3 --seeds 0,1,2`, then `encoder-results` "
-            "(above) to redraw. "
-            "Leave-one-out test, full ranking; mean ± std over seeds. `id+text` = the served fusion model "
-            "(ID + W·text), `text` = no ID embeddings (item = W·text). Item text = `item_text` at 128 tokens.",
+            "finetuned=var/encoder/Industrial/model --seq-minutes 3 --seeds 0,1,2` (Scientific rows) and "
+            "`recsvc-train encoder-downstream --data ../shared/data/Beauty --encoder "
+            "behaviour=var/encoder/Beauty-behaviour/model --seq-models text_moe,id+text --seq-epochs 2 "
+            "--seq-minutes 90 --seeds 0` (Beauty rows; the same with "
+            "`--no-base --encoder finetuned=var/encoder/Industrial/model` "
+            "for the Industrial-tuned encoder: an epoch cap instead of a wall-clock budget, so encoders compare at "
+            "equal training steps on a CPU shared with other jobs); each run rewrites this section. Leave-one-out "
+            "test, full ranking; mean ± std over the listed seeds; every sequential model trained for at most "
+            "`min` minutes (1 torch thread, early stopping on validation NDCG@10), `epochs` = epochs it ran. "
+            "`id+text` = the served fusion model (ID + W·text; bench-seqrec's `fusion`), `text` = no ID "
+            "embeddings (item = W·text), `text_moe` = text only through a whitening mixture-of-experts adaptor "
+            "(UniSRec style; the most sensitive to the vectors). Item text = `item_text` at 128 tokens "
+            "(`--max-length`). "
+            "Encoder `objective`: `metadata` = title <-> description pairs (Industrial), `behaviour` = item texts "
+            "of consecutive items in the dataset's own leave-one-out training sequences; `encoder train s` = its "
+            "fine-tuning wall-clock (1 torch thread, shared CPU).",
             "",
-            "| dataset | encoder | seq model | Recall@10 | NDCG@10 |",
-            "|---|---|---|---|---|",
+            "| dataset | encoder | objective | encoder train s | seq model | Recall@10 | NDCG@10 | seeds | min "
+            "| epochs |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in downstream:
             sd = f" ± {r['recall@10_std']:.4f}" if "recall@10_std" in r else ""
             sn = f" ± {r['ndcg@10_std']:.4f}" if "ndcg@10_std" in r else ""
             metrics = f"{_fmt(r['recall@10'])}{sd} | {_fmt(r['ndcg@10'])}{sn}"
-            lines.append(f"| {r['dataset']} | {r['encoder']} | {r['seq_model']} | {metrics} |")
+            objective = str(r.get("encoder_objective", "-")).split(" ")[0]
+            seeds = ",".join(str(x) for x in r.get("seeds", []))
+            minutes = r.get("seq_minutes", "-")
+            train_s = r.get("encoder_train_seconds")
+            train_cell = f"{float(train_s):.0f}" if isinstance(train_s, (int, float)) else "-"
+            epochs = ",".join(str(x) for x in r.get("epochs", []))
+            cells = [r["dataset"], r["encoder"], objective, train_cell, r["seq_model"], metrics, seeds, minutes, epochs]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        base_rows = {(r["dataset"], r["seq_model"]): r for r in downstream if r["encoder"] == "base"}
+        verdicts = []
+        for r in downstream:
+            b = base_rows.get((r["dataset"], r["seq_model"]))
+            if r["encoder"] == "base" or b is None or not b["ndcg@10"]:
+                continue
+            change = (r["ndcg@10"] - b["ndcg@10"]) / b["ndcg@10"]
+            verdicts.append(
+                f"{r['dataset']} `{r['seq_model']}`: {r['encoder']} {'above' if change > 0 else 'not above'} "
+                f"base (NDCG@10 {r['ndcg@10']:.4f} vs {b['ndcg@10']:.4f}, {change:+.0%})"
+            )
+        if verdicts:
+            lines += [
+                "",
+                "Against the base encoder (compare gaps with the ± columns; one seed has no spread): "
+                + "; ".join(verdicts)
+                + ".",
+            ]
+    if collisions:
+        lines += [
+            "",
+            "### Semantic-ID collisions per encoder",
+            "",
+            "Regenerate: `recsvc-train encoder-collisions --data ../shared/data/Scientific --encoder "
+            "finetuned=var/encoder/Industrial/model --seeds 0,1,2`. The RQ-VAE of `training/jobs/semantic_ids.py` "
+            "(`SemanticIdConfig` defaults) is trained on each encoder's item vectors (`item_text`, 128 tokens); "
+            "collision rate = share of items whose codes (all RQ-VAE levels, i.e. the semantic ID before its "
+            "collision digit) are shared with another item: with nearest-codeword codes, and after "
+            "`balance_last_level` (distinct last codes inside each group sharing the earlier codes; what "
+            "the build stores). Lower is better: fewer items need the collision digit to be told apart. "
+            "Mean ± std over RQ-VAE seeds.",
+            "",
+            "| dataset | encoder | items | layout | collision rate (nearest) | collision rate (balanced last level) "
+            "| codebook usage per level | seeds |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in collisions:
+            usage = " / ".join(f"{u:.2f}" for u in r.get("codebook_usage", []))
+            lines.append(
+                f"| {r['dataset']} | {r['encoder']} | {r['n_items']} | {r['layout']} | "
+                f"{r['collision_rate']:.4f} ± {r['collision_rate_std']:.4f} | "
+                f"{r['collision_rate_balanced']:.4f} ± {r['collision_rate_balanced_std']:.4f} | {usage} | "
+                f"{','.join(str(x) for x in r['seeds'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -394,7 +467,6 @@ def write_encoder_results(
     ``base_model_dir``: the model the run started from (``None``: all-MiniLM-L6-v2).
     """
     from training.data.loader import load_dataset
-    from training.results_doc import write_section
 
     info_path = run_dir / "train_info.json"
     if not info_path.is_file():
@@ -431,11 +503,28 @@ def write_encoder_results(
     results_dir.mkdir(parents=True, exist_ok=True)
     all_rows = _merge_rows(results_dir / RESULTS_JSON, rows, ("dataset", "model", "pool"))
     (results_dir / RESULTS_JSON).write_text(json.dumps(all_rows, indent=2) + "\n")
+    (results_dir / RUN_INFO_JSON).write_text(json.dumps(info, indent=2) + "\n")
     plot_validation(
         info["history"], results_dir / PLOT_FILE, f"{ds.name}: validation title->document retrieval during fine-tuning"
     )
-    down_path = results_dir / DOWNSTREAM_JSON
-    downstream = json.loads(down_path.read_text()) if down_path.is_file() else []
-    write_section("encoder", render_markdown(all_rows, downstream, info), results_doc)
+    render_encoder_section(results_dir, results_doc)
     logger.info("wrote %s, %s and the encoder section of %s", results_dir / RESULTS_JSON, PLOT_FILE, results_doc)
     return rows
+
+
+def render_encoder_section(
+    results_dir: Path = Path("docs/results"), results_doc: Path = Path("docs/RESULTS.md")
+) -> Path:
+    """Rewrite the ``encoder`` section of the results page from the JSON files under ``results_dir``:
+    held-out retrieval (``encoder.json`` + the run's ``encoder_run.json``), downstream rows and collision rows.
+    Every encoder command calls this after writing its JSON, so each regenerates the whole section."""
+    from training.results_doc import write_section
+
+    def read(name: str, default: Any) -> Any:
+        path = results_dir / name
+        return json.loads(path.read_text()) if path.is_file() else default
+
+    md = render_markdown(
+        read(RESULTS_JSON, []), read(DOWNSTREAM_JSON, []), read(RUN_INFO_JSON, {}), read(COLLISIONS_JSON, [])
+    )
+    return write_section("encoder", md, results_doc)

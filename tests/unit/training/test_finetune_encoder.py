@@ -203,6 +203,17 @@ def test_downstream_rows_per_encoder_and_seq_model(tiny_model_dir: Path, tmp_pat
     assert rows[0]["seeds"] == [0] and rows[0]["recall@10_std"] == 0.0
     saved = json.loads((tmp_path / "results" / "encoder_downstream.json").read_text())
     assert len(saved) == 4
+    assert rows[0]["encoder_objective"] == "unknown" and rows[0]["seq_minutes"] == seq.max_minutes  # no train_info
+    moe = encoder_downstream(
+        data,
+        {"base": tiny_model_dir},
+        seq_models=["text_moe"],
+        seq_cfg=seq,
+        max_length=32,
+        cache_dir=tmp_path / "cache",
+        write=False,
+    )
+    assert moe[0]["seq_model"] == "text_moe" and 0.0 <= moe[0]["ndcg@10"] <= moe[0]["recall@10"] <= 1.0
     with pytest.raises(ValueError, match="unknown seq model"):
         encoder_downstream(data, {"base": tiny_model_dir}, seq_models=["nope"], write=False)
 
@@ -281,3 +292,152 @@ def test_cli_encoder_dir_maps_to_export_and_embed_model(tmp_path: Path) -> None:
     ft_args = p.parse_args(["finetune-encoder", "--data", "d", "--batch-size", "512", "--threads", "2"])
     enc = _encoder_config(ft_args)
     assert (enc.batch_size, enc.threads, enc.grad_cache) == (512, 2, True)
+    beh = _encoder_config(p.parse_args(["finetune-encoder", "--data", "d", "--objective", "behaviour"]))
+    assert beh.objective == "behaviour" and beh.max_pairs_per_epoch == 0
+    with pytest.raises(SystemExit):
+        p.parse_args(["finetune-encoder", "--data", "d", "--objective", "clicks"])
+    col = p.parse_args(["encoder-collisions", "--data", "d", "--encoder", "ft=m", "--seeds", "0,1"])
+    assert (col.encoder, col.seeds, col.results_doc) == (["ft=m"], "0,1", "docs/RESULTS.md")
+    down = p.parse_args(["encoder-downstream", "--data", "d", "--seq-models", "text_moe", "--seq-epochs", "2"])
+    assert (down.seq_models, down.seq_epochs, down.no_base) == ("text_moe", 2, False)
+
+
+# ---------------------------------------------------------------- behaviour-aligned objective
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.config import DemoConfig
+    from training.data.demo import generate_demo
+
+    return generate_demo(
+        tmp_path_factory.mktemp("demo"), DemoConfig(n_items=40, n_users=80, min_len=4, max_len=8, seed=0)
+    )
+
+
+def test_next_item_metrics_skips_the_query_item() -> None:
+    from training.data.split import EvalCase
+
+    vecs = np.eye(3, dtype=np.float32)
+    vecs[2] = [0.8, 0.6, 0.0]  # item 2 is close to item 0
+    cases = [EvalCase(0, (5, 0), 2), EvalCase(1, (1,), 1)]  # second: a repeat (target = query item)
+    m = ft.next_item_metrics(vecs, cases)
+    assert m["mrr"] == 1.0 and m["recall@10"] == 1.0  # item 0 itself is not a candidate for the first case
+    with pytest.raises(ValueError, match="no validation"):
+        ft.next_item_metrics(vecs, [])
+
+
+def test_epoch_batches_never_mix_sources_or_repeat_items(tiny_model_dir: Path) -> None:
+    model = TextEncoder.from_pretrained(tiny_model_dir)
+    tok = load_tokenizer(tiny_model_dir)
+    texts = [f"{COLORS[i % 8]} {THINGS[i % 10]}" for i in range(12)]
+    view = ft.TextView(model, tok, texts, max_length=16, bottom_layers=0, device=torch.device("cpu"))
+    pairs = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [5, 6], [7, 8], [9, 10], [10, 11]], dtype=np.int64)
+    ident = np.repeat(np.arange(12, dtype=np.int64)[:, None], 2, axis=1)
+    sources = [
+        ft.PairSource("metadata", view, view, ident, 0, item_disjoint=False),
+        ft.PairSource("behaviour", view, view, pairs, 6, item_disjoint=True),
+    ]
+    batches = ft.make_epoch_batches(sources, 4, seed=0, epoch=1)
+    again = ft.make_epoch_batches(sources, 4, seed=0, epoch=1)  # deterministic per epoch (resume)
+    assert [(b.source, b.rows.tolist()) for b in batches] == [(b.source, b.rows.tolist()) for b in again]
+    assert {b.source for b in batches} == {0, 1}
+    behaviour_rows = np.concatenate([b.rows for b in batches if b.source == 1])
+    assert len(behaviour_rows) <= 6  # capped per epoch
+    for b in batches:
+        items = sources[b.source].pairs[b.rows].reshape(-1)
+        if b.source == 1:
+            assert len(set(items.tolist())) == len(items)
+
+
+def test_behaviour_objective_trains_on_training_transitions(
+    tiny_model_dir: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    cfg = _cfg(tiny_model_dir, objective="behaviour", freeze_layers=1, epochs=2, max_pairs_per_epoch=40)
+    a = ft.finetune_encoder(demo_data, tmp_path / "a", cfg)
+    assert a["objective"] == "behaviour" and a["n_train_pairs"] == 0
+    assert a["n_behaviour_pairs"] > 40 and a["n_val_cases"] == 80
+    info = json.loads((tmp_path / "a" / ft.INFO_FILE).read_text())
+    assert [h["epoch"] for h in info["history"]] == [0, 1, 2]
+    assert set(info["history"][0]["val"]) == {"recall@10", "ndcg@10", "mrr"}
+    assert all(h["steps"] <= 40 // 2 for h in info["history"])  # at most cap / 2 batches of >= 2 pairs
+    # deterministic, and the model folder loads
+    ft.finetune_encoder(demo_data, tmp_path / "b", cfg)
+    wa, wb = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
+    for k, v in wa.items():
+        torch.testing.assert_close(wb[k], v, msg=k)
+
+
+def test_mixed_objective_uses_both_sources_and_needs_descriptions(
+    tiny_model_dir: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    cfg = _cfg(tiny_model_dir, objective="mixed", freeze_layers=1, epochs=1, max_pairs_per_epoch=24)
+    res = ft.finetune_encoder(demo_data, tmp_path / "m", cfg)
+    assert res["n_train_pairs"] > 0 and res["n_behaviour_pairs"] > 0
+    # a catalog without descriptions (Beauty-like) cannot run mixed
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    rows = [json.loads(x) for x in (demo_data / "items.jsonl").read_text().splitlines()]
+    (bare / "items.jsonl").write_text(
+        "".join(json.dumps({"item_id": r["item_id"], "title": r["title"]}) + "\n" for r in rows)
+    )
+    (bare / "sequences.jsonl").write_text((demo_data / "sequences.jsonl").read_text())
+    with pytest.raises(ValueError, match="behaviour"):
+        ft.finetune_encoder(bare, tmp_path / "x", cfg)
+    with pytest.raises(ValueError, match="objective"):
+        ft.finetune_encoder(bare, tmp_path / "y", _cfg(tiny_model_dir, objective="clicks"))
+
+
+# ---------------------------------------------------------------- semantic-ID collisions per encoder
+
+
+def test_collision_rate_counts_items_sharing_codes() -> None:
+    from training.jobs.encoder_downstream import collision_rates
+
+    codes = np.array([[1, 2, 3], [1, 2, 3], [1, 2, 4], [0, 0, 0], [1, 2, 3]])
+    assert collision_rates(codes) == pytest.approx(3 / 5)
+    assert collision_rates(np.arange(12).reshape(4, 3)) == 0.0
+    with pytest.raises(ValueError, match="codes"):
+        collision_rates(np.zeros((0, 3), dtype=np.int64))
+
+
+def test_collisions_rows_and_results_section(tiny_model_dir: Path, demo_data: Path, tmp_path: Path) -> None:
+    from training.config import SemanticIdConfig
+    from training.jobs.encoder_downstream import encoder_collisions
+
+    sid = SemanticIdConfig(n_levels=2, codebook_size=4, hidden=[16], latent_dim=8, epochs=3, batch_size=64)
+    doc = tmp_path / "RESULTS.md"
+    rows = encoder_collisions(
+        demo_data,
+        {"base": tiny_model_dir, "other": tiny_model_dir},
+        sid_cfg=sid,
+        seeds=[0, 1],
+        max_length=32,
+        cache_dir=tmp_path / "cache",
+        results_dir=tmp_path / "results",
+        results_doc=doc,
+    )
+    assert [r["encoder"] for r in rows] == ["base", "other"]
+    for r in rows:
+        # 40 items in 4 x 4 = 16 code tuples: some items must share codes, balancing cannot add collisions
+        assert 0.0 < r["collision_rate"] <= 1.0
+        assert r["collision_rate_balanced"] <= r["collision_rate"] + 1e-9
+        assert r["seeds"] == [0, 1] and len(r["codebook_usage"]) == 2
+    assert rows[0]["collision_rate"] == rows[1]["collision_rate"]  # same encoder, same seeds: same codes
+    saved = json.loads((tmp_path / "results" / "encoder_collisions.json").read_text())
+    assert len(saved) == 2
+    text = doc.read_text()
+    assert "### Semantic-ID collisions per encoder" in text
+    assert f"| {rows[0]['dataset']} | base | 40 | 2 x 4 | {rows[0]['collision_rate']:.4f} ±" in text
+
+
+def test_render_downstream_compares_each_encoder_with_base() -> None:
+    from training.jobs.eval_encoder import render_markdown
+
+    def row(enc: str, ndcg: float) -> dict[str, Any]:
+        return {"dataset": "B", "encoder": enc, "seq_model": "text_moe", "recall@10": 2 * ndcg, "ndcg@10": ndcg}
+
+    md = render_markdown([], [row("base", 0.01), row("behaviour", 0.005), row("meta", 0.012)], {}, [])
+    assert "No held-out evaluation written yet" in md and "None" not in md
+    assert "B `text_moe`: behaviour not above base (NDCG@10 0.0050 vs 0.0100, -50%)" in md
+    assert "B `text_moe`: meta above base (NDCG@10 0.0120 vs 0.0100, +20%)" in md
