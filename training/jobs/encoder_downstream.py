@@ -59,6 +59,23 @@ SEQ_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def _item_vectors(
+    model_dir: Path | None, texts: list[str], max_length: int, batch_size: int, cache_dir: Path | None
+) -> np.ndarray:
+    """Item vectors of ``texts`` by the encoder in ``model_dir`` (None: base model), cached on disk. -> [N, H]"""
+    model = TextEncoder.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    return encode_cached(
+        model,
+        tokenizer,
+        texts,
+        model_key=model_fingerprint(model_dir),
+        max_length=max_length,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+    )
+
+
 def encoder_provenance(model_dir: Path | None) -> dict[str, Any]:
     """How an encoder was made, from the ``train_info.json`` beside its model folder (fine-tuning runs)."""
     if model_dir is None:
@@ -100,18 +117,7 @@ def encoder_downstream(
     base_cfg = seq_cfg or SeqRecConfig()
     rows: list[dict[str, Any]] = []
     for enc_name, model_dir in encoders.items():
-        model = TextEncoder.from_pretrained(model_dir)
-        tokenizer = load_tokenizer(model_dir)
-        vectors = encode_cached(
-            model,
-            tokenizer,
-            texts,
-            model_key=model_fingerprint(model_dir),
-            max_length=max_length,
-            batch_size=batch_size,
-            cache_dir=cache_dir,
-        )  # [N, H]
-        del model
+        vectors = _item_vectors(model_dir, texts, max_length, batch_size, cache_dir)  # [N, H]
         for seq_name in seq_models:
             t0 = time.perf_counter()
             per_seed: list[dict[str, float]] = []
@@ -190,18 +196,7 @@ def encoder_collisions(
     texts = [item_text(it) for it in ds.items]
     rows: list[dict[str, Any]] = []
     for enc_name, model_dir in encoders.items():
-        model = TextEncoder.from_pretrained(model_dir)
-        tokenizer = load_tokenizer(model_dir)
-        vectors = encode_cached(
-            model,
-            tokenizer,
-            texts,
-            model_key=model_fingerprint(model_dir),
-            max_length=max_length,
-            batch_size=batch_size,
-            cache_dir=cache_dir,
-        )  # [N, H]
-        del model
+        vectors = _item_vectors(model_dir, texts, max_length, batch_size, cache_dir)  # [N, H]
         t0 = time.perf_counter()
         nearest: list[float] = []
         balanced: list[float] = []

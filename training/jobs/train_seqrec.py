@@ -323,28 +323,12 @@ def fit_seqrec(
         known,
         profile_dim=0 if prof is None else prof.shape[1],
     )
+    batching: dict[str, Any] = {"seed": cfg.seed, "mode": cfg.batching, "window": cfg.batch_window, "device": device}
     batches: SequenceBatches
     if prof is not None:
-        batches = ProfileSequenceBatches(
-            split.train,
-            prof,
-            cfg.max_len,
-            cfg.batch_size,
-            seed=cfg.seed,
-            mode=cfg.batching,
-            window=cfg.batch_window,
-            device=device,
-        )
+        batches = ProfileSequenceBatches(split.train, prof, cfg.max_len, cfg.batch_size, **batching)
     else:
-        batches = SequenceBatches(
-            split.train,
-            cfg.max_len,
-            cfg.batch_size,
-            seed=cfg.seed,
-            mode=cfg.batching,
-            window=cfg.batch_window,
-            device=device,
-        )
+        batches = SequenceBatches(split.train, cfg.max_len, cfg.batch_size, **batching)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(
         "seqrec: %d items (%d trained), %d training sequences, %d positions, %d batches/epoch, %d parameters, "
