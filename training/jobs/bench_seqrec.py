@@ -692,6 +692,10 @@ def bench(
                 )
             row = aggregate(ds.name, model, runs)
             entry = {"runs": [_compact(r) for r in runs], "config": asdict(mcfg), "label": spec.label}
+            # As merge_rows keeps a row's cold figure, keep the cold run's details that go with it.
+            old_cold = read_json(details_path, {}).get(key, {}).get("cold")
+            if old_cold is not None:
+                entry["cold"] = old_cold
             if with_mc:
                 mc_runs = [{**r, "val": r["markov"]["val"], "test": r["markov"]["test"]} for r in runs]
                 mc_key = f"{ds.name}/{model}{MC_SUFFIX}"

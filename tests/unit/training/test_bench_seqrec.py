@@ -197,6 +197,11 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
         k: by_model["fusion"][k] for k in ROW_KEYS if k != "cold_recall@10"
     }
     assert json.loads(Path(cfg.details_json).read_text())[f"{ds.name}/fusion"]["cold"]["seed"] == 1
+    # A later main run without a cold run keeps the cold figure and the details of the run behind it.
+    bench(data, replace(cfg, cold_frac=0.0, seeds=[0]), progress=False)
+    fusion = next(r for r in json.loads(Path(cfg.results_json).read_text()) if r["model"] == "fusion")
+    assert fusion["seeds"] == [0] and fusion["cold_recall@10"] is not None
+    assert json.loads(Path(cfg.details_json).read_text())[f"{ds.name}/fusion"]["cold"]["seed"] == 1
     with pytest.raises(ValueError, match="no row"):
         cfg.models = ["text_moe"]
         bench(data, replace(cfg, results_json=str(tmp_path / "empty.json")), cold_only=True, progress=False)
