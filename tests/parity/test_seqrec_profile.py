@@ -7,7 +7,6 @@ user tower. Torch path: ``SeqRec.score(..., profile=...)`` with the vector the b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +30,7 @@ from training.loop import history_tensors
 T = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_service_profile_path_matches_torch_scores(tmp_path: Path) -> None:

@@ -89,20 +89,8 @@ def torch_embedder(cfg: EmbedItemsConfig, model_dir: Path | None = None) -> Embe
     """Texts -> unit vectors with the torch reference encoder (what ``embed_items`` uses for items)."""
 
     def embed(texts: Sequence[str]) -> np.ndarray:
-        import torch
+        from training.jobs.embed_items import embed_texts
 
-        from training.models.text_encoder import TextEncoder, encode_texts, load_tokenizer
-
-        previous_threads = torch.get_num_threads()
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
-        try:
-            model = TextEncoder.from_pretrained(model_dir)
-            tokenizer = load_tokenizer(model_dir)
-            return encode_texts(
-                model, tokenizer, list(texts), batch_size=cfg.batch_size, max_length=cfg.max_length, progress=True
-            )  # [N, P]
-        finally:
-            torch.set_num_threads(previous_threads)
+        return embed_texts(texts, cfg, model_dir)  # [N, P]
 
     return embed
