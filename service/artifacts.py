@@ -186,6 +186,7 @@ def load_artifacts(
             raise _fail(root, f"seqrec text projection expects dim {seqrec.text_dim}, the encoder gives {encoder.dim}")
         if seqrec.id_embeddings.shape[0] != len(item_ids):
             raise _fail(root, f"seqrec has {seqrec.id_embeddings.shape[0]} ID rows for {len(item_ids)} items")
+        seqrec.set_reference(text_vectors)  # the trained items' text: neighbours for cold ID rows
         seqrec_vectors = seqrec.item_vectors(text_vectors)  # [N, D]
         if not np.isfinite(seqrec_vectors).all():
             raise _fail(root, "seqrec item vectors contain NaN or inf")
@@ -264,7 +265,8 @@ def aligned_seqrec_vectors(
     """Seqrec vectors for ``items`` (any catalog) with text vectors [M, T] -> [M, D].
 
     Items of the trained artifact set keep their ID embedding (looked up by id,
-    so order and removals do not matter); new items get the text part alone.
+    so order and removals do not matter); new items get the cold-ID rule's borrowed
+    ID row (:meth:`SeqRecRuntime.item_vectors`) or the text part alone.
     """
     n_art = len(artifacts.item_ids)
     rows = [artifacts.row_of.get(it.item_id) for it in items]

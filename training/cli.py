@@ -4,6 +4,7 @@
     recsvc-train demo-data --out DIR [--items N --users N --seed S]
     recsvc-train push [--artifacts DIR] [--version V]
     recsvc-train bench-seqrec --data DIR [--models a,b] [--seeds 0,1,2] [--max-minutes M] [--threads 1]
+    recsvc-train bench-seqrec --data DIR --models fusion --seeds 0,1,2 --extend   # add the missing seeds
     recsvc-train bench-seqrec --render-only
     recsvc-train finetune-encoder --data DIR [--out DIR] [--config training/configs/encoder/industrial.yaml]
     recsvc-train eval-encoder --data DIR [--model-dir DIR] [--split FILE] [--max-length N]
@@ -450,7 +451,7 @@ def cmd_bench_seqrec(args: argparse.Namespace) -> int:
             return 2
         if cfg.seqrec.threads > 0:
             os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(cfg.seqrec.threads)
-        rows = bench(Path(args.data), cfg, cold_only=args.cold_only, progress=not args.no_progress)
+        rows = bench(Path(args.data), cfg, cold_only=args.cold_only, extend=args.extend, progress=not args.no_progress)
     except (DatasetError, ValueError) as exc:
         log.error("%s", exc)
         return 2
@@ -471,6 +472,11 @@ def _add_seqrec_commands(sub: Any) -> None:
     q.add_argument("--cold-frac", type=float, default=None, help="share of items hidden for the cold-item run")
     q.add_argument("--cold-minutes", type=float, default=None, help="training budget of a cold run")
     q.add_argument("--cold-only", action="store_true", help="only the cold-item runs; update existing rows")
+    q.add_argument(
+        "--extend",
+        action="store_true",
+        help="keep stored runs of the listed seeds (same config) and train only the missing seeds",
+    )
     q.add_argument("--encoder-dir", default=None, help="fine-tuned encoder folder (default: base encoder)")
     q.add_argument("--render-only", action="store_true", help="rebuild docs/RESULTS.md + plot from the JSON")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")

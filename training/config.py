@@ -70,6 +70,12 @@ class SeqRecConfig:
     use_text: bool = True
     use_id: bool = True
     id_dropout: float = 0.1  # share of ID embeddings zeroed during training so the text path learns alone
+    # Fused ID + text models: an item without a trained ID row (new at reindex, or hidden in a cold run)
+    # borrows cold_id_scale x the softmax(cosine / cold_id_temperature)-weighted ID rows of its cold_id_k
+    # nearest trained items by text, in evaluation and in serving alike; 0 = its projected text alone.
+    cold_id_k: int = 1
+    cold_id_temperature: float = 0.05
+    cold_id_scale: float = 0.75
     # "positions": batches of ~batch_size x mean-length positions, examples sorted by length within windows
     # of batch_window batches (little padding, every position weighs the same); "shuffle": batch_size
     # examples per batch, padded to the longest. See training/loop.SequenceBatches.

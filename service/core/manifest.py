@@ -97,6 +97,12 @@ class SeqRecSpec:
     n_layers: int = 2
     n_heads: int = 2
     trained_items: int = 0
+    # Items without a trained ID row (new at reindex, or never in a training sequence) borrow
+    # cold_id_scale x the softmax(cosine / temperature)-weighted ID rows of their cold_id_k nearest
+    # trained items by text (service.core.seqrec.impute_id_embeddings); 0 = text part alone.
+    cold_id_k: int = 0
+    cold_id_temperature: float = 0.05
+    cold_id_scale: float = 1.0
 
 
 @dataclass

@@ -12,6 +12,7 @@ checks the served scores against torch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,114 @@ def load_profile_projection(path: Path) -> tuple[F32, F32, F32]:
     if w.ndim != 2 or b.shape != (w.shape[1],) or mean.shape != (w.shape[0],):
         raise ValueError(f"{path}: W must be [P, D], b [D] and mean [P], got {w.shape}, {b.shape}, {mean.shape}")
     return w, b, mean
+
+
+def impute_id_embeddings(
+    text_vectors: np.ndarray,
+    ref_text_vectors: np.ndarray,
+    ref_id_embeddings: np.ndarray,
+    *,
+    k: int,
+    temperature: float,
+    chunk: int = 1024,
+) -> F32:
+    """ID rows for items the model never trained on, borrowed from their nearest trained items by text.
+
+    A fused item is ``id(i) + text(i) @ W + b``; a new item has no trained ID row, and a zero row leaves
+    it far from every trained item the user tower learnt to point at (it is scored by a different
+    kind of vector). Instead its ID row is the softmax(cosine / ``temperature``)-weighted mean of the
+    ID rows of the ``k`` trained items whose text is most similar to its own.
+
+    text_vectors [M, T] (the new items), ref_text_vectors [K, T] and ref_id_embeddings [K, D] (the
+    trained items) -> [M, D] float32. ``k`` is capped at K.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if ref_text_vectors.ndim != 2 or ref_id_embeddings.ndim != 2:
+        raise ValueError("ref_text_vectors must be [K, T] and ref_id_embeddings [K, D]")
+    if ref_text_vectors.shape[0] != ref_id_embeddings.shape[0]:
+        raise ValueError(f"{ref_text_vectors.shape[0]} reference text vectors for {ref_id_embeddings.shape[0]} ID rows")
+    if text_vectors.ndim != 2 or text_vectors.shape[1] != ref_text_vectors.shape[1]:
+        raise ValueError(f"text_vectors must be [M, {ref_text_vectors.shape[1]}], got {text_vectors.shape}")
+    n_ref, d = ref_id_embeddings.shape
+    out = np.zeros((text_vectors.shape[0], d), dtype=np.float32)
+    if n_ref == 0 or text_vectors.shape[0] == 0:
+        return out
+    k = min(k, n_ref)
+
+    def unit(x: np.ndarray) -> F32:
+        x = x.astype(np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    ref = unit(ref_text_vectors)  # [K, T]
+    ref_ids = ref_id_embeddings.astype(np.float32)
+    for s in range(0, text_vectors.shape[0], chunk):
+        sims = unit(text_vectors[s : s + chunk]) @ ref.T  # [C, K]
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n_ref else np.tile(np.arange(n_ref), (len(sims), 1))
+        top_sims = np.take_along_axis(sims, top, axis=1) / temperature  # [C, k]
+        w = np.exp(top_sims - top_sims.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)  # [C, k]
+        out[s : s + chunk] = np.einsum("ck,ckd->cd", w, ref_ids[top])  # [C, D]
+    return out
+
+
+@dataclass(frozen=True)
+class ColdIdRule:
+    """How items without a trained ID row get one (:func:`impute_id_embeddings`), or ``k == 0``: they
+    keep a zero ID row and are served by their projected text alone."""
+
+    k: int = 0
+    temperature: float = 0.05
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.k < 0:
+            raise ValueError(f"cold ID k must be >= 0, got {self.k}")
+        if self.temperature <= 0:
+            raise ValueError(f"cold ID temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.scale <= 4.0:
+            raise ValueError(f"cold ID scale must be in [0, 4], got {self.scale}")
+
+    @property
+    def active(self) -> bool:
+        return self.k > 0 and self.scale > 0
+
+
+def trained_rows(id_embeddings: np.ndarray) -> npt.NDArray[np.bool_]:
+    """Rows of an exported ID table that were trained: the export writes exact zeros for the others. -> [N]"""
+    return np.asarray(np.any(id_embeddings != 0, axis=1))
+
+
+def fill_cold_ids(
+    text_vectors: np.ndarray,
+    id_embeddings: np.ndarray,
+    cold: np.ndarray,
+    rule: ColdIdRule,
+    ref_text_vectors: np.ndarray,
+    ref_id_embeddings: np.ndarray,
+) -> F32:
+    """A copy of ``id_embeddings`` [N, D] whose ``cold`` [N] rows hold ``rule.scale`` x their imputed
+    ID row (from ``text_vectors`` [N, T] and the trained reference items); other rows unchanged."""
+    out = np.array(id_embeddings, dtype=np.float32, copy=True)
+    cold = np.asarray(cold, dtype=bool)
+    if rule.active and cold.any():
+        imputed = impute_id_embeddings(
+            text_vectors[cold], ref_text_vectors, ref_id_embeddings, k=rule.k, temperature=rule.temperature
+        )
+        out[cold] = rule.scale * imputed
+    return out
+
+
+def artifact_item_vectors(
+    text_vectors: np.ndarray, id_embeddings: np.ndarray, W: np.ndarray, b: np.ndarray, rule: ColdIdRule
+) -> F32:
+    """Seqrec vectors [N, D] of an artifact set's own items (text [N, T], exported ID rows [N, D]) as
+    the service scores them: rows that were never trained (zero) get their ID row from ``rule``."""
+    trained = trained_rows(id_embeddings)
+    if rule.active and not trained.all():
+        id_embeddings = fill_cold_ids(
+            text_vectors, id_embeddings, ~trained, rule, text_vectors[trained], id_embeddings[trained]
+        )
+    return fuse_item_vectors(text_vectors, id_embeddings, W, b)

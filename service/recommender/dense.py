@@ -1,8 +1,11 @@
 """Dense (seqrec) recommender runtime: item vectors + ONNX user tower (no torch).
 
 Item vectors come from the shared fusion (``service.core.seqrec``): known items
-use their trained ID embedding plus projected text, new or never-trained items
-the projected text alone. A user is the tower's state after their history;
+use their trained ID embedding plus projected text. New or never-trained items
+have no trained ID row: with the manifest's cold-ID rule they borrow (scaled) the
+ID rows of their nearest trained items by text (:meth:`SeqRecRuntime.set_reference`
+gives the runtime the trained items' text), else they are their projected text
+alone. A user is the tower's state after their history;
 scores are dot products ``user · item``, the same as in training.
 """
 
@@ -16,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.core.manifest import SeqRecSpec
-from service.core.seqrec import fuse_item_vectors, load_text_projection
+from service.core.seqrec import ColdIdRule, fill_cold_ids, fuse_item_vectors, load_text_projection, trained_rows
 from service.encoding.session import make_session
 
 logger = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ class SeqRecRuntime:
         device: str = "auto",
         threads: int = 0,
         batch_size: int = 256,
+        cold_ids: ColdIdRule | None = None,
     ) -> None:
         if id_embeddings.ndim != 2 or id_embeddings.shape[1] != W.shape[1]:
             raise ValueError(f"id_embeddings {id_embeddings.shape} do not match W {W.shape}")
@@ -49,6 +53,9 @@ class SeqRecRuntime:
         self.b = b.astype(np.float32, copy=False)  # [D]
         self.max_len = max_len
         self.batch_size = batch_size
+        self.cold_ids = cold_ids if cold_ids is not None else ColdIdRule()
+        self.trained = trained_rows(self.id_embeddings)  # [N_rows] bool
+        self._ref_text: F32 | None = None  # [K, T] text of the trained rows (set_reference)
         self.session = make_session(Path(user_tower_path), device, threads)
         inputs = {i.name: i for i in self.session.get_inputs()}
         if set(inputs) != {"item_reps", "mask"}:
@@ -64,7 +71,21 @@ class SeqRecRuntime:
         w, b = load_text_projection(root / spec.text_projection)
         if ids.shape[1] != spec.dim or w.shape[1] != spec.dim:
             raise ValueError(f"seqrec files have dim {ids.shape[1]}/{w.shape[1]}, manifest says {spec.dim}")
-        return cls(root / spec.user_tower, ids, w, b, max_len=spec.max_len, device=device, threads=threads)
+        rule = ColdIdRule(spec.cold_id_k, spec.cold_id_temperature, spec.cold_id_scale)
+        return cls(
+            root / spec.user_tower, ids, w, b, max_len=spec.max_len, device=device, threads=threads, cold_ids=rule
+        )
+
+    def set_reference(self, text_vectors: np.ndarray) -> None:
+        """Text vectors [N_rows, T] of the artifact items (row i = ID row i): the trained ones are the
+        neighbours a cold item borrows its ID row from. Needed once before :meth:`item_vectors` when
+        the cold-ID rule is active."""
+        if text_vectors.shape != (self.id_embeddings.shape[0], self.text_dim):
+            raise ValueError(
+                f"reference text vectors must be [{self.id_embeddings.shape[0]}, {self.text_dim}], "
+                f"got {text_vectors.shape}"
+            )
+        self._ref_text = np.ascontiguousarray(text_vectors[self.trained], dtype=np.float32)
 
     @property
     def dim(self) -> int:
@@ -78,23 +99,34 @@ class SeqRecRuntime:
         """Seqrec vectors of items. text_vectors [N, T] (row i = item i of the artifact set,
         new items appended) -> [N, D].
 
-        ``known`` [N] bool: rows with True use their trained ID embedding, rows with
-        False (new items) the text part only. None = every row is a trained-set item
-        (N must equal the number of ID rows).
+        ``known`` [N] bool: rows with True are artifact items (row i = ID row i), rows with
+        False new items. None = every row is an artifact item (N must equal the number of
+        ID rows; without a reference yet, these text vectors become it). Artifact rows that were never trained and new items are cold: they get
+        the cold-ID rule's borrowed ID row, or none (text part only) when it is off.
         """
         n = text_vectors.shape[0]
+        n_rows = self.id_embeddings.shape[0]
         if known is None:
-            if n != self.id_embeddings.shape[0]:
-                raise ValueError(f"{n} text vectors for {self.id_embeddings.shape[0]} ID rows; pass `known`")
-            return fuse_item_vectors(text_vectors, self.id_embeddings, self.W, self.b)
+            if n != n_rows:
+                raise ValueError(f"{n} text vectors for {n_rows} ID rows; pass `known`")
+            if self._ref_text is None:
+                self.set_reference(text_vectors)  # the artifact items themselves
+            known = np.ones(n, dtype=bool)
         known = np.asarray(known, dtype=bool)
         if known.shape != (n,):
             raise ValueError(f"known must have shape [{n}], got {known.shape}")
         ids = np.zeros((n, self.dim), dtype=np.float32)  # [N, D]
         rows = np.flatnonzero(known)
-        if rows.size and rows[-1] >= self.id_embeddings.shape[0]:
-            raise ValueError(f"row {rows[-1]} is marked known but there are {self.id_embeddings.shape[0]} ID rows")
+        if rows.size and rows[-1] >= n_rows:
+            raise ValueError(f"row {rows[-1]} is marked known but there are {n_rows} ID rows")
         ids[rows] = self.id_embeddings[rows]
+        cold = ~known
+        cold[rows] = ~self.trained[rows]
+        if self.cold_ids.active and cold.any():
+            if self._ref_text is None:
+                raise RuntimeError("the cold-ID rule needs the artifact text vectors: call set_reference first")
+            ref_ids = self.id_embeddings[self.trained]
+            ids = fill_cold_ids(text_vectors, ids, cold, self.cold_ids, self._ref_text, ref_ids)
         return fuse_item_vectors(text_vectors, ids, self.W, self.b)
 
     def user_vectors(self, histories: Sequence[np.ndarray], offsets: np.ndarray | None = None) -> F32:

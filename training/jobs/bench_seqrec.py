@@ -38,7 +38,7 @@ from training.data.loader import Dataset, load_dataset
 from training.data.profiles import profile_sentences
 from training.data.split import EvalCase, Split, leave_one_out, train_item_counts
 from training.data.stats import TransitionModel
-from training.jobs.train_seqrec import evaluate_model, fit_seqrec
+from training.jobs.train_seqrec import cold_id_rule, evaluate_model, fit_seqrec, with_cold_ids
 from training.loop import history_tensors, seed_everything
 from training.metrics import PopularityModel, evaluate, metrics_from_ranks, target_ranks
 from training.models.seqrec import SeqRec
@@ -276,10 +276,12 @@ def run_seqrec(
         prof = profile_vectors if mcfg.use_profile else None
         best_val = fitted.best_val()
         out["val"] = dict(best_val) if best_val is not None else evaluate_model(fitted.model, split.val, profiles=prof)
-        test_ranks = model_ranks(fitted.model, split.test, profiles=prof)
+        # Scored as served: items without a trained ID row borrow one by text (cold_id_* of the config).
+        served = with_cold_ids(fitted.model, cold_id_rule(mcfg))
+        test_ranks = model_ranks(served, split.test, profiles=prof)
         out["test"] = metrics_from_ranks(test_ranks)
         if markov_weights:
-            out["markov"] = markov_eval(fitted.model, split, markov_weights, markov_beta, profiles=prof)
+            out["markov"] = markov_eval(served, split, markov_weights, markov_beta, profiles=prof)
         out |= {
             "train_seconds": round(fitted.fit.train_seconds, 1),
             "epochs": fitted.fit.epochs,
@@ -496,6 +498,8 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
         "2-core CPU machine, one torch thread, with other jobs sharing the machine. Cold R@10: a separate "
         "run with a seeded share of items hidden from training (ID rows untrained, absent from training "
         "sequences), Recall@10 on the test cases whose target is such an item (– for models without text). "
+        "Fusion models are scored as served: an item without a trained ID row borrows the scaled ID row of its "
+        "nearest trained item by text (`cold_id_*` in the config; in the run details). "
         "Rows marked *+ item→next prior* rank the same trained model by its log-softmax plus weight x "
         "log p(next | last history item), the add-one-smoothed first-order transition counts of the training "
         "sequences (`service/core/transitions.py`), weight picked on validation NDCG@10 (no extra training).",
@@ -636,11 +640,47 @@ def _compact(run: dict[str, Any]) -> dict[str, Any]:
     return {k: run[k] for k in keep}
 
 
+def _runs_to_extend(
+    details_path: Path, key: str, mcfg: SeqRecConfig, with_mc: bool, seeds: Sequence[int]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The stored runs of ``key`` (and of its "+mc" row) that ``--extend`` keeps: only those of
+    ``seeds``, and only when they were trained with the same config (else their mean would mix
+    two setups). -> (runs, mc_runs)"""
+    details = read_json(details_path, {})
+    entry = details.get(key)
+    if entry is None:
+        return [], []
+    stored = entry.get("config", {})
+    now = asdict(mcfg)
+    diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+    if diff:
+        raise ValueError(
+            f"--extend: the stored runs of {key} used another config (differs in {', '.join(diff)}); "
+            "run all seeds without --extend"
+        )
+    runs = [r for r in entry.get("runs", []) if int(r["seed"]) in seeds]
+    mc_runs: list[dict[str, Any]] = []
+    if with_mc:
+        mc_runs = [r for r in details.get(key + MC_SUFFIX, {}).get("runs", []) if int(r["seed"]) in seeds]
+        if {int(r["seed"]) for r in mc_runs} != {int(r["seed"]) for r in runs}:
+            raise ValueError(f"--extend: {key} and {key}{MC_SUFFIX} hold runs of different seeds; rerun without it")
+    return runs, mc_runs
+
+
 def bench(
-    data_dir: Path | str, cfg: BenchSeqRecConfig, *, cold_only: bool = False, progress: bool = True
+    data_dir: Path | str,
+    cfg: BenchSeqRecConfig,
+    *,
+    cold_only: bool = False,
+    extend: bool = False,
+    progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Run every model of ``cfg.models`` over ``cfg.seeds`` on one dataset; update the JSON files
-    and the results page after each model (an interrupted run keeps what finished). -> new rows"""
+    and the results page after each model (an interrupted run keeps what finished). -> new rows
+
+    ``extend``: keep the stored runs of a model whose seeds are in ``cfg.seeds`` (same config
+    only) and train just the missing seeds, so seeds can be added later or by parallel jobs
+    (one model per job)."""
     unknown = [m for m in cfg.models if m not in MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})")
@@ -673,7 +713,14 @@ def bench(
         if not cold_only:
             seeds = cfg.seeds[:1] if model in BASELINES else cfg.seeds  # baselines are deterministic
             with_mc = model in cfg.markov_models and model not in BASELINES
-            runs = []
+            runs: list[dict[str, Any]] = []
+            old_runs: list[dict[str, Any]] = []
+            old_mc_runs: list[dict[str, Any]] = []
+            if extend and model not in BASELINES:
+                old_runs, old_mc_runs = _runs_to_extend(details_path, key, mcfg, with_mc, seeds)
+                done = {int(r["seed"]) for r in old_runs}
+                logger.info("%s: extending seeds %s with %s", key, sorted(done), [s for s in seeds if s not in done])
+                seeds = [s for s in seeds if s not in done]
             for seed in seeds:
                 logger.info("== %s: %s seed %d (budget %.1f min) ==", ds.name, model, seed, mcfg.max_minutes)
                 runs.append(
@@ -690,8 +737,9 @@ def bench(
                         markov_beta=cfg.markov_beta,
                     )
                 )
-            row = aggregate(ds.name, model, runs)
-            entry = {"runs": [_compact(r) for r in runs], "config": asdict(mcfg), "label": spec.label}
+            all_runs = sorted(old_runs + [_compact(r) for r in runs], key=lambda r: int(r["seed"]))
+            row = aggregate(ds.name, model, all_runs)
+            entry = {"runs": all_runs, "config": asdict(mcfg), "label": spec.label}
             # As merge_rows keeps a row's cold figure, keep the cold run's details that go with it.
             old_cold = read_json(details_path, {}).get(key, {}).get("cold")
             if old_cold is not None:
@@ -699,13 +747,15 @@ def bench(
             if with_mc:
                 mc_runs = [{**r, "val": r["markov"]["val"], "test": r["markov"]["test"]} for r in runs]
                 mc_key = f"{ds.name}/{model}{MC_SUFFIX}"
+                mc_all = old_mc_runs + [{**_compact(r), "markov_weight": r["markov"]["weight"]} for r in mc_runs]
+                mc_all.sort(key=lambda r: int(r["seed"]))
                 mc_entry = {
-                    "runs": [{**_compact(r), "markov_weight": r["markov"]["weight"]} for r in mc_runs],
+                    "runs": mc_all,
                     "config": asdict(mcfg),
                     "label": model_label(model + MC_SUFFIX),
                     "markov": {"weights": list(cfg.markov_weights), "beta": cfg.markov_beta},
                 }
-                mc_row = aggregate(ds.name, model + MC_SUFFIX, mc_runs)
+                mc_row = aggregate(ds.name, model + MC_SUFFIX, mc_all)
                 new_rows.append(mc_row)
                 _write_rows(cfg, {mc_key: mc_entry}, [mc_row])
         else:

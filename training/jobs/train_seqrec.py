@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from service.core.manifest import SeqRecSpec
+from service.core.seqrec import ColdIdRule, fill_cold_ids
 from training.checkpoint import BEST_NAME, cpu_state_dict, save_weights
 from training.config import SeqRecConfig
 from training.data.split import EvalCase, Split, train_item_counts
@@ -279,6 +280,35 @@ class FittedSeqRec:
         return next((h["val"] for h in self.fit.history if h["epoch"] == self.fit.best_epoch and h["val"]), None)
 
 
+def cold_id_rule(cfg: SeqRecConfig) -> ColdIdRule:
+    """The config's rule for items without a trained ID row; off unless the items fuse ID and text."""
+    if cfg.item_encoder != "fused" or not (cfg.use_id and cfg.use_text):
+        return ColdIdRule()
+    return ColdIdRule(cfg.cold_id_k, cfg.cold_id_temperature, cfg.cold_id_scale)
+
+
+def with_cold_ids(model: SeqRec, rule: ColdIdRule) -> SeqRec:
+    """The model as the service scores it: a copy whose untrained ID rows hold what
+    :func:`service.core.seqrec.fill_cold_ids` borrows from the trained items (the service does the same
+    from the exported table, whose untrained rows are zero). ``model`` itself when there is nothing to fill."""
+    items = model.items
+    if not (isinstance(items, FusedItemEncoder) and items.use_id and items.use_text and rule.active):
+        return model
+    known = items.known.detach().cpu().numpy() > 0  # [N]
+    if known.all():
+        return model
+    served = copy.deepcopy(model)
+    served_items = served.items
+    assert isinstance(served_items, FusedItemEncoder) and served_items.id_emb is not None
+    with torch.no_grad():
+        ids = items.id_table().detach().cpu().numpy()  # [N, D]
+        text = items.text.detach().cpu().numpy()  # [N, T]
+        filled = fill_cold_ids(text, ids, ~known, rule, text[known], ids[known])
+        served_items.id_emb.weight.copy_(torch.from_numpy(filled))
+        served_items.known.fill_(1.0)
+    return served
+
+
 def fit_seqrec(
     split: Split,
     text_vectors: np.ndarray | None,
@@ -477,12 +507,14 @@ def train_seqrec(
     # The restored weights are those of the best validation, whose metrics the loop kept.
     best_val = fitted.best_val()
     val = dict(best_val) if best_val is not None else evaluate_model(model, split.val, profiles=prof)
-    test = evaluate_model(model, split.test, profiles=prof)
+    rule = cold_id_rule(cfg)
+    served = with_cold_ids(model, rule)  # test metrics of the model as served (cold ID rows filled)
+    test = evaluate_model(served, split.test, profiles=prof)
     test_default_profile: dict[str, float] | None = None
     if prof is not None:
         # What serving gives a request without a profile: every user gets the mean profile vector.
         mean = prof.mean(axis=0, dtype=np.float64).astype(np.float32)  # [P]
-        test_default_profile = evaluate_model(model, split.test, profiles=np.broadcast_to(mean, prof.shape))
+        test_default_profile = evaluate_model(served, split.test, profiles=np.broadcast_to(mean, prof.shape))
     pop = PopularityModel(counts)
     pop_val = evaluate(pop, split.val)
     pop_test = evaluate(pop, split.test)
@@ -523,6 +555,9 @@ def train_seqrec(
         n_layers=cfg.n_layers,
         n_heads=cfg.n_heads,
         trained_items=int(known.sum()),
+        cold_id_k=rule.k if rule.active else 0,
+        cold_id_temperature=rule.temperature,
+        cold_id_scale=rule.scale,
     )
     s_per_epoch = fitted.seconds_per_epoch
     metrics: dict[str, Any] = {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.core.seqrec import fuse_item_vectors, load_text_projection
+from service.core.seqrec import fuse_item_vectors, impute_id_embeddings, load_text_projection
 from training.models.seqrec import SeqRec
 
 N, T, D = 30, 24, 8
@@ -85,3 +85,47 @@ def test_text_projection_round_trip(tmp_path: Path) -> None:
     np.savez(tmp_path / "missing.npz", W=w)
     with pytest.raises(ValueError):
         load_text_projection(tmp_path / "missing.npz")
+
+
+def _refs(n: int = 40, t: int = 6, d: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(n, t)).astype(np.float32), rng.normal(size=(n, d)).astype(np.float32)
+
+
+def test_imputed_id_with_one_neighbour_is_the_most_similar_items_row() -> None:
+    ref_text, ref_ids = _refs()
+    # new items: slightly perturbed copies of reference items 3, 17 and 29 (scaled: cosine, not dot)
+    new = ref_text[[3, 17, 29]] * np.array([[2.0], [0.5], [1.0]], np.float32) + 0.01
+    got = impute_id_embeddings(new, ref_text, ref_ids, k=1, temperature=0.1)
+    assert got.dtype == np.float32 and got.shape == (3, 4)
+    np.testing.assert_allclose(got, ref_ids[[3, 17, 29]], atol=1e-6)
+
+
+def test_imputed_id_weights_neighbours_by_softmax_of_cosine() -> None:
+    ref_text, ref_ids = _refs()
+    new = np.random.default_rng(2).normal(size=(5, 6)).astype(np.float32)
+    k, temp = 7, 0.2
+    got = impute_id_embeddings(new, ref_text, ref_ids, k=k, temperature=temp, chunk=2)  # chunks of 2 rows
+    unit = ref_text / np.linalg.norm(ref_text, axis=1, keepdims=True)
+    for i, q in enumerate(new):
+        sims = unit @ (q / np.linalg.norm(q))
+        top = np.argsort(-sims)[:k]
+        w = np.exp(sims[top] / temp)
+        np.testing.assert_allclose(got[i], (w / w.sum()) @ ref_ids[top], atol=1e-5)
+    # every neighbour with a huge temperature: the plain mean of the reference rows
+    flat = impute_id_embeddings(new, ref_text, ref_ids, k=10**6, temperature=1e6)
+    np.testing.assert_allclose(flat, np.broadcast_to(ref_ids.mean(axis=0), flat.shape), atol=1e-5)
+
+
+def test_imputation_rejects_bad_arguments() -> None:
+    ref_text, ref_ids = _refs()
+    with pytest.raises(ValueError, match="k must be"):
+        impute_id_embeddings(ref_text[:2], ref_text, ref_ids, k=0, temperature=0.1)
+    with pytest.raises(ValueError, match="temperature"):
+        impute_id_embeddings(ref_text[:2], ref_text, ref_ids, k=3, temperature=0.0)
+    with pytest.raises(ValueError, match="reference text vectors"):
+        impute_id_embeddings(ref_text[:2], ref_text, ref_ids[:5], k=3, temperature=0.1)
+    with pytest.raises(ValueError, match="text_vectors must be"):
+        impute_id_embeddings(ref_text[:2, :3], ref_text, ref_ids, k=3, temperature=0.1)
+    empty = impute_id_embeddings(ref_text[:2], ref_text[:0], ref_ids[:0], k=3, temperature=0.1)
+    np.testing.assert_array_equal(empty, np.zeros((2, 4), np.float32))

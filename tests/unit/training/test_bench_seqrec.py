@@ -207,6 +207,41 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
         bench(data, replace(cfg, results_json=str(tmp_path / "empty.json")), cold_only=True, progress=False)
 
 
+@pytest.mark.slow  # trains five tiny ID-only models (~10 s)
+def test_extend_trains_only_missing_seeds_and_keeps_stored_runs(tmp_path: Path) -> None:
+    data = generate_demo(tmp_path / "demo", DemoConfig(n_items=60, n_users=100, seed=3))
+    name = load_dataset(data).name
+    cfg = BenchSeqRecConfig(
+        models=["sasrec"],
+        seeds=[0],
+        results_json=str(tmp_path / "out/seqrec.json"),
+        details_json=str(tmp_path / "out/seqrec_runs.json"),
+        results_md=str(tmp_path / "out/RESULTS.md"),
+        plot=str(tmp_path / "out/seqrec.png"),
+        cache_dir=str(tmp_path / "cache"),
+        seqrec=SeqRecConfig(hidden=16, n_layers=1, max_len=10, epochs=1),
+    )
+    bench(data, cfg, progress=False)
+    details = json.loads(Path(cfg.details_json).read_text())
+    first, first_mc = details[f"{name}/sasrec"]["runs"][0], details[f"{name}/sasrec+mc"]["runs"][0]
+    # seeds 1 and 2 in one go: seed 0 is not trained again, its stored runs stay as they were
+    rows = bench(data, replace(cfg, seeds=[0, 1, 2]), extend=True, progress=False)
+    details = json.loads(Path(cfg.details_json).read_text())
+    assert [r["seed"] for r in details[f"{name}/sasrec"]["runs"]] == [0, 1, 2]
+    assert details[f"{name}/sasrec"]["runs"][0] == first
+    assert details[f"{name}/sasrec+mc"]["runs"][0] == first_mc
+    by_model = {r["model"]: r for r in rows}
+    assert by_model["sasrec"]["seeds"] == by_model["sasrec+mc"]["seeds"] == [0, 1, 2]
+    tests = [r["test"]["recall@10"] for r in details[f"{name}/sasrec"]["runs"]]
+    assert by_model["sasrec"]["recall@10"] == pytest.approx(np.mean(tests), abs=1e-5)
+    # the listed seeds only: a stored seed that is not asked for is dropped from the row
+    rows = bench(data, replace(cfg, seeds=[1, 2]), extend=True, progress=False)
+    assert {r["model"]: r["seeds"] for r in rows} == {"sasrec": [1, 2], "sasrec+mc": [1, 2]}
+    # runs of another setup are not mixed into one mean
+    with pytest.raises(ValueError, match="differs in hidden"):
+        bench(data, replace(cfg, seeds=[0, 1], seqrec=replace(cfg.seqrec, hidden=8)), extend=True, progress=False)
+
+
 @pytest.mark.parametrize("with_profile", [False, True])
 def test_model_ranks_agree_with_evaluate_model(with_profile: bool) -> None:
     split = _split(n_items=40, n_users=60)
