@@ -419,6 +419,8 @@ def _bench_seqrec_overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["cold_frac"] = args.cold_frac
     if args.cold_minutes is not None:
         o["cold_minutes"] = args.cold_minutes
+    if args.cold_runs is not None:
+        o["cold_runs"] = args.cold_runs
     if args.encoder_dir:
         o["encoder_dir"] = args.encoder_dir
     seq: dict[str, Any] = {}
@@ -471,6 +473,7 @@ def _add_seqrec_commands(sub: Any) -> None:
     q.add_argument("--device", default=None, help="torch device (cpu, cuda, auto)")
     q.add_argument("--cold-frac", type=float, default=None, help="share of items hidden for the cold-item run")
     q.add_argument("--cold-minutes", type=float, default=None, help="training budget of a cold run")
+    q.add_argument("--cold-runs", type=int, default=None, help="cold runs per model (other hidden items and seed)")
     q.add_argument("--cold-only", action="store_true", help="only the cold-item runs; update existing rows")
     q.add_argument(
         "--extend",

@@ -109,6 +109,7 @@ class BenchSeqRecConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     cold_frac: float = 0.0  # > 0: extra run per text-using model with this share of items hidden from training
     cold_seed: int = 0
+    cold_runs: int = 1  # cold run i hides items with cold_seed + i and trains with seeds[i]; the table shows means
     cold_minutes: float | None = None  # budget of a cold run (None -> seqrec.max_minutes)
     # "+mc" rows: these models' log-softmax scores plus weight x the smoothed first-order item -> next item
     # log-prior of the training sequences (service/core/transitions.py); the weight is picked from

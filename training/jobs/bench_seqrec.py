@@ -264,6 +264,7 @@ def run_seqrec(
     mcfg.seed = seed
     t0 = time.perf_counter()
     out: dict[str, Any] = {"model": model_name, "seed": seed}
+    zero_ranks: npt.NDArray[np.int64] | None = None  # cold runs: ranks with untrained ID rows left at zero
     if model_name in BASELINES:
         seed_everything(seed)
         baseline = _baseline(model_name, split)
@@ -279,6 +280,8 @@ def run_seqrec(
         # Scored as served: items without a trained ID row borrow one by text (cold_id_* of the config).
         served = with_cold_ids(fitted.model, cold_id_rule(mcfg))
         test_ranks = model_ranks(served, split.test, profiles=prof)
+        if cold is not None and served is not fitted.model:  # the same model with zero rows, for comparison
+            zero_ranks = model_ranks(fitted.model, split.test, profiles=prof)
         out["test"] = metrics_from_ranks(test_ranks)
         if markov_weights:
             out["markov"] = markov_eval(served, split, markov_weights, markov_beta, profiles=prof)
@@ -292,18 +295,15 @@ def run_seqrec(
     out["cold"] = None
     if cold is not None:
         is_cold = np.array([bool(cold[c.target]) for c in split.test])  # [n_test]
-        cold_m = metrics_from_ranks(test_ranks[is_cold]) if is_cold.any() else None
-        warm_m = metrics_from_ranks(test_ranks[~is_cold])
         out["cold"] = {
             "frac": cold_frac,
             "seed": cold_seed,
             "n_cold_items": int(cold.sum()),
             "n_cold_cases": int(is_cold.sum()),
-            "cold_recall@10": None if cold_m is None else cold_m["recall@10"],
-            "cold_ndcg@10": None if cold_m is None else cold_m["ndcg@10"],
-            "warm_recall@10": warm_m["recall@10"],
-            "warm_ndcg@10": warm_m["ndcg@10"],
+            **_cold_metrics(test_ranks, is_cold),
         }
+        if zero_ranks is not None:
+            out["cold"]["zero_id_rows"] = _cold_metrics(zero_ranks, is_cold)
     logger.info(
         "%s seed %d: test R@10 %.4f N@10 %.4f (val N@10 %.4f)%s",
         model_name,
@@ -313,6 +313,36 @@ def run_seqrec(
         out["val"]["ndcg@10"],
         "" if out["cold"] is None else f", cold R@10 {out['cold']['cold_recall@10']}",
     )
+    return out
+
+
+def _cold_metrics(ranks: npt.NDArray[np.int64], is_cold: npt.NDArray[np.bool_]) -> dict[str, float | None]:
+    """Recall/NDCG@10 on the cases whose target is a cold item, on the others, and on all."""
+    cold_m = metrics_from_ranks(ranks[is_cold]) if is_cold.any() else None
+    warm_m = metrics_from_ranks(ranks[~is_cold])
+    all_m = metrics_from_ranks(ranks)
+    return {
+        "cold_recall@10": None if cold_m is None else cold_m["recall@10"],
+        "cold_ndcg@10": None if cold_m is None else cold_m["ndcg@10"],
+        "warm_recall@10": warm_m["recall@10"],
+        "warm_ndcg@10": warm_m["ndcg@10"],
+        "recall@10": all_m["recall@10"],
+        "ndcg@10": all_m["ndcg@10"],
+    }
+
+
+def _mean_cold(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The cold figures of several cold runs (different hidden items and seeds) -> their means."""
+    keys = ("cold_recall@10", "cold_ndcg@10", "warm_recall@10", "warm_ndcg@10", "recall@10", "ndcg@10")
+
+    def mean(rows: Sequence[dict[str, Any]], k: str) -> float | None:
+        vals = [r[k] for r in rows if r.get(k) is not None]
+        return round(float(np.mean(vals)), 5) if vals else None
+
+    out: dict[str, Any] = {k: mean(runs, k) for k in keys}
+    zero = [r["zero_id_rows"] for r in runs if r.get("zero_id_rows")]
+    if len(zero) == len(runs):
+        out["zero_id_rows"] = {k: mean(zero, k) for k in keys}
     return out
 
 
@@ -499,7 +529,8 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
         "run with a seeded share of items hidden from training (ID rows untrained, absent from training "
         "sequences), Recall@10 on the test cases whose target is such an item (– for models without text). "
         "Fusion models are scored as served: an item without a trained ID row borrows the scaled ID row of its "
-        "nearest trained item by text (`cold_id_*` in the config; in the run details). "
+        "nearest trained item by text (`cold_id_*` in the config; in the run details); *zero ID rows* is the "
+        "same model with those rows left at zero (the text part alone). "
         "Rows marked *+ item→next prior* rank the same trained model by its log-softmax plus weight x "
         "log p(next | last history item), the add-one-smoothed first-order transition counts of the training "
         "sequences (`service/core/transitions.py`), weight picked on validation NDCG@10 (no extra training).",
@@ -529,7 +560,14 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
             cold = det.get("cold") or {}
             cold_s = _fmt(r.get("cold_recall@10"))
             if cold and r.get("cold_recall@10") is not None:
-                cold_s += f" (warm {cold['warm_recall@10']:.4f}; {cold['n_cold_items']} items hidden)"
+                n_runs = len(cold.get("runs", [])) or 1
+                zero = cold.get("zero_id_rows") or {}
+                cold_s += (
+                    f" (warm {cold['warm_recall@10']:.4f}; {cold['n_cold_items']} items hidden"
+                    + (f"; {n_runs} runs" if n_runs > 1 else "")
+                    + (f"; zero ID rows: {_fmt(zero.get('cold_recall@10'))}" if zero else "")
+                    + ")"
+                )
             budget = det.get("config", {}).get("max_minutes") if r["model"] not in BASELINES else None
             weights = sorted({x["markov_weight"] for x in runs if "markov_weight" in x})
             if weights:
@@ -688,6 +726,8 @@ def bench(
         raise ValueError("no seeds given")
     if cold_only and cfg.cold_frac <= 0:
         raise ValueError("--cold-only needs cold_frac > 0")
+    if cfg.cold_runs < 1:
+        raise ValueError(f"cold_runs must be >= 1, got {cfg.cold_runs}")
     if cfg.seqrec.threads > 0:
         torch.set_num_threads(cfg.seqrec.threads)
     ds = load_dataset(data_dir, allow_empty_titles=cfg.allow_empty_titles)
@@ -767,21 +807,41 @@ def bench(
             ccfg = copy.deepcopy(mcfg)
             if cfg.cold_minutes is not None:
                 ccfg.max_minutes = cfg.cold_minutes
-            logger.info("== %s: %s cold run (%.0f%% items hidden) ==", ds.name, model, 100 * cfg.cold_frac)
-            crun = run_seqrec(
-                ds.root,
-                model,
-                text_vectors,
-                ccfg,
-                cfg.seeds[0],
-                profile_vectors=profile_vectors,
-                cold_frac=cfg.cold_frac,
-                cold_seed=cfg.cold_seed,
-                progress=progress,
-                dataset=ds,
-            )
-            entry["cold"] = {**crun["cold"], "max_minutes": ccfg.max_minutes, "train_seconds": crun["train_seconds"]}
-            row["cold_recall@10"] = crun["cold"]["cold_recall@10"]
+            cold_runs = []
+            for i in range(cfg.cold_runs):
+                seed, cold_seed = cfg.seeds[i % len(cfg.seeds)], cfg.cold_seed + i
+                logger.info(
+                    "== %s: %s cold run %d/%d (%.0f%% items hidden, seed %d) ==",
+                    ds.name,
+                    model,
+                    i + 1,
+                    cfg.cold_runs,
+                    100 * cfg.cold_frac,
+                    seed,
+                )
+                crun = run_seqrec(
+                    ds.root,
+                    model,
+                    text_vectors,
+                    ccfg,
+                    seed,
+                    profile_vectors=profile_vectors,
+                    cold_frac=cfg.cold_frac,
+                    cold_seed=cold_seed,
+                    progress=progress,
+                    dataset=ds,
+                )
+                cold_runs.append({**crun["cold"], "model_seed": seed, "train_seconds": crun["train_seconds"]})
+            entry["cold"] = {
+                **_mean_cold(cold_runs),
+                "frac": cfg.cold_frac,
+                "seed": cfg.cold_seed,
+                "n_cold_items": cold_runs[0]["n_cold_items"],
+                "max_minutes": ccfg.max_minutes,
+                "cold_id": asdict(cold_id_rule(ccfg)),
+                "runs": cold_runs,
+            }
+            row["cold_recall@10"] = entry["cold"]["cold_recall@10"]
         new_rows.append(row)
         _write_rows(cfg, {key: entry}, [row])
     return new_rows

@@ -149,6 +149,7 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
         seeds=[0, 1],
         cold_frac=0.2,
         cold_minutes=0.05,
+        cold_runs=2,
         results_json=str(tmp_path / "out/seqrec.json"),
         details_json=str(tmp_path / "out/seqrec_runs.json"),
         results_md=str(tmp_path / "out/RESULTS.md"),
@@ -175,7 +176,15 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
         assert by_model[m]["cold_recall@10"] is not None
         assert 0.0 <= by_model[m]["cold_recall@10"] <= 1.0
     details = json.loads(Path(cfg.details_json).read_text())
-    assert details[f"{ds.name}/fusion"]["cold"]["n_cold_items"] == 24
+    fusion_cold = details[f"{ds.name}/fusion"]["cold"]
+    assert fusion_cold["n_cold_items"] == 24
+    # two cold runs (other hidden items, other seed); the row shows their mean
+    assert [(r["seed"], r["model_seed"]) for r in fusion_cold["runs"]] == [(0, 0), (1, 1)]
+    mean = np.mean([r["cold_recall@10"] for r in fusion_cold["runs"]])
+    assert by_model["fusion"]["cold_recall@10"] == pytest.approx(mean, abs=1e-5)
+    # fusion scores cold items with borrowed ID rows; the same model with zero rows is kept beside it
+    assert fusion_cold["cold_id"]["k"] == 1 and fusion_cold["zero_id_rows"]["cold_recall@10"] is not None
+    assert "zero_id_rows" not in details[f"{ds.name}/text_moe"]["cold"]  # no ID rows to fill
     for m in mc:
         assert by_model[m]["seeds"] == [0, 1] and by_model[m]["cold_recall@10"] is None
         assert {r["markov_weight"] for r in details[f"{ds.name}/{m}"]["runs"]} <= set(cfg.markov_weights)
