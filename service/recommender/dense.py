@@ -101,8 +101,9 @@ class SeqRecRuntime:
 
         ``known`` [N] bool: rows with True are artifact items (row i = ID row i), rows with
         False new items. None = every row is an artifact item (N must equal the number of
-        ID rows; without a reference yet, these text vectors become it). Artifact rows that were never trained and new items are cold: they get
-        the cold-ID rule's borrowed ID row, or none (text part only) when it is off.
+        ID rows; without a reference yet, these text vectors become it). Artifact rows that
+        were never trained and new items are cold: they get the cold-ID rule's borrowed ID
+        row, or none (text part only) when it is off.
         """
         n = text_vectors.shape[0]
         n_rows = self.id_embeddings.shape[0]
