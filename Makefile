@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 
-.PHONY: system-deps help setup demo demo-data demo-build serve test test-fast lint format bench clean
+.PHONY: system-deps help setup demo demo-data demo-build serve test test-fast lint format bench bench-dense clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | column -t -s $$'\t'
@@ -70,6 +70,9 @@ format: setup
 
 bench: setup  ## print the embed benchmark (torch vs ONNX fp32 vs int8)
 	$(BIN)/python -m benchmarks.embed
+
+bench-dense: demo-build  ## POST /recommend latency: model alone vs + transition prior vs + a new item in the history
+	$(BIN)/python -m benchmarks.dense_latency --artifacts artifacts
 
 clean:
 	rm -rf var $(ARTIFACTS) .pytest_cache .mypy_cache .ruff_cache

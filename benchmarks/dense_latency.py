@@ -1,0 +1,89 @@
+"""What the dense path's extras cost per ``POST /recommend``: the model alone, the model with the
+item -> next item prior (``RECSVC_TRANSITION_PRIOR``: the store's top ``transition_pool`` plus the
+last item's successors, rescored), and that with a new item in the history (given by text: one
+encoder call, and its ID row borrowed from its nearest trained item).
+
+    python -m benchmarks.dense_latency --artifacts artifacts [--n 200] [--threads 1] [--json]
+
+Serves the latest artifact set under ``--artifacts`` (built with the transition prior, the
+default of ``recsvc-train build``) twice in process, prior off and on (FastAPI TestClient, embedded
+Qdrant in temporary folders, response cache off), and sends the three kinds of request in turn,
+rotating their order, on the same seeded histories, so a noisy neighbour slows all alike. Prints
+p50 / p95 in milliseconds and the ratios to the model alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.serve import latency_rows, print_table, resolve_set, served
+
+KINDS = ("model", "model + prior", "model + prior, new item")
+
+
+def run(artifacts: Path, n: int, threads: int, variant: str, seed: int = 0) -> dict[str, Any]:
+    from service.core.manifest import TRANSITION_SECTION, Manifest
+
+    root = resolve_set(artifacts)
+    manifest = Manifest.read(root)
+    if manifest.seqrec is None or TRANSITION_SECTION not in manifest.extra:
+        raise SystemExit(
+            f"{root}: no seqrec model with a transition prior (recsvc-train build without --no-markov-prior)"
+        )
+    item_ids = json.loads((root / manifest.items.ids).read_text())
+    rng = random.Random(seed)
+    times: dict[str, list[float]] = {k: [] for k in KINDS}
+    with served(root, variant, threads, transition_prior=False) as plain, served(root, variant, threads) as prior:
+        for i in range(n + 5):
+            history: list[Any] = rng.sample(item_ids, 5)
+            # a new text every request, so no cache holds its vector
+            new_item = {"item": {"title": f"benchmark item {i}", "description": f"new arrival number {i}"}}
+            calls = {
+                "model": (plain, {"history": history}),
+                "model + prior": (prior, {"history": history}),
+                "model + prior, new item": (prior, {"history": [*history[:2], new_item, *history[2:]]}),
+            }
+            for kind in KINDS[i % 3 :] + KINDS[: i % 3]:  # rotate the order
+                client, body = calls[kind]
+                t0 = time.perf_counter()
+                resp = client.post("/recommend", json=body)
+                dt = (time.perf_counter() - t0) * 1000
+                if resp.status_code != 200:
+                    raise SystemExit(f"{kind}: {resp.status_code} {resp.text}")
+                expected = "model" if kind == "model" else "model+transition_prior"
+                if resp.json().get("ranking") != expected:
+                    raise SystemExit(f"{kind}: served ranking {resp.json().get('ranking')!r}, expected {expected!r}")
+                if i >= 5:  # warm-up
+                    times[kind].append(dt)
+    rows = latency_rows(times, "model")
+    return {"artifacts": manifest.version, "n": n, "threads": threads, "encoder": variant, "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--artifacts", default="artifacts", help="artifacts folder (latest set) or one set")
+    ap.add_argument("--n", type=int, default=200, help="requests of each kind")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
+    ap.add_argument("--encoder", default="int8", choices=["int8", "fp32"])
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING)
+    result = run(Path(args.artifacts), args.n, args.threads, args.encoder)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['artifacts']}: {args.n} requests per kind, {args.encoder} encoder, {args.threads} thread(s)")
+        print_table(result["rows"], "request", "model")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
