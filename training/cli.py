@@ -246,6 +246,7 @@ def cmd_encoder_downstream(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         results_dir=Path(args.results_dir),
         results_doc=Path(args.results_doc),
+        cold_frac=args.cold_frac,
     )
     print(json.dumps(rows, indent=2))
     return 0
@@ -339,6 +340,9 @@ def _add_encoder_commands(sub: Any) -> None:
     w.add_argument("--no-base", action="store_true", help="skip the base encoder (its rows are already there)")
     w.add_argument("--seeds", default="0", help="comma-separated seeds; rows hold the means")
     w.add_argument("--max-length", type=int, default=128, help="item text max tokens")
+    w.add_argument(
+        "--cold-frac", type=float, default=0.0, help="hide this share of items from training; add cold Recall@10"
+    )
     w.add_argument("--threads", type=int, default=1)
     w.add_argument("--device", default=None)
     w.add_argument("--results-dir", default="docs/results")

@@ -331,6 +331,13 @@ def _cold_metrics(ranks: npt.NDArray[np.int64], is_cold: npt.NDArray[np.bool_]) 
     }
 
 
+def cold_metrics(
+    ranks: npt.NDArray[np.int64], cold: npt.NDArray[np.bool_], cases: Sequence[EvalCase]
+) -> dict[str, float | None]:
+    """:func:`_cold_metrics` of ``ranks`` [n_cases], split by whether a case's target is ``cold`` [N]."""
+    return _cold_metrics(ranks, np.array([bool(cold[c.target]) for c in cases], dtype=bool))
+
+
 def _mean_cold(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The cold figures of several cold runs (different hidden items and seeds) -> their means."""
     keys = ("cold_recall@10", "cold_ndcg@10", "warm_recall@10", "warm_ndcg@10", "recall@10", "ndcg@10")

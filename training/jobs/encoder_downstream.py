@@ -104,9 +104,18 @@ def encoder_downstream(
     results_dir: Path = Path("docs/results"),
     write: bool = True,
     results_doc: Path | None = None,
+    cold_frac: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Train and test each sequential variant with each encoder's item vectors; returns the rows."""
-    from training.jobs.train_seqrec import evaluate_model, fit_seqrec
+    """Train and test each sequential variant with each encoder's item vectors; returns the rows.
+
+    ``cold_frac > 0``: each seed hides that share of the items from training (a seeded draw per seed,
+    ``bench_seqrec.hide_items``), the models are scored as served (untrained ID rows borrowed by text,
+    ``cold_id_*``), and the rows (seq model ``"<variant>, <pct>% cold"``) add ``cold_recall@10`` /
+    ``cold_ndcg@10`` (test cases whose target is a hidden item) and ``warm_recall@10``: where item
+    vectors matter most, since those items are known by their text alone."""
+    from training.jobs.bench_seqrec import cold_metrics, hide_items, model_ranks
+    from training.jobs.train_seqrec import cold_id_rule, fit_seqrec, with_cold_ids
+    from training.metrics import metrics_from_ranks
 
     unknown = [m for m in seq_models if m not in SEQ_VARIANTS]
     if unknown:
@@ -120,20 +129,33 @@ def encoder_downstream(
         vectors = _item_vectors(model_dir, texts, max_length, batch_size, cache_dir)  # [N, H]
         for seq_name in seq_models:
             t0 = time.perf_counter()
-            per_seed: list[dict[str, float]] = []
+            per_seed: list[dict[str, Any]] = []
             epochs: list[int] = []
             for seed in seeds:
                 cfg = dataclasses.replace(base_cfg, seed=seed, **SEQ_VARIANTS[seq_name])
-                fitted = fit_seqrec(split, vectors, cfg, None, progress=True)
+                run_split, cold = hide_items(split, cold_frac, seed) if cold_frac > 0 else (split, None)
+                fitted = fit_seqrec(run_split, vectors, cfg, None, exclude=cold, progress=True)
                 with torch.no_grad():
-                    per_seed.append(evaluate_model(fitted.model, split.test))
+                    served = with_cold_ids(fitted.model, cold_id_rule(cfg))
+                    ranks = model_ranks(served, run_split.test)
+                m: dict[str, Any] = dict(metrics_from_ranks(ranks))
+                if cold is not None:
+                    m |= {f"cold:{k}": v for k, v in cold_metrics(ranks, cold, run_split.test).items()}
+                per_seed.append(m)
                 epochs.append(fitted.fit.epochs)
             recall = np.array([m["recall@10"] for m in per_seed])  # [S]
             ndcg = np.array([m["ndcg@10"] for m in per_seed])  # [S]
+            cold_cols: dict[str, Any] = {}
+            if cold_frac > 0:
+                cold_cols = {"cold_frac": cold_frac}
+                for k in ("cold_recall@10", "cold_ndcg@10", "warm_recall@10"):
+                    vals = [m[f"cold:{k}"] for m in per_seed if m[f"cold:{k}"] is not None]
+                    cold_cols[k] = round(float(np.mean(vals)), 4) if vals else None
             row = {
                 "dataset": ds.name,
                 "encoder": enc_name,
-                "seq_model": seq_name,
+                "seq_model": seq_name if cold_frac <= 0 else f"{seq_name}, {cold_frac:.0%} cold",
+                **cold_cols,
                 "recall@10": round(float(recall.mean()), 4),
                 "ndcg@10": round(float(ndcg.mean()), 4),
                 "recall@10_std": round(float(recall.std()), 4),

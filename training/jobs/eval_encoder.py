@@ -385,9 +385,14 @@ def render_markdown(
             "of consecutive items in the dataset's own leave-one-out training sequences; `encoder train s` = its "
             "fine-tuning wall-clock (1 torch thread, shared CPU).",
             "",
+            "Rows `<seq model>, N% cold` hide a seeded share of the items from training (another draw per "
+            "seed, `--cold-frac`); `cold R@10` is Recall@10 on the test cases whose target is such an item "
+            "(known by its text alone; `id+text` gives it the ID row of its nearest trained item by text, as "
+            "served), `warm` on the others.",
+            "",
             "| dataset | encoder | objective | encoder train s | seq model | Recall@10 | NDCG@10 | seeds | min "
-            "| epochs |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| epochs | cold R@10 (warm) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in downstream:
             sd = f" ± {r['recall@10_std']:.4f}" if "recall@10_std" in r else ""
@@ -399,7 +404,21 @@ def render_markdown(
             train_s = r.get("encoder_train_seconds")
             train_cell = f"{float(train_s):.0f}" if isinstance(train_s, (int, float)) else "-"
             epochs = ",".join(str(x) for x in r.get("epochs", []))
-            cells = [r["dataset"], r["encoder"], objective, train_cell, r["seq_model"], metrics, seeds, minutes, epochs]
+            cold = "–"
+            if r.get("cold_recall@10") is not None:
+                cold = f"{_fmt(r['cold_recall@10'])} ({_fmt(r.get('warm_recall@10'))})"
+            cells = [
+                r["dataset"],
+                r["encoder"],
+                objective,
+                train_cell,
+                r["seq_model"],
+                metrics,
+                seeds,
+                minutes,
+                epochs,
+                cold,
+            ]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         base_rows = {(r["dataset"], r["seq_model"]): r for r in downstream if r["encoder"] == "base"}
         verdicts = []

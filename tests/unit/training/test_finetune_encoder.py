@@ -214,6 +214,21 @@ def test_downstream_rows_per_encoder_and_seq_model(tiny_model_dir: Path, tmp_pat
         write=False,
     )
     assert moe[0]["seq_model"] == "text_moe" and 0.0 <= moe[0]["ndcg@10"] <= moe[0]["recall@10"] <= 1.0
+    # hidden items: the row says so and adds the cold / warm split of Recall@10
+    cold = encoder_downstream(
+        data,
+        {"base": tiny_model_dir},
+        seq_models=["id+text"],
+        seq_cfg=seq,
+        max_length=32,
+        cache_dir=tmp_path / "cache",
+        results_dir=tmp_path / "results",
+        cold_frac=0.2,
+    )
+    assert cold[0]["seq_model"] == "id+text, 20% cold" and cold[0]["cold_frac"] == 0.2
+    assert 0.0 <= cold[0]["cold_recall@10"] <= 1.0 and 0.0 <= cold[0]["warm_recall@10"] <= 1.0
+    saved = json.loads((tmp_path / "results" / "encoder_downstream.json").read_text())
+    assert len(saved) == 5  # a row beside the plain id+text one, not over it
     with pytest.raises(ValueError, match="unknown seq model"):
         encoder_downstream(data, {"base": tiny_model_dir}, seq_models=["nope"], write=False)
 
