@@ -26,7 +26,7 @@ import numpy.typing as npt
 from service.core.items import Item, item_from_dict
 from service.core.manifest import TRANSITION_SECTION, Manifest, ManifestError, TransitionSpec
 from service.core.profiles import PROFILE_SECTION, ProfileSpec
-from service.core.transitions import TransitionPrior
+from service.core.transitions import PriorShape, TransitionPrior
 from service.encoding.base import Encoder, EncoderError
 from service.encoding.golden import check_golden
 from service.recommender.dense import SeqRecRuntime
@@ -247,6 +247,13 @@ def load_transitions(root: Path, section: dict[str, Any], item_ids: Sequence[str
         prior = TransitionPrior.load(root / spec.file)
     except (OSError, ValueError, KeyError) as exc:
         raise _fail(root, f"{spec.file}: {exc}") from exc
+    if spec.shape:
+        try:
+            declared = PriorShape.from_dict(spec.shape)
+        except (TypeError, ValueError) as exc:
+            raise _fail(root, f"transitions shape: {exc}") from exc
+        if declared != prior.shape:
+            raise _fail(root, f"{spec.file} was counted with {prior.shape}, the manifest says {declared}")
     if prior.n_items != n or spec.n_items != n:
         raise _fail(root, f"{spec.file} has {prior.n_items} item rows (manifest says {spec.n_items}) for {n} items")
     if len(prior.cols) and (prior.cols.min() < 0 or prior.cols.max() >= n):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service.core.manifest import TRANSITION_SECTION, Manifest, TransitionSpec
-from service.core.transitions import TransitionPrior
+from service.core.transitions import PriorShape, TransitionPrior
 from tests.conftest import TinyArtifacts
 
 TRANSITIONS_FILE = "seqrec/transitions.npz"
@@ -21,6 +21,7 @@ def with_transition_prior(
     *,
     weight: float = 1.0,
     beta: float = 1.0,
+    shape: PriorShape | None = None,
 ) -> TinyArtifacts:
     """Copy ``tiny``'s set under ``dest``/artifacts and add a prior counted on ``sequences`` (item ids)."""
     artifacts_dir = dest / "artifacts"
@@ -29,10 +30,12 @@ def with_transition_prior(
     (artifacts_dir / "LATEST").write_text(tiny.version + "\n")
     item_ids: list[str] = json.loads((root / "items" / "item_ids.json").read_text())
     row = {iid: i for i, iid in enumerate(item_ids)}
-    prior = TransitionPrior.from_sequences([[row[i] for i in s] for s in sequences], len(item_ids), beta)
+    prior = TransitionPrior.from_sequences([[row[i] for i in s] for s in sequences], len(item_ids), beta, shape)
     prior.save(root / TRANSITIONS_FILE)
     manifest = Manifest.read(root)
-    spec = TransitionSpec(file=TRANSITIONS_FILE, weight=weight, beta=beta, n_items=len(item_ids))
+    spec = TransitionSpec(
+        file=TRANSITIONS_FILE, weight=weight, beta=beta, n_items=len(item_ids), shape=prior.shape.to_dict()
+    )
     manifest.extra[TRANSITION_SECTION] = spec.to_dict()
     manifest.record_files(root)
     manifest.write(root)

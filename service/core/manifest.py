@@ -118,6 +118,8 @@ class TransitionSpec:
     beta: float
     n_items: int
     val_by_weight: dict[str, float] = field(default_factory=dict)
+    # service.core.transitions.PriorShape of the file (also stored in it); {} = first-order
+    shape: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +133,7 @@ class TransitionSpec:
                 beta=float(d["beta"]),
                 n_items=int(d["n_items"]),
                 val_by_weight={str(k): float(v) for k, v in dict(d.get("val_by_weight", {})).items()},
+                shape={str(k): float(v) for k, v in dict(d.get("shape", {})).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed {TRANSITION_SECTION} section: {exc}") from exc

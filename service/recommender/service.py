@@ -345,25 +345,23 @@ class Recommender:
 
         exclude = [e.item_id for e in entries if isinstance(e, ItemRef)] if req.exclude_history else []
         flt = build_filter(req.filters, exclude)
-        last = entries[-1]
         prior = self.transitions
-        if (
-            prior is not None
-            and vector_name == VECTOR_SEQREC
-            and isinstance(last, ItemRef)
-            and prior.knows(last.item_id)
-            and snapshot.seqrec_vectors is not None
-        ):
+        context: list[str] = []
+        if prior is not None:
+            recent = entries[-prior.context_size :]
+            context = prior.context([e.item_id if isinstance(e, ItemRef) else None for e in recent])
+        if prior is not None and context and vector_name == VECTOR_SEQREC and snapshot.seqrec_vectors is not None:
             # "+ item->next prior": the store's top max(k, pool) by dot product (filters applied in the
-            # search) plus the filtered-in successors of the last item, rescored by dot + w * log p(j | last).
+            # search) plus the filtered-in successors of the context items, rescored by
+            # dot + w * log p(j | context) (the last history item, or the prior's last few).
             hits = await self.store.search(vector_name, user, max(req.k, self.transition_pool), flt, snapshot)
             ids = snapshot.item_ids
-            succ = prior.successor_rows(last.item_id, snapshot.collection, ids)  # [S_last]
+            succ = prior.successor_rows(context, snapshot.collection, ids)  # [S_ctx]
             mask = snapshot.searcher.mask(flt)  # [N] allowed rows, None = all
             if mask is not None:
                 succ = succ[mask[succ]]
             rows = np.concatenate([np.array([snapshot.row_of[h.item_id] for h in hits], dtype=np.int64), succ])
-            scored = prior.rescore(user, snapshot.seqrec_vectors, rows, last.item_id, snapshot.collection, ids, req.k)
+            scored = prior.rescore(user, snapshot.seqrec_vectors, rows, context, snapshot.collection, ids, req.k)
             return self._result(req, snapshot, scored, source, RANKING_PRIOR)
         hits = await self.store.search(vector_name, user, req.k, flt, snapshot)
         items = [

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.core.transitions import TransitionPrior
+from service.core.transitions import PriorShape, TransitionPrior
 from tests.api.test_admin import wait_job
 from tests.api.test_recommend import Reference
 from tests.conftest import TinyArtifacts, admin_headers, make_catalog, write_jsonl
@@ -91,6 +91,25 @@ def test_a_new_last_item_or_the_switch_serves_the_plain_model(
     body = post(off, history=[LAST], k=10)
     assert body["ranking"] == "model"
     assert ids_of(body) == plain.top([LAST], k=10, exclude={LAST})
+
+
+def test_a_prior_over_the_last_items_skips_a_new_item_given_by_text(
+    make_client: Callable[..., TestClient],
+    tiny_artifacts: TinyArtifacts,
+    lifted: str,
+    tmp_path: Path,
+) -> None:
+    """With ``last`` = 2 the prior conditions on the known items among the last two entries: a new
+    item at the end leaves LAST as the context, whose strong successor still comes first."""
+    sequences = [[LAST, lifted]] * 30 + [["P0002", "P0003", "P0004"]] * 5
+    wide = with_transition_prior(
+        tiny_artifacts, tmp_path, sequences, weight=WEIGHT, shape=PriorShape(last=2, last_decay=0.5)
+    )
+    client = make_client(artifacts_dir=wide.artifacts_dir)
+    new = {"item": {"title": "rose perfume", "categories": ["Beauty"]}}
+    body = post(client, history=[LAST, new], k=5)
+    assert body["ranking"] == "model+transition_prior" and ids_of(body)[0] == lifted
+    assert post(client, history=[new], k=5)["ranking"] == "model"  # no known item in the context
 
 
 def test_a_set_without_the_prior_says_model(make_client: Callable[..., TestClient]) -> None:

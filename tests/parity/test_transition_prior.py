@@ -21,8 +21,14 @@ from training.jobs.train_seqrec import build_model
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_service_rescoring_ranks_targets_as_prior_ranks(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "shape",
+    [{}, {"window": 3, "decay": 0.5, "backward": 0.5, "last": 3, "last_decay": 0.5}],
+    ids=["first-order", "window-3-last-3"],
+)
+def test_service_rescoring_ranks_targets_as_prior_ranks(tmp_path: Path, shape: dict[str, float]) -> None:
     cfg, split, vectors, seq = tiny_build(tmp_path)
+    cfg.markov_shape = shape
     spec, _ = transition_stage(cfg, split, vectors, tmp_path, seq.spec.id_embeddings)
     ids = [f"I{i}" for i in range(N_ITEMS)]
     prior = TransitionPrior.load(tmp_path / spec.file)
@@ -38,7 +44,8 @@ def test_service_rescoring_ranks_targets_as_prior_ranks(tmp_path: Path) -> None:
         served = ServedPrior(prior, ids, weight)
         served_ranks = []
         for c, u in zip(cases, users, strict=True):
-            scored = served.rescore(u, items, np.arange(N_ITEMS), ids[c.history[-1]], "c", ids, k=N_ITEMS)
+            context = served.context([ids[i] for i in c.history])  # what the service conditions on
+            scored = served.rescore(u, items, np.arange(N_ITEMS), context, "c", ids, k=N_ITEMS)
             served_ranks.append([r for r, _ in scored].index(c.target))
         ref = prior_ranks(model, cases, prior, [weight])[0]  # [B], 0-based
         assert np.array_equal(np.array(served_ranks), ref), (weight, served_ranks, ref.tolist())

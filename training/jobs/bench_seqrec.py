@@ -32,7 +32,7 @@ import numpy.typing as npt
 import torch
 
 from service.core.items import item_text
-from service.core.transitions import TransitionPrior
+from service.core.transitions import PriorShape, TransitionPrior
 from training.config import BenchSeqRecConfig, EmbedItemsConfig, SeqRecConfig
 from training.data.loader import Dataset, load_dataset
 from training.data.profiles import profile_sentences
@@ -237,6 +237,7 @@ def run_seqrec(
     dataset: Dataset | None = None,
     markov_weights: Sequence[float] = (),
     markov_beta: float = 1.0,
+    markov_shape: PriorShape | None = None,
 ) -> dict[str, Any]:
     """Train ``model_name`` (a key of :data:`MODELS`) on a dataset folder and evaluate it.
 
@@ -284,7 +285,7 @@ def run_seqrec(
             zero_ranks = model_ranks(fitted.model, split.test, profiles=prof)
         out["test"] = metrics_from_ranks(test_ranks)
         if markov_weights:
-            out["markov"] = markov_eval(served, split, markov_weights, markov_beta, profiles=prof)
+            out["markov"] = markov_eval(served, split, markov_weights, markov_beta, profiles=prof, shape=markov_shape)
         out |= {
             "train_seconds": round(fitted.fit.train_seconds, 1),
             "epochs": fitted.fit.epochs,
@@ -385,8 +386,9 @@ def prior_ranks(
     profiles: np.ndarray | None = None,
     batch_size: int = 256,
 ) -> npt.NDArray[np.int64]:
-    """Ranks of every case's target under log-softmax(model) + w x prior log p(j | last history item),
-    one row per weight (without ``prior``: the model's own scores). -> [W, n_cases]"""
+    """Ranks of every case's target under log-softmax(model) + w x prior log p(j | history) (the last
+    history item, or the prior shape's last few), one row per weight (without ``prior``: the model's
+    own scores). -> [W, n_cases]"""
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(cases)), key=lambda i: min(len(cases[i].history), model.max_len))
@@ -405,7 +407,7 @@ def prior_ranks(
                 ranks[:, idx] = target_ranks(scores, targets)[None, :]
                 continue
             logp = torch.log_softmax(scores.float(), dim=-1).cpu()  # [B, N]
-            mc = torch.from_numpy(prior.log_prob([c.history[-1] for c in batch]))  # [B, N]
+            mc = torch.from_numpy(prior.history_log_prob([c.history for c in batch]))  # [B, N]
             for w_i, w in enumerate(weights):
                 ranks[w_i, idx] = target_ranks(logp + w * mc, targets)
     return ranks
@@ -417,12 +419,13 @@ def markov_eval(
     weights: Sequence[float],
     beta: float,
     profiles: np.ndarray | None = None,
+    shape: PriorShape | None = None,
 ) -> dict[str, Any]:
     """The "+mc" ranking of a trained model: weight picked on validation NDCG@10, then test.
-    -> {"weight", "beta", "val", "test", "val_by_weight"}"""
+    -> {"weight", "beta", "shape", "val", "test", "val_by_weight"}"""
     if not weights or any(w <= 0 for w in weights):
         raise ValueError(f"markov weights must be a non-empty list of positive numbers, got {list(weights)}")
-    prior = TransitionPrior.from_sequences(split.train, split.n_items, beta)
+    prior = TransitionPrior.from_sequences(split.train, split.n_items, beta, shape)
     val = [metrics_from_ranks(r) for r in prior_ranks(model, split.val, prior, weights, profiles)]
     best = int(np.argmax([m["ndcg@10"] for m in val]))
     test = metrics_from_ranks(prior_ranks(model, split.test, prior, [weights[best]], profiles)[0])
@@ -436,6 +439,7 @@ def markov_eval(
     return {
         "weight": float(weights[best]),
         "beta": float(beta),
+        "shape": prior.shape.to_dict(),
         "val": val[best],
         "test": test,
         "val_by_weight": {f"{w:g}": m["ndcg@10"] for w, m in zip(weights, val, strict=True)},
@@ -540,7 +544,9 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
         "same model with those rows left at zero (the text part alone). "
         "Rows marked *+ item→next prior* rank the same trained model by its log-softmax plus weight x "
         "log p(next | last history item), the add-one-smoothed first-order transition counts of the training "
-        "sequences (`service/core/transitions.py`), weight picked on validation NDCG@10 (no extra training).",
+        "sequences (`service/core/transitions.py`), weight picked on validation NDCG@10 (no extra training). "
+        "Where the label names a window, pairs up to that many positions apart count too (weight decay^(offset-1), "
+        "reversed pairs x backward) and p mixes the last few history items (weights last-decay^m, newest first).",
         "",
     ]
     by_ds: dict[str, list[dict[str, Any]]] = {}
@@ -578,7 +584,14 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
             budget = det.get("config", {}).get("max_minutes") if r["model"] not in BASELINES else None
             weights = sorted({x["markov_weight"] for x in runs if "markov_weight" in x})
             if weights:
-                label += f" (weight {', '.join(f'{w:g}' for w in weights)})"
+                shape = PriorShape.from_dict(det.get("markov", {}).get("shape"))
+                shape_s = (
+                    ""
+                    if shape.first_order
+                    else f"; pairs within {shape.window} (decay {shape.decay:g}, backward {shape.backward:g}), "
+                    f"last {shape.last} items (decay {shape.last_decay:g})"
+                )
+                label += f" (weight {', '.join(f'{w:g}' for w in weights)}{shape_s})"
             train_s = _minutes(r["train_seconds"]) + ("" if budget is None else f" (budget {budget:g} min)")
             lines.append(
                 f"| {label} | {_fmt(r['recall@5'])} | {r10} | {_fmt(r['ndcg@5'])} | {_fmt(r['ndcg@10'])} | "
@@ -735,6 +748,7 @@ def bench(
         raise ValueError("--cold-only needs cold_frac > 0")
     if cfg.cold_runs < 1:
         raise ValueError(f"cold_runs must be >= 1, got {cfg.cold_runs}")
+    shape = PriorShape.from_dict(cfg.markov_shape)
     if cfg.seqrec.threads > 0:
         torch.set_num_threads(cfg.seqrec.threads)
     ds = load_dataset(data_dir, allow_empty_titles=cfg.allow_empty_titles)
@@ -782,6 +796,7 @@ def bench(
                         dataset=ds,
                         markov_weights=cfg.markov_weights if with_mc else (),
                         markov_beta=cfg.markov_beta,
+                        markov_shape=shape,
                     )
                 )
             all_runs = sorted(old_runs + [_compact(r) for r in runs], key=lambda r: int(r["seed"]))
@@ -800,7 +815,11 @@ def bench(
                     "runs": mc_all,
                     "config": asdict(mcfg),
                     "label": model_label(model + MC_SUFFIX),
-                    "markov": {"weights": list(cfg.markov_weights), "beta": cfg.markov_beta},
+                    "markov": {
+                        "weights": list(cfg.markov_weights),
+                        "beta": cfg.markov_beta,
+                        "shape": shape.to_dict(),
+                    },
                 }
                 mc_row = aggregate(ds.name, model + MC_SUFFIX, mc_all)
                 new_rows.append(mc_row)

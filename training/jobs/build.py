@@ -39,7 +39,7 @@ from service.core.index import CatalogIndex, open_client
 from service.core.manifest import TRANSITION_SECTION, ItemsSpec, Manifest, TransitionSpec
 from service.core.profiles import PROFILE_SECTION, ProfileSpec
 from service.core.seqrec import ColdIdRule, artifact_item_vectors, load_text_projection
-from service.core.transitions import TransitionPrior
+from service.core.transitions import PriorShape, TransitionPrior
 from service.semantic_ids.decoder import GENREC_DIR
 from training.checkpoint import BEST_NAME, load_weights
 from training.config import BASE_MODEL_NAME, BuildConfig
@@ -51,7 +51,7 @@ from training.jobs.embed_profiles import ProfileInputs, profile_inputs, torch_em
 from training.jobs.export_encoder import export_encoder
 from training.jobs.semantic_ids import build_semantic_ids
 from training.jobs.train_genrec import train_genrec
-from training.jobs.train_seqrec import SeqRecResult, build_model, train_seqrec
+from training.jobs.train_seqrec import SeqRecResult, build_model, cold_id_rule, train_seqrec, with_cold_ids
 from training.loop import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -235,8 +235,10 @@ def transition_stage(
     weights, _ = load_weights(seq_dir / BEST_NAME)
     model.load_state_dict(weights)
     model.to(resolve_device(scfg.device))
-    result = markov_eval(model, split, cfg.markov_weights, cfg.markov_beta, profiles=profiles)
-    prior = TransitionPrior.from_sequences(split.train, split.n_items, cfg.markov_beta)
+    model = with_cold_ids(model, cold_id_rule(scfg))  # as served: untrained ID rows borrowed by text
+    shape = PriorShape.from_dict(cfg.markov_shape)
+    result = markov_eval(model, split, cfg.markov_weights, cfg.markov_beta, profiles=profiles, shape=shape)
+    prior = TransitionPrior.from_sequences(split.train, split.n_items, cfg.markov_beta, shape)
     rel = f"{seq_dir.name}/{TRANSITIONS_FILE}"
     prior.save(root / rel)
     spec = TransitionSpec(
@@ -245,6 +247,7 @@ def transition_stage(
         beta=float(result["beta"]),
         n_items=split.n_items,
         val_by_weight={k: float(v) for k, v in result["val_by_weight"].items()},
+        shape=dict(shape.to_dict()),
     )
     return spec, result
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from service.core.items import item_text
-from service.core.transitions import TransitionPrior
+from service.core.transitions import PriorShape, TransitionPrior
 from service.encoding.fake import FakeEncoder
 from training.config import BenchSeqRecConfig, DemoConfig, EmbedItemsConfig, SeqRecConfig
 from training.data.demo import generate_demo
@@ -263,16 +263,17 @@ def test_model_ranks_agree_with_evaluate_model(with_profile: bool) -> None:
     assert metrics_from_ranks(ranks) == pytest.approx(evaluate_model(model, split.test, profiles=profiles))
 
 
-def test_prior_ranks_interpolate_between_model_and_transition_prior() -> None:
+@pytest.mark.parametrize("shape", [PriorShape(), PriorShape(window=3, decay=0.5, backward=0.5, last=3, last_decay=0.5)])
+def test_prior_ranks_interpolate_between_model_and_transition_prior(shape: PriorShape) -> None:
     split = _split(n_items=40, n_users=60)
     cfg = SeqRecConfig(hidden=8, n_layers=1, max_len=5, use_text=False)
     model = build_model(cfg, 40, None).eval()
-    prior = TransitionPrior.from_sequences(split.train, 40, beta=1.0)
+    prior = TransitionPrior.from_sequences(split.train, 40, beta=1.0, shape=shape)
     ranks = prior_ranks(model, split.test, prior, [1e-6, 1e6], batch_size=7)  # [2, n]
     assert ranks.shape == (2, len(split.test))
     # a vanishing weight is the model alone; an overwhelming one ranks by the prior (ties aside)
     np.testing.assert_array_equal(ranks[0], model_ranks(model, split.test))
-    lp = prior.log_prob([c.history[-1] for c in split.test])  # [n, N]
+    lp = prior.log_prob_context([c.history[::-1][: shape.last] for c in split.test])  # [n, N]
     targets = np.array([c.target for c in split.test])
     above = target_ranks(lp, targets)  # items the prior puts strictly above the target
     tied = (lp == lp[np.arange(len(targets)), targets][:, None]).sum(axis=1) - 1  # model breaks these ties

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.core.manifest import TransitionSpec
-from service.core.transitions import TransitionPrior
+from service.core.transitions import PriorShape, TransitionPrior
 from tests.unit.training.test_genrec import cyclic_split
 from training.config import BuildConfig, SeqRecConfig
 from training.data.split import Split
@@ -49,6 +49,17 @@ def test_transition_stage_saves_the_prior_and_the_validated_weight_and_refuses_b
     ref = TransitionPrior.from_sequences(split.train, N_ITEMS, 0.5)
     np.testing.assert_array_equal(saved.log_prob([0, 5]), ref.log_prob([0, 5]))
     assert TransitionSpec.from_dict(spec.to_dict()) == spec
+
+    # a wider prior: its shape is saved with the counts and recorded in the manifest section
+    cfg.markov_shape = {"window": 3, "decay": 0.5, "backward": 0.5, "last": 2, "last_decay": 0.5}
+    spec, _ = transition_stage(cfg, split, vectors, tmp_path, seq.spec.id_embeddings)
+    wide = TransitionPrior.load(tmp_path / spec.file)
+    assert wide.shape == PriorShape.from_dict(cfg.markov_shape) == PriorShape.from_dict(spec.shape)
+    assert TransitionSpec.from_dict(spec.to_dict()).shape == spec.shape
+    cfg.markov_shape = {"windows": 3}
+    with pytest.raises(ValueError, match="unknown prior shape key"):
+        transition_stage(cfg, split, vectors, tmp_path, seq.spec.id_embeddings)
+    cfg.markov_shape = {}
 
     cfg.markov_weights = [0.0]
     with pytest.raises(ValueError, match="markov weights"):
