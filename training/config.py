@@ -117,9 +117,9 @@ class BenchSeqRecConfig:
     markov_models: list[str] = field(default_factory=lambda: ["sasrec", "fusion"])
     markov_weights: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0, 2.0])
     markov_beta: float = 1.0  # smoothing towards popularity, in pseudo-counts
-    # Which pairs count and how many recent history items the prior mixes (service.core.transitions.PriorShape:
-    # window, decay, backward, last, last_decay); {} = first-order (consecutive pairs, last item only).
-    markov_shape: dict[str, Any] = field(default_factory=dict)
+    # Candidate prior shapes, picked with the weight on validation NDCG@10 (service.core.transitions.PriorShape:
+    # which pairs count, how many recent history items the prior mixes); {} = first-order (next item, last item).
+    markov_shapes: list[dict[str, Any]] = field(default_factory=lambda: [{}])
     results_json: str = "docs/results/seqrec.json"
     details_json: str = "docs/results/seqrec_runs.json"
     results_md: str = "docs/RESULTS.md"
@@ -215,7 +215,7 @@ class BuildConfig:
     markov_prior: bool = True
     markov_weights: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0, 2.0])
     markov_beta: float = 1.0  # smoothing towards popularity, in pseudo-counts
-    markov_shape: dict[str, Any] = field(default_factory=dict)  # as BenchSeqRecConfig.markov_shape
+    markov_shapes: list[dict[str, Any]] = field(default_factory=lambda: [{}])  # as BenchSeqRecConfig.markov_shapes
 
 
 T = TypeVar("T")

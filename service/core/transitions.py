@@ -63,6 +63,15 @@ class PriorShape:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    @property
+    def label(self) -> str:
+        if self.first_order:
+            return "first-order"
+        return (
+            f"pairs within {self.window} (decay {self.decay:g}, backward {self.backward:g}), "
+            f"last {self.last} items (decay {self.last_decay:g})"
+        )
+
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PriorShape:
         """From a config mapping (unknown keys refused); None or {} -> the first-order prior."""

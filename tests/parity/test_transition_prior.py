@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 )
 def test_service_rescoring_ranks_targets_as_prior_ranks(tmp_path: Path, shape: dict[str, float]) -> None:
     cfg, split, vectors, seq = tiny_build(tmp_path)
-    cfg.markov_shape = shape
+    cfg.markov_shapes = [shape]
     spec, _ = transition_stage(cfg, split, vectors, tmp_path, seq.spec.id_embeddings)
     ids = [f"I{i}" for i in range(N_ITEMS)]
     prior = TransitionPrior.load(tmp_path / spec.file)

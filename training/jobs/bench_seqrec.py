@@ -237,7 +237,7 @@ def run_seqrec(
     dataset: Dataset | None = None,
     markov_weights: Sequence[float] = (),
     markov_beta: float = 1.0,
-    markov_shape: PriorShape | None = None,
+    markov_shapes: Sequence[PriorShape] = (PriorShape(),),
 ) -> dict[str, Any]:
     """Train ``model_name`` (a key of :data:`MODELS`) on a dataset folder and evaluate it.
 
@@ -285,7 +285,7 @@ def run_seqrec(
             zero_ranks = model_ranks(fitted.model, split.test, profiles=prof)
         out["test"] = metrics_from_ranks(test_ranks)
         if markov_weights:
-            out["markov"] = markov_eval(served, split, markov_weights, markov_beta, profiles=prof, shape=markov_shape)
+            out["markov"] = markov_eval(served, split, markov_weights, markov_beta, profiles=prof, shapes=markov_shapes)
         out |= {
             "train_seconds": round(fitted.fit.train_seconds, 1),
             "epochs": fitted.fit.epochs,
@@ -389,10 +389,29 @@ def prior_ranks(
     """Ranks of every case's target under log-softmax(model) + w x prior log p(j | history) (the last
     history item, or the prior shape's last few), one row per weight (without ``prior``: the model's
     own scores). -> [W, n_cases]"""
+    if prior is None:
+        ranks = priors_ranks(model, cases, [], [0.0], profiles, batch_size, plain=True)[0]  # [1, n]
+        return np.repeat(ranks, len(weights), axis=0)
+    return priors_ranks(model, cases, [prior], weights, profiles, batch_size)[0]
+
+
+def priors_ranks(
+    model: SeqRec,
+    cases: Sequence[EvalCase],
+    priors: Sequence[TransitionPrior],
+    weights: Sequence[float],
+    profiles: np.ndarray | None = None,
+    batch_size: int = 256,
+    *,
+    plain: bool = False,
+) -> npt.NDArray[np.int64]:
+    """:func:`prior_ranks` for several priors at once (the model scores each batch once).
+    -> [P, W, n_cases]; ``plain``: one row of the model's own ranks instead -> [1, 1, n_cases]"""
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(cases)), key=lambda i: min(len(cases[i].history), model.max_len))
-    ranks = np.empty((len(weights), len(cases)), dtype=np.int64)
+    shape = (1, 1) if plain else (len(priors), len(weights))
+    ranks = np.empty((*shape, len(cases)), dtype=np.int64)
     prof = None if profiles is None else torch.from_numpy(np.ascontiguousarray(profiles, dtype=np.float32))
     with torch.no_grad():
         table = model.all_item_reps()  # [N, D]
@@ -403,13 +422,14 @@ def prior_ranks(
             p = None if prof is None else prof[torch.tensor([c.user for c in batch])].to(device)  # [B, P]
             scores = model.score(ids, mask, table, p)  # [B, N]
             targets = np.array([c.target for c in batch], dtype=np.int64)
-            if prior is None:
-                ranks[:, idx] = target_ranks(scores, targets)[None, :]
+            if plain:
+                ranks[0, 0, idx] = target_ranks(scores, targets)
                 continue
             logp = torch.log_softmax(scores.float(), dim=-1).cpu()  # [B, N]
-            mc = torch.from_numpy(prior.history_log_prob([c.history for c in batch]))  # [B, N]
-            for w_i, w in enumerate(weights):
-                ranks[w_i, idx] = target_ranks(logp + w * mc, targets)
+            for p_i, prior in enumerate(priors):
+                mc = torch.from_numpy(prior.history_log_prob([c.history for c in batch]))  # [B, N]
+                for w_i, w in enumerate(weights):
+                    ranks[p_i, w_i, idx] = target_ranks(logp + w * mc, targets)
     return ranks
 
 
@@ -419,30 +439,38 @@ def markov_eval(
     weights: Sequence[float],
     beta: float,
     profiles: np.ndarray | None = None,
-    shape: PriorShape | None = None,
+    shapes: Sequence[PriorShape] = (PriorShape(),),
 ) -> dict[str, Any]:
-    """The "+mc" ranking of a trained model: weight picked on validation NDCG@10, then test.
-    -> {"weight", "beta", "shape", "val", "test", "val_by_weight"}"""
+    """The "+mc" ranking of a trained model: the prior shape and weight picked on validation NDCG@10,
+    then test. -> {"weight", "beta", "shape", "val", "test", "val_by_weight" (the chosen shape's),
+    "val_by_shape" (each shape's best)}"""
     if not weights or any(w <= 0 for w in weights):
         raise ValueError(f"markov weights must be a non-empty list of positive numbers, got {list(weights)}")
-    prior = TransitionPrior.from_sequences(split.train, split.n_items, beta, shape)
-    val = [metrics_from_ranks(r) for r in prior_ranks(model, split.val, prior, weights, profiles)]
-    best = int(np.argmax([m["ndcg@10"] for m in val]))
-    test = metrics_from_ranks(prior_ranks(model, split.test, prior, [weights[best]], profiles)[0])
+    if not shapes:
+        raise ValueError("markov_eval needs at least one prior shape")
+    priors = [TransitionPrior.from_sequences(split.train, split.n_items, beta, sh) for sh in shapes]
+    val_ranks = priors_ranks(model, split.val, priors, weights, profiles)  # [P, W, n]
+    val = [[metrics_from_ranks(r) for r in per_w] for per_w in val_ranks]
+    ndcg = np.array([[m["ndcg@10"] for m in per_w] for per_w in val])  # [P, W]
+    best_p, best_w = (int(i) for i in np.unravel_index(int(np.argmax(ndcg)), ndcg.shape))  # first max wins ties
+    prior, weight = priors[best_p], weights[best_w]
+    test = metrics_from_ranks(prior_ranks(model, split.test, prior, [weight], profiles)[0])
     logger.info(
-        "+mc: weight %g (val N@10 %s) -> test R@10 %.4f N@10 %.4f",
-        weights[best],
-        ", ".join(f"{w:g}: {m['ndcg@10']:.4f}" for w, m in zip(weights, val, strict=True)),
+        "+mc: shape %s, weight %g (val N@10 %s) -> test R@10 %.4f N@10 %.4f",
+        prior.shape.label,
+        weight,
+        "; ".join(f"{sh.label}: {ndcg[i].max():.4f}" for i, sh in enumerate(shapes)),
         test["recall@10"],
         test["ndcg@10"],
     )
     return {
-        "weight": float(weights[best]),
+        "weight": float(weight),
         "beta": float(beta),
         "shape": prior.shape.to_dict(),
-        "val": val[best],
+        "val": val[best_p][best_w],
         "test": test,
-        "val_by_weight": {f"{w:g}": m["ndcg@10"] for w, m in zip(weights, val, strict=True)},
+        "val_by_weight": {f"{w:g}": float(ndcg[best_p, i]) for i, w in enumerate(weights)},
+        "val_by_shape": {sh.label: float(ndcg[i].max()) for i, sh in enumerate(shapes)},
     }
 
 
@@ -584,12 +612,10 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
             budget = det.get("config", {}).get("max_minutes") if r["model"] not in BASELINES else None
             weights = sorted({x["markov_weight"] for x in runs if "markov_weight" in x})
             if weights:
-                shape = PriorShape.from_dict(det.get("markov", {}).get("shape"))
+                chosen = {PriorShape.from_dict(x.get("markov_shape")) for x in runs if "markov_weight" in x}
+                wide = sorted(sh.label for sh in chosen if not sh.first_order)
                 shape_s = (
-                    ""
-                    if shape.first_order
-                    else f"; pairs within {shape.window} (decay {shape.decay:g}, backward {shape.backward:g}), "
-                    f"last {shape.last} items (decay {shape.last_decay:g})"
+                    f"; {'; '.join(wide)}" + ("; or first-order" if len(wide) < len(chosen) else "") if wide else ""
                 )
                 label += f" (weight {', '.join(f'{w:g}' for w in weights)}{shape_s})"
             train_s = _minutes(r["train_seconds"]) + ("" if budget is None else f" (budget {budget:g} min)")
@@ -748,7 +774,9 @@ def bench(
         raise ValueError("--cold-only needs cold_frac > 0")
     if cfg.cold_runs < 1:
         raise ValueError(f"cold_runs must be >= 1, got {cfg.cold_runs}")
-    shape = PriorShape.from_dict(cfg.markov_shape)
+    shapes = [PriorShape.from_dict(d) for d in cfg.markov_shapes]
+    if not shapes:
+        raise ValueError("markov_shapes is empty: give at least one prior shape ({} = first-order)")
     if cfg.seqrec.threads > 0:
         torch.set_num_threads(cfg.seqrec.threads)
     ds = load_dataset(data_dir, allow_empty_titles=cfg.allow_empty_titles)
@@ -796,7 +824,7 @@ def bench(
                         dataset=ds,
                         markov_weights=cfg.markov_weights if with_mc else (),
                         markov_beta=cfg.markov_beta,
-                        markov_shape=shape,
+                        markov_shapes=shapes,
                     )
                 )
             all_runs = sorted(old_runs + [_compact(r) for r in runs], key=lambda r: int(r["seed"]))
@@ -809,7 +837,10 @@ def bench(
             if with_mc:
                 mc_runs = [{**r, "val": r["markov"]["val"], "test": r["markov"]["test"]} for r in runs]
                 mc_key = f"{ds.name}/{model}{MC_SUFFIX}"
-                mc_all = old_mc_runs + [{**_compact(r), "markov_weight": r["markov"]["weight"]} for r in mc_runs]
+                mc_all = old_mc_runs + [
+                    {**_compact(r), "markov_weight": r["markov"]["weight"], "markov_shape": r["markov"]["shape"]}
+                    for r in mc_runs
+                ]
                 mc_all.sort(key=lambda r: int(r["seed"]))
                 mc_entry = {
                     "runs": mc_all,
@@ -818,7 +849,7 @@ def bench(
                     "markov": {
                         "weights": list(cfg.markov_weights),
                         "beta": cfg.markov_beta,
-                        "shape": shape.to_dict(),
+                        "shapes": [sh.to_dict() for sh in shapes],
                     },
                 }
                 mc_row = aggregate(ds.name, model + MC_SUFFIX, mc_all)

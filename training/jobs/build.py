@@ -219,7 +219,7 @@ def transition_stage(
     id_embeddings: str,
     profiles: np.ndarray | None = None,
 ) -> tuple[TransitionSpec, dict[str, Any]]:
-    """Count the seqrec training transitions, pick the prior's weight on validation with the trained
+    """Count the seqrec training transitions, pick the prior's shape and weight on validation with the trained
     seqrec model (best weights reloaded from its checkpoint), save ``seqrec/transitions.npz``.
     -> (manifest section, {"weight", "beta", "val", "test", "val_by_weight"})"""
     scfg = cfg.seqrec
@@ -236,8 +236,9 @@ def transition_stage(
     model.load_state_dict(weights)
     model.to(resolve_device(scfg.device))
     model = with_cold_ids(model, cold_id_rule(scfg))  # as served: untrained ID rows borrowed by text
-    shape = PriorShape.from_dict(cfg.markov_shape)
-    result = markov_eval(model, split, cfg.markov_weights, cfg.markov_beta, profiles=profiles, shape=shape)
+    shapes = [PriorShape.from_dict(d) for d in cfg.markov_shapes]
+    result = markov_eval(model, split, cfg.markov_weights, cfg.markov_beta, profiles=profiles, shapes=shapes)
+    shape = PriorShape.from_dict(result["shape"])  # the one validation picked
     prior = TransitionPrior.from_sequences(split.train, split.n_items, cfg.markov_beta, shape)
     rel = f"{seq_dir.name}/{TRANSITIONS_FILE}"
     prior.save(root / rel)

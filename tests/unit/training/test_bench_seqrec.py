@@ -22,6 +22,7 @@ from training.jobs.bench_seqrec import (
     bench,
     cached_text_vectors,
     hide_items,
+    markov_eval,
     merge_rows,
     model_config,
     model_ranks,
@@ -279,3 +280,20 @@ def test_prior_ranks_interpolate_between_model_and_transition_prior(shape: Prior
     tied = (lp == lp[np.arange(len(targets)), targets][:, None]).sum(axis=1) - 1  # model breaks these ties
     assert np.all(ranks[1] >= above) and np.all(ranks[1] <= above + tied)
     assert np.any(ranks[1] != ranks[0])
+
+
+def test_markov_eval_picks_the_prior_shape_and_weight_on_validation() -> None:
+    split = _split(n_items=40, n_users=60)
+    model = build_model(SeqRecConfig(hidden=8, n_layers=1, max_len=5, use_text=False), 40, None).eval()
+    shapes = [PriorShape(), PriorShape(window=3, decay=0.5, backward=0.5, last=2, last_decay=0.5)]
+    out = markov_eval(model, split, [0.5, 2.0], 1.0, shapes=shapes)
+    assert set(out["val_by_shape"]) == {"first-order", shapes[1].label}
+    assert out["val"]["ndcg@10"] == pytest.approx(max(out["val_by_shape"].values()))
+    chosen = PriorShape.from_dict(out["shape"])
+    assert chosen in shapes and out["val_by_shape"][chosen.label] == max(out["val_by_weight"].values())
+    # the test figure is that of the chosen (shape, weight)
+    prior = TransitionPrior.from_sequences(split.train, 40, 1.0, chosen)
+    ref = metrics_from_ranks(prior_ranks(model, split.test, prior, [out["weight"]])[0])
+    assert out["test"] == ref
+    with pytest.raises(ValueError, match="prior shape"):
+        markov_eval(model, split, [0.5], 1.0, shapes=[])

@@ -51,15 +51,15 @@ def test_transition_stage_saves_the_prior_and_the_validated_weight_and_refuses_b
     assert TransitionSpec.from_dict(spec.to_dict()) == spec
 
     # a wider prior: its shape is saved with the counts and recorded in the manifest section
-    cfg.markov_shape = {"window": 3, "decay": 0.5, "backward": 0.5, "last": 2, "last_decay": 0.5}
+    cfg.markov_shapes = [{"window": 3, "decay": 0.5, "backward": 0.5, "last": 2, "last_decay": 0.5}]
     spec, _ = transition_stage(cfg, split, vectors, tmp_path, seq.spec.id_embeddings)
     wide = TransitionPrior.load(tmp_path / spec.file)
-    assert wide.shape == PriorShape.from_dict(cfg.markov_shape) == PriorShape.from_dict(spec.shape)
+    assert wide.shape == PriorShape.from_dict(cfg.markov_shapes[0]) == PriorShape.from_dict(spec.shape)
     assert TransitionSpec.from_dict(spec.to_dict()).shape == spec.shape
-    cfg.markov_shape = {"windows": 3}
+    cfg.markov_shapes = [{"windows": 3}]
     with pytest.raises(ValueError, match="unknown prior shape key"):
         transition_stage(cfg, split, vectors, tmp_path, seq.spec.id_embeddings)
-    cfg.markov_shape = {}
+    cfg.markov_shapes = [{}]
 
     cfg.markov_weights = [0.0]
     with pytest.raises(ValueError, match="markov weights"):
