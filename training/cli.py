@@ -484,6 +484,11 @@ def _add_seqrec_commands(sub: Any) -> None:
         action="store_true",
         help="keep stored runs of the listed seeds (same config) and train only the missing seeds",
     )
+    q.add_argument(
+        "--mc-only",
+        action="store_true",
+        help="recompute the +mc rows from the main runs' saved weights (models_dir); no training",
+    )
     q.add_argument("--encoder-dir", default=None, help="fine-tuned encoder folder (default: base encoder)")
     q.add_argument("--render-only", action="store_true", help="rebuild docs/RESULTS.md + plot from the JSON")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")

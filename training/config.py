@@ -125,6 +125,7 @@ class BenchSeqRecConfig:
     results_md: str = "docs/RESULTS.md"
     plot: str = "docs/results/seqrec.png"
     cache_dir: str = "var/cache"
+    models_dir: str | None = "var/models"  # main runs' trained weights (<dataset>/<model>/seed<k>.pt); None = not kept
     encoder_dir: str | None = None  # None -> base encoder; a fine-tuned HF folder otherwise
     allow_empty_titles: bool = True  # Beauty has one item with an empty title
     embed: EmbedItemsConfig = field(default_factory=EmbedItemsConfig)

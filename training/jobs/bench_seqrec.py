@@ -33,12 +33,13 @@ import torch
 
 from service.core.items import item_text
 from service.core.transitions import PriorShape, TransitionPrior
+from training.checkpoint import cpu_state_dict
 from training.config import BenchSeqRecConfig, EmbedItemsConfig, SeqRecConfig
 from training.data.loader import Dataset, load_dataset
 from training.data.profiles import profile_sentences
 from training.data.split import EvalCase, Split, leave_one_out, train_item_counts
 from training.data.stats import TransitionModel
-from training.jobs.train_seqrec import cold_id_rule, evaluate_model, fit_seqrec, with_cold_ids
+from training.jobs.train_seqrec import build_model, cold_id_rule, evaluate_model, fit_seqrec, with_cold_ids
 from training.loop import history_tensors, seed_everything
 from training.metrics import PopularityModel, evaluate, metrics_from_ranks, target_ranks
 from training.models.seqrec import SeqRec
@@ -238,6 +239,7 @@ def run_seqrec(
     markov_weights: Sequence[float] = (),
     markov_beta: float = 1.0,
     markov_shapes: Sequence[PriorShape] = (PriorShape(),),
+    save_to: Path | None = None,
 ) -> dict[str, Any]:
     """Train ``model_name`` (a key of :data:`MODELS`) on a dataset folder and evaluate it.
 
@@ -276,6 +278,9 @@ def run_seqrec(
     else:
         fitted = fit_seqrec(split, text_vectors, mcfg, None, profiles=profile_vectors, exclude=cold, progress=progress)
         prof = profile_vectors if mcfg.use_profile else None
+        if save_to is not None:  # the restored best weights, for later re-scoring (--mc-only)
+            save_to.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(cpu_state_dict(fitted.model), save_to)
         best_val = fitted.best_val()
         out["val"] = dict(best_val) if best_val is not None else evaluate_model(fitted.model, split.val, profiles=prof)
         # Scored as served: items without a trained ID row borrow one by text (cold_id_* of the config).
@@ -757,6 +762,7 @@ def bench(
     *,
     cold_only: bool = False,
     extend: bool = False,
+    mc_only: bool = False,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Run every model of ``cfg.models`` over ``cfg.seeds`` on one dataset; update the JSON files
@@ -764,7 +770,10 @@ def bench(
 
     ``extend``: keep the stored runs of a model whose seeds are in ``cfg.seeds`` (same config
     only) and train just the missing seeds, so seeds can be added later or by parallel jobs
-    (one model per job)."""
+    (one model per job).
+
+    ``mc_only``: no training; the "+mc" rows of ``cfg.models`` are recomputed from the weights the
+    main runs saved under ``cfg.models_dir`` (another prior shape or weight grid, say)."""
     unknown = [m for m in cfg.models if m not in MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})")
@@ -792,6 +801,8 @@ def bench(
     logger.info("bench-seqrec %s: models %s, seeds %s", ds.name, ", ".join(cfg.models), cfg.seeds)
     text_vectors, profile_vectors = dataset_inputs(ds, cfg, text=needs_text, profiles=with_profiles)
     json_path, details_path = Path(cfg.results_json), Path(cfg.details_json)
+    if mc_only:
+        return _rescore_mc(ds, cfg, text_vectors, shapes)
     new_rows: list[dict[str, Any]] = []
     for model in cfg.models:
         spec = specs[model]
@@ -825,6 +836,7 @@ def bench(
                         markov_weights=cfg.markov_weights if with_mc else (),
                         markov_beta=cfg.markov_beta,
                         markov_shapes=shapes,
+                        save_to=_saved_model(cfg, ds.name, model, seed),
                     )
                 )
             all_runs = sorted(old_runs + [_compact(r) for r in runs], key=lambda r: int(r["seed"]))
@@ -901,6 +913,67 @@ def bench(
             row["cold_recall@10"] = entry["cold"]["cold_recall@10"]
         new_rows.append(row)
         _write_rows(cfg, {key: entry}, [row])
+    return new_rows
+
+
+def _saved_model(cfg: BenchSeqRecConfig, dataset: str, model: str, seed: int) -> Path | None:
+    """Where a main run's trained weights go (None: not kept)."""
+    if cfg.models_dir is None or model in BASELINES:
+        return None
+    return Path(cfg.models_dir) / dataset / model / f"seed{seed}.pt"
+
+
+def _rescore_mc(
+    ds: Dataset, cfg: BenchSeqRecConfig, text_vectors: np.ndarray | None, shapes: Sequence[PriorShape]
+) -> list[dict[str, Any]]:
+    """``--mc-only``: the "+mc" rows of ``cfg.models`` from their saved main-run weights."""
+    split = leave_one_out(ds)
+    known = (train_item_counts(split) > 0).astype(np.float32)  # [N], as fit_seqrec marks trained rows
+    details_path = Path(cfg.details_json)
+    new_rows: list[dict[str, Any]] = []
+    for model in cfg.models:
+        spec = MODELS[model]
+        mcfg = model_config(cfg.seqrec, model, cfg.model_overrides)
+        key = f"{ds.name}/{model}"
+        if model in BASELINES or spec.uses_profile or mcfg.item_encoder != "fused":
+            raise ValueError(f"--mc-only re-scores fused models without profiles (sasrec, fusion); not {model}")
+        runs, _ = _runs_to_extend(details_path, key, mcfg, False, cfg.seeds)
+        missing = sorted(set(cfg.seeds) - {int(r["seed"]) for r in runs})
+        if missing:
+            raise ValueError(f"--mc-only: {key} has no stored run for seed(s) {missing}; train them first")
+        mc_runs = []
+        for run in sorted(runs, key=lambda r: int(r["seed"])):
+            path = _saved_model(cfg, ds.name, model, int(run["seed"]))
+            if path is None or not path.is_file():
+                raise ValueError(f"--mc-only: no saved weights for {key} seed {run['seed']} ({path}); retrain it")
+            net = build_model(mcfg, split.n_items, text_vectors if mcfg.use_text else None, known)
+            net.load_state_dict(torch.load(path, map_location="cpu"))
+            served = with_cold_ids(net, cold_id_rule(mcfg))
+            logger.info("== %s: %s seed %s, +mc from %s ==", ds.name, model, run["seed"], path)
+            mc = markov_eval(served, split, cfg.markov_weights, cfg.markov_beta, shapes=shapes)
+            mc_runs.append(
+                {
+                    **run,
+                    "val": mc["val"],
+                    "test": mc["test"],
+                    "markov_weight": mc["weight"],
+                    "markov_shape": mc["shape"],
+                }
+            )
+        mc_key = f"{ds.name}/{model}{MC_SUFFIX}"
+        mc_entry = {
+            "runs": mc_runs,
+            "config": asdict(mcfg),
+            "label": model_label(model + MC_SUFFIX),
+            "markov": {
+                "weights": list(cfg.markov_weights),
+                "beta": cfg.markov_beta,
+                "shapes": [sh.to_dict() for sh in shapes],
+            },
+        }
+        row = aggregate(ds.name, model + MC_SUFFIX, mc_runs)
+        new_rows.append(row)
+        _write_rows(cfg, {mc_key: mc_entry}, [row])
     return new_rows
 
 

@@ -217,7 +217,7 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
         bench(data, replace(cfg, results_json=str(tmp_path / "empty.json")), cold_only=True, progress=False)
 
 
-@pytest.mark.slow  # trains five tiny ID-only models (~10 s)
+@pytest.mark.slow  # trains five tiny ID-only models and re-scores three (~15 s)
 def test_extend_trains_only_missing_seeds_and_keeps_stored_runs(tmp_path: Path) -> None:
     data = generate_demo(tmp_path / "demo", DemoConfig(n_items=60, n_users=100, seed=3))
     name = load_dataset(data).name
@@ -229,9 +229,11 @@ def test_extend_trains_only_missing_seeds_and_keeps_stored_runs(tmp_path: Path) 
         results_md=str(tmp_path / "out/RESULTS.md"),
         plot=str(tmp_path / "out/seqrec.png"),
         cache_dir=str(tmp_path / "cache"),
+        models_dir=str(tmp_path / "models"),
         seqrec=SeqRecConfig(hidden=16, n_layers=1, max_len=10, epochs=1),
     )
     bench(data, cfg, progress=False)
+    assert (tmp_path / "models" / name / "sasrec" / "seed0.pt").is_file()
     details = json.loads(Path(cfg.details_json).read_text())
     first, first_mc = details[f"{name}/sasrec"]["runs"][0], details[f"{name}/sasrec+mc"]["runs"][0]
     # seeds 1 and 2 in one go: seed 0 is not trained again, its stored runs stay as they were
@@ -250,6 +252,23 @@ def test_extend_trains_only_missing_seeds_and_keeps_stored_runs(tmp_path: Path) 
     # runs of another setup are not mixed into one mean
     with pytest.raises(ValueError, match="differs in hidden"):
         bench(data, replace(cfg, seeds=[0, 1], seqrec=replace(cfg.seqrec, hidden=8)), extend=True, progress=False)
+
+    # --mc-only: the +mc rows again from the saved weights, here with a choice of two prior shapes
+    wide = {"window": 3, "decay": 0.5, "backward": 0.5, "last": 2, "last_decay": 0.5}
+    main_before = next(r for r in json.loads(Path(cfg.results_json).read_text()) if r["model"] == "sasrec")
+    rows = bench(data, replace(cfg, seeds=[1, 2], markov_shapes=[{}, wide]), mc_only=True, progress=False)
+    assert [(r["model"], r["seeds"]) for r in rows] == [("sasrec+mc", [1, 2])]
+    details = json.loads(Path(cfg.details_json).read_text())
+    mc_runs = details[f"{name}/sasrec+mc"]["runs"]
+    assert all(r["markov_shape"] in ({**PriorShape().to_dict()}, {**PriorShape(**wide).to_dict()}) for r in mc_runs)
+    assert [r["train_seconds"] for r in mc_runs] == [r["train_seconds"] for r in details[f"{name}/sasrec"]["runs"]]
+    main_after = next(r for r in json.loads(Path(cfg.results_json).read_text()) if r["model"] == "sasrec")
+    assert main_after == main_before  # the main row is not touched
+    (tmp_path / "models" / name / "sasrec" / "seed2.pt").unlink()
+    with pytest.raises(ValueError, match="no saved weights"):
+        bench(data, replace(cfg, seeds=[1, 2]), mc_only=True, progress=False)
+    with pytest.raises(ValueError, match="no stored run for seed"):
+        bench(data, replace(cfg, seeds=[0, 1]), mc_only=True, progress=False)  # seed 0 left the row above
 
 
 @pytest.mark.parametrize("with_profile", [False, True])
