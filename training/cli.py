@@ -444,7 +444,7 @@ def _bench_seqrec_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_bench_seqrec(args: argparse.Namespace) -> int:
     from training.config import BenchSeqRecConfig
     from training.data.loader import DatasetError
-    from training.jobs.bench_seqrec import bench, render
+    from training.jobs.bench_seqrec import bench, merge_runs, render
 
     log = logging.getLogger("recsvc-train")
     try:
@@ -455,6 +455,12 @@ def cmd_bench_seqrec(args: argparse.Namespace) -> int:
         if not args.data:
             log.error("--data is required (or --render-only)")
             return 2
+        if args.merge_runs:
+            from training.data.loader import load_dataset
+
+            name = load_dataset(Path(args.data), require_sequences=False, allow_empty_titles=True).name
+            print(json.dumps(merge_runs(cfg, name, Path(args.merge_runs)), indent=2))
+            return 0
         if cfg.seqrec.threads > 0:
             os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(cfg.seqrec.threads)
         rows = bench(Path(args.data), cfg, cold_only=args.cold_only, extend=args.extend, progress=not args.no_progress)
@@ -488,6 +494,12 @@ def _add_seqrec_commands(sub: Any) -> None:
         "--mc-only",
         action="store_true",
         help="recompute the +mc rows from the main runs' saved weights (models_dir); no training",
+    )
+    q.add_argument(
+        "--merge-runs",
+        default=None,
+        metavar="DETAILS_JSON",
+        help="add the runs (other seeds, same config) another bench process wrote to DETAILS_JSON; no training",
     )
     q.add_argument("--encoder-dir", default=None, help="fine-tuned encoder folder (default: base encoder)")
     q.add_argument("--render-only", action="store_true", help="rebuild docs/RESULTS.md + plot from the JSON")

@@ -916,6 +916,34 @@ def bench(
     return new_rows
 
 
+def merge_runs(cfg: BenchSeqRecConfig, dataset: str, other_details: Path) -> list[dict[str, Any]]:
+    """Add the runs another bench process stored in ``other_details`` (same config, other seeds; seeds
+    of one model split over processes or machines) to this page's entries of ``cfg.models`` and their
+    "+mc" rows, and recompute those rows. -> the new rows"""
+    mine, theirs = read_json(Path(cfg.details_json), {}), read_json(other_details, {})
+    out: list[dict[str, Any]] = []
+    for model in cfg.models:
+        for key in (f"{dataset}/{model}", f"{dataset}/{model}{MC_SUFFIX}"):
+            if key not in theirs:
+                continue
+            a, b = mine.get(key), theirs[key]
+            if a is None:
+                merged = dict(b)
+            else:
+                if a.get("config") != b.get("config"):
+                    raise ValueError(f"--merge-runs: {key} was trained with another config in {other_details}")
+                overlap = {int(r["seed"]) for r in a["runs"]} & {int(r["seed"]) for r in b["runs"]}
+                if overlap:
+                    raise ValueError(f"--merge-runs: both files hold {key} seed(s) {sorted(overlap)}")
+                merged = {**a, "runs": sorted(a["runs"] + b["runs"], key=lambda r: int(r["seed"]))}
+            row = aggregate(dataset, key.split("/", 1)[1], merged["runs"])
+            _write_rows(cfg, {key: merged}, [row])
+            out.append(row)
+    if not out:
+        raise ValueError(f"--merge-runs: {other_details} holds none of {dataset}/{', '.join(cfg.models)}")
+    return out
+
+
 def _saved_model(cfg: BenchSeqRecConfig, dataset: str, model: str, seed: int) -> Path | None:
     """Where a main run's trained weights go (None: not kept)."""
     if cfg.models_dir is None or model in BASELINES:

@@ -24,6 +24,7 @@ from training.jobs.bench_seqrec import (
     hide_items,
     markov_eval,
     merge_rows,
+    merge_runs,
     model_config,
     model_ranks,
     prior_ranks,
@@ -316,3 +317,36 @@ def test_markov_eval_picks_the_prior_shape_and_weight_on_validation() -> None:
     assert out["test"] == ref
     with pytest.raises(ValueError, match="prior shape"):
         markov_eval(model, split, [0.5], 1.0, shapes=[])
+
+
+def test_merge_runs_adds_another_processes_seeds(tmp_path: Path) -> None:
+    cfg = BenchSeqRecConfig(
+        models=["fusion"],
+        results_json=str(tmp_path / "seqrec.json"),
+        details_json=str(tmp_path / "runs.json"),
+        results_md=str(tmp_path / "RESULTS.md"),
+        plot=str(tmp_path / "seqrec.png"),
+    )
+    conf = {"hidden": 64}
+
+    def entry(*runs: dict[str, object]) -> dict[str, object]:
+        return {"runs": [{**r, "epochs": 3, "best_epoch": 2} for r in runs], "config": conf, "label": "Fusion"}
+
+    mine = {"Beauty/fusion": entry(_run(0, 0.08)), "Beauty/fusion+mc": entry(_run(0, 0.09))}
+    theirs = {"Beauty/fusion": entry(_run(2, 0.06)), "Beauty/fusion+mc": entry(_run(2, 0.07))}
+    Path(cfg.details_json).write_text(json.dumps(mine))
+    (tmp_path / "other.json").write_text(json.dumps(theirs))
+    rows = {r["model"]: r for r in merge_runs(cfg, "Beauty", tmp_path / "other.json")}
+    assert rows["fusion"]["seeds"] == rows["fusion+mc"]["seeds"] == [0, 2]
+    assert rows["fusion"]["recall@10"] == pytest.approx(0.07) and rows["fusion+mc"]["recall@10"] == pytest.approx(0.08)
+    saved = {r["model"]: r for r in json.loads(Path(cfg.results_json).read_text())}
+    assert saved["fusion"]["seeds"] == [0, 2]
+    with pytest.raises(ValueError, match="both files hold"):
+        merge_runs(cfg, "Beauty", tmp_path / "other.json")  # seed 2 is now in both
+    theirs["Beauty/fusion"]["config"] = {"hidden": 32}
+    theirs["Beauty/fusion"]["runs"] = [_run(5, 0.1)]
+    (tmp_path / "other.json").write_text(json.dumps(theirs))
+    with pytest.raises(ValueError, match="another config"):
+        merge_runs(cfg, "Beauty", tmp_path / "other.json")
+    with pytest.raises(ValueError, match="holds none"):
+        merge_runs(cfg, "Sports", tmp_path / "other.json")
