@@ -95,6 +95,13 @@ def load_profile_projection(path: Path) -> tuple[F32, F32, F32]:
     return w, b, mean
 
 
+def unit_rows(x: np.ndarray) -> F32:
+    """Rows scaled to unit L2 norm (zero rows stay zero). [N, T] -> [N, T] float32"""
+    x = x.astype(np.float32)
+    out: F32 = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return out
+
+
 def impute_id_embeddings(
     text_vectors: np.ndarray,
     ref_text_vectors: np.ndarray,
@@ -103,6 +110,7 @@ def impute_id_embeddings(
     k: int,
     temperature: float,
     chunk: int = 1024,
+    ref_unit: bool = False,
 ) -> F32:
     """ID rows for items the model never trained on, borrowed from their nearest trained items by text.
 
@@ -112,7 +120,8 @@ def impute_id_embeddings(
     ID rows of the ``k`` trained items whose text is most similar to its own.
 
     text_vectors [M, T] (the new items), ref_text_vectors [K, T] and ref_id_embeddings [K, D] (the
-    trained items) -> [M, D] float32. ``k`` is capped at K.
+    trained items) -> [M, D] float32. ``k`` is capped at K. ``ref_unit``: the reference rows are already
+    L2-normalised (a caller that keeps them so saves normalising K rows per call).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -130,14 +139,10 @@ def impute_id_embeddings(
         return out
     k = min(k, n_ref)
 
-    def unit(x: np.ndarray) -> F32:
-        x = x.astype(np.float32)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    ref = unit(ref_text_vectors)  # [K, T]
+    ref = ref_text_vectors.astype(np.float32, copy=False) if ref_unit else unit_rows(ref_text_vectors)  # [K, T]
     ref_ids = ref_id_embeddings.astype(np.float32)
     for s in range(0, text_vectors.shape[0], chunk):
-        sims = unit(text_vectors[s : s + chunk]) @ ref.T  # [C, K]
+        sims = unit_rows(text_vectors[s : s + chunk]) @ ref.T  # [C, K]
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n_ref else np.tile(np.arange(n_ref), (len(sims), 1))
         top_sims = np.take_along_axis(sims, top, axis=1) / temperature  # [C, k]
         w = np.exp(top_sims - top_sims.max(axis=1, keepdims=True))
@@ -180,6 +185,8 @@ def fill_cold_ids(
     rule: ColdIdRule,
     ref_text_vectors: np.ndarray,
     ref_id_embeddings: np.ndarray,
+    *,
+    ref_unit: bool = False,
 ) -> F32:
     """A copy of ``id_embeddings`` [N, D] whose ``cold`` [N] rows hold ``rule.scale`` x their imputed
     ID row (from ``text_vectors`` [N, T] and the trained reference items); other rows unchanged."""
@@ -187,7 +194,12 @@ def fill_cold_ids(
     cold = np.asarray(cold, dtype=bool)
     if rule.active and cold.any():
         imputed = impute_id_embeddings(
-            text_vectors[cold], ref_text_vectors, ref_id_embeddings, k=rule.k, temperature=rule.temperature
+            text_vectors[cold],
+            ref_text_vectors,
+            ref_id_embeddings,
+            k=rule.k,
+            temperature=rule.temperature,
+            ref_unit=ref_unit,
         )
         out[cold] = rule.scale * imputed
     return out

@@ -19,7 +19,14 @@ import numpy as np
 import numpy.typing as npt
 
 from service.core.manifest import SeqRecSpec
-from service.core.seqrec import ColdIdRule, fill_cold_ids, fuse_item_vectors, load_text_projection, trained_rows
+from service.core.seqrec import (
+    ColdIdRule,
+    fill_cold_ids,
+    fuse_item_vectors,
+    load_text_projection,
+    trained_rows,
+    unit_rows,
+)
 from service.encoding.session import make_session
 
 logger = logging.getLogger(__name__)
@@ -55,7 +62,8 @@ class SeqRecRuntime:
         self.batch_size = batch_size
         self.cold_ids = cold_ids if cold_ids is not None else ColdIdRule()
         self.trained = trained_rows(self.id_embeddings)  # [N_rows] bool
-        self._ref_text: F32 | None = None  # [K, T] text of the trained rows (set_reference)
+        self._ref_text: F32 | None = None  # [K, T] unit-normalised text of the trained rows (set_reference)
+        self._ref_ids = self.id_embeddings[self.trained]  # [K, D] their ID rows
         self.session = make_session(Path(user_tower_path), device, threads)
         inputs = {i.name: i for i in self.session.get_inputs()}
         if set(inputs) != {"item_reps", "mask"}:
@@ -85,7 +93,7 @@ class SeqRecRuntime:
                 f"reference text vectors must be [{self.id_embeddings.shape[0]}, {self.text_dim}], "
                 f"got {text_vectors.shape}"
             )
-        self._ref_text = np.ascontiguousarray(text_vectors[self.trained], dtype=np.float32)
+        self._ref_text = unit_rows(np.ascontiguousarray(text_vectors[self.trained]))  # unit rows, once
 
     @property
     def dim(self) -> int:
@@ -126,8 +134,7 @@ class SeqRecRuntime:
         if self.cold_ids.active and cold.any():
             if self._ref_text is None:
                 raise RuntimeError("the cold-ID rule needs the artifact text vectors: call set_reference first")
-            ref_ids = self.id_embeddings[self.trained]
-            ids = fill_cold_ids(text_vectors, ids, cold, self.cold_ids, self._ref_text, ref_ids)
+            ids = fill_cold_ids(text_vectors, ids, cold, self.cold_ids, self._ref_text, self._ref_ids, ref_unit=True)
         return fuse_item_vectors(text_vectors, ids, self.W, self.b)
 
     def user_vectors(self, histories: Sequence[np.ndarray], offsets: np.ndarray | None = None) -> F32:
