@@ -31,3 +31,24 @@ def test_build_refuses_mismatched_encoder_lengths(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_length"):
         build(cfg)
     assert not (tmp_path / "out").exists()
+
+
+SEQREC_CONFIGS = sorted((Path(__file__).resolve().parents[3] / "training" / "configs" / "seqrec").glob("*.yaml"))
+
+
+def test_the_seqrec_configs_are_found() -> None:
+    assert {p.stem for p in SEQREC_CONFIGS} >= {"beauty", "sports", "ml-100k", "scientific"}
+
+
+@pytest.mark.parametrize("path", SEQREC_CONFIGS, ids=lambda p: p.stem)
+def test_shipped_seqrec_configs_load_and_name_known_models_and_shapes(path: Path) -> None:
+    from service.core.transitions import PriorShape
+    from training.config import BenchSeqRecConfig
+    from training.jobs.bench_seqrec import MODELS, model_config
+
+    cfg = load_config(BenchSeqRecConfig, path)
+    assert cfg.models and set(cfg.models) <= set(MODELS) and cfg.seeds
+    assert set(cfg.model_overrides) <= set(cfg.models)
+    for m in cfg.models:
+        model_config(cfg.seqrec, m, cfg.model_overrides)  # unknown override keys raise
+    assert [PriorShape.from_dict(d) for d in cfg.markov_shapes]
