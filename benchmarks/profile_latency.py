@@ -13,16 +13,13 @@ slows all alike. Prints p50 / p95 in milliseconds and the ratios to the request 
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
-import os
 import random
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.serve import latency_rows, print_table, resolve_set, served
+from benchmarks.serve import latency_main, latency_rows, resolve_set, served
 
 KINDS = ("no profile", "user_id", "profile (repeated)", "profile (new)")
 
@@ -63,22 +60,7 @@ def run(artifacts: Path, n: int, threads: int, variant: str, seed: int = 0) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--artifacts", default="artifacts", help="artifacts folder (latest set) or one set")
-    ap.add_argument("--n", type=int, default=200, help="requests of each kind")
-    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
-    ap.add_argument("--encoder", default="int8", choices=["int8", "fp32"])
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.basicConfig(level=logging.WARNING)
-    result = run(Path(args.artifacts), args.n, args.threads, args.encoder)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"{result['artifacts']}: {args.n} requests per kind, {args.encoder} encoder, {args.threads} thread(s)")
-        print_table(result["rows"], "request", "no profile")
-    return 0
+    return latency_main(__doc__, argv, run, "no profile")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
+import logging
+import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +68,26 @@ def print_table(rows: dict[str, dict[str, float]], first: str, base: str) -> Non
     print("|---|---|---|---|")
     for kind, r in rows.items():
         print(f"| {kind} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p50_ratio']:.2f} |")
+
+
+def latency_main(
+    doc: str | None, argv: list[str] | None, run: Callable[[Path, int, int, str], dict[str, Any]], base: str
+) -> int:
+    """The command line both latency benchmarks share: parse, ``run(artifacts, n, threads, encoder)``,
+    print JSON or the table of ratios to kind ``base``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    ap.add_argument("--artifacts", default="artifacts", help="artifacts folder (latest set) or one set")
+    ap.add_argument("--n", type=int, default=200, help="requests of each kind")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
+    ap.add_argument("--encoder", default="int8", choices=["int8", "fp32"])
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING)
+    result = run(Path(args.artifacts), args.n, args.threads, args.encoder)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['artifacts']}: {args.n} requests per kind, {args.encoder} encoder, {args.threads} thread(s)")
+        print_table(result["rows"], "request", base)
+    return 0

@@ -848,25 +848,12 @@ def bench(
                 entry["cold"] = old_cold
             if with_mc:
                 mc_runs = [{**r, "val": r["markov"]["val"], "test": r["markov"]["test"]} for r in runs]
-                mc_key = f"{ds.name}/{model}{MC_SUFFIX}"
                 mc_all = old_mc_runs + [
                     {**_compact(r), "markov_weight": r["markov"]["weight"], "markov_shape": r["markov"]["shape"]}
                     for r in mc_runs
                 ]
                 mc_all.sort(key=lambda r: int(r["seed"]))
-                mc_entry = {
-                    "runs": mc_all,
-                    "config": asdict(mcfg),
-                    "label": model_label(model + MC_SUFFIX),
-                    "markov": {
-                        "weights": list(cfg.markov_weights),
-                        "beta": cfg.markov_beta,
-                        "shapes": [sh.to_dict() for sh in shapes],
-                    },
-                }
-                mc_row = aggregate(ds.name, model + MC_SUFFIX, mc_all)
-                new_rows.append(mc_row)
-                _write_rows(cfg, {mc_key: mc_entry}, [mc_row])
+                new_rows.append(_write_mc_rows(cfg, ds.name, model, mcfg, shapes, mc_all))
         else:
             rows = read_json(json_path, [])
             row = next((dict(r) for r in rows if (r["dataset"], r["model"]) == (ds.name, model)), None)
@@ -988,21 +975,32 @@ def _rescore_mc(
                     "markov_shape": mc["shape"],
                 }
             )
-        mc_key = f"{ds.name}/{model}{MC_SUFFIX}"
-        mc_entry = {
-            "runs": mc_runs,
-            "config": asdict(mcfg),
-            "label": model_label(model + MC_SUFFIX),
-            "markov": {
-                "weights": list(cfg.markov_weights),
-                "beta": cfg.markov_beta,
-                "shapes": [sh.to_dict() for sh in shapes],
-            },
-        }
-        row = aggregate(ds.name, model + MC_SUFFIX, mc_runs)
-        new_rows.append(row)
-        _write_rows(cfg, {mc_key: mc_entry}, [row])
+        new_rows.append(_write_mc_rows(cfg, ds.name, model, mcfg, shapes, mc_runs))
     return new_rows
+
+
+def _write_mc_rows(
+    cfg: BenchSeqRecConfig,
+    dataset: str,
+    model: str,
+    mcfg: SeqRecConfig,
+    shapes: Sequence[PriorShape],
+    runs: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    """Store the "+mc" runs of ``model`` (details entry and table row). -> the row"""
+    entry = {
+        "runs": list(runs),
+        "config": asdict(mcfg),
+        "label": model_label(model + MC_SUFFIX),
+        "markov": {
+            "weights": list(cfg.markov_weights),
+            "beta": cfg.markov_beta,
+            "shapes": [sh.to_dict() for sh in shapes],
+        },
+    }
+    row = aggregate(dataset, model + MC_SUFFIX, runs)
+    _write_rows(cfg, {f"{dataset}/{model}{MC_SUFFIX}": entry}, [row])
+    return row
 
 
 def _write_rows(cfg: BenchSeqRecConfig, entries: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]]) -> None:
