@@ -182,6 +182,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def save_run(path: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Write ``run`` into the JSON list of runs at ``path``, one run per device: a run on
+    another device (the CPU here, a GPU on a lent machine) is kept beside it."""
+    runs: list[dict[str, Any]] = []
+    if path.is_file():
+        old = json.loads(path.read_text())
+        runs = [old] if isinstance(old, dict) else list(old)
+    runs = [r for r in runs if r.get("device") != run["device"]] + [run]
+    runs.sort(key=lambda r: (r.get("device") != "cpu", str(r.get("device"))))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(runs, indent=2) + "\n")
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print one JSON object (default: also one summary line)")
@@ -197,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ref-reps", type=int, default=None)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="also write the JSON object to this file")
+    p.add_argument("--out", default=None, help="also store the run in this JSON list (one run per device)")
     p.add_argument("--results-md", default=None, help="re-render the generative section of this results page")
     args = p.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 10)
@@ -207,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     out = run(args)
     print(json.dumps(out))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+        save_run(Path(args.out), out)
     if args.results_md:
         from training.jobs.train_genrec import RESULTS_JSON, write_generative_section
 

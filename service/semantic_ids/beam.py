@@ -40,6 +40,9 @@ class BeamResult(NamedTuple):
     scores: Tensor  # [B, k] float sum of log-probs (-inf where items is -1)
     tokens: Tensor  # [B, k, depth] long token ids of the decoded sids
 
+    def to_cpu(self) -> BeamResult:
+        return BeamResult(self.items.cpu(), self.scores.cpu(), self.tokens.cpu())
+
 
 @torch.no_grad()
 def beam_search(

@@ -242,6 +242,14 @@ BEAM_JSON = Path("docs/results/generative_beam.json")
 TIGER_PUBLISHED = {"Beauty": (0.0648, 0.0384), "Sports": (0.0400, 0.0225)}
 
 
+def model_name(cfg: GenRecConfig) -> str:
+    """The table's model label: architecture and the optimisation settings that tell runs apart."""
+    return (
+        f"genrec T5 d{cfg.d_model} ff{cfg.d_ff} {cfg.encoder_layers}+{cfg.decoder_layers}L,"
+        f" batch {cfg.batch_size}, lr {cfg.lr:g}, beam {cfg.beam}"
+    )
+
+
 def bench_genrec(
     data_dir: Path,
     sid_cfg: Any,
@@ -281,7 +289,7 @@ def bench_genrec(
     test = res.metrics["test"]
     row = {
         "dataset": dataset.name,
-        "model": f"genrec T5 d{cfg.d_model} {cfg.encoder_layers}+{cfg.decoder_layers}L, beam {cfg.beam}",
+        "model": model_name(cfg),
         "recall@10": round(test["recall@10"], 4),
         "ndcg@10": round(test["ndcg@10"], 4),
         "recall@5": round(test["recall@5"], 4),
@@ -295,6 +303,7 @@ def bench_genrec(
         "epochs": res.fit.epochs,
         "stop_reason": res.fit.stop_reason,
         "device": str(resolve_device(cfg.device)),
+        "device_name": _device_name(resolve_device(cfg.device)),
         "threads": cfg.threads or torch.get_num_threads(),
     }
     rows = json.loads(results_json.read_text()) if results_json.is_file() else []
@@ -310,11 +319,24 @@ def write_generative_section(results_json: Path, beam_json: Path, results_md: Pa
     from training.results_doc import write_section
 
     rows = json.loads(results_json.read_text()) if results_json.is_file() else []
-    beam = json.loads(beam_json.read_text()) if beam_json.is_file() else None
+    beam = json.loads(beam_json.read_text()) if beam_json.is_file() else None  # a run or a list of runs
     write_section("generative", render_section(rows, beam), results_md)
 
 
-def render_section(rows: Sequence[dict[str, Any]], beam: dict[str, Any] | None = None) -> str:
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def _device_label(r: dict[str, Any]) -> str:
+    device = str(r.get("device", "cpu"))
+    if device.startswith("cpu"):
+        return f"cpu, {r.get('threads', '-')} thread(s)"
+    return str(r.get("device_name", device))
+
+
+def render_section(
+    rows: Sequence[dict[str, Any]], beam: dict[str, Any] | Sequence[dict[str, Any]] | None = None
+) -> str:
     lines = [
         "## Generative recommendation (semantic IDs + TIGER-style T5)",
         "",
@@ -322,33 +344,43 @@ def render_section(rows: Sequence[dict[str, Any]], beam: dict[str, Any] | None =
         " training/configs/genrec_beauty.yaml --threads 1`; rows in `docs/results/generative.json`).",
         "Leave-one-out, full catalog; the target's rank is its position in the constrained beam search's top-10",
         "(not returned = miss). Published TIGER numbers are from the paper (richer item text than here).",
-        "`train s` = RQ-VAE + genrec training wall-clock on the listed CPU threads (shared machine);",
-        "`budget` = training stopped by its time budget, not by early stopping.",
+        "`train s` = RQ-VAE + genrec training wall-clock on the listed device (CPU rows: that many threads of",
+        "this 2-core machine, shared with other jobs); `budget` = training stopped by its time budget, not by",
+        "early stopping. GPU rows ran on a lent machine through the device tool (`--config"
+        " training/configs/genrec_gpu.yaml --device cuda`, text vectors computed on the CPU and passed with"
+        " `--vectors-from`).",
         "",
-        "| dataset | model | Recall@10 | NDCG@10 | unique 3-code prefix | epochs | stop | train s | threads"
+        "| dataset | model | Recall@10 | NDCG@10 | unique 3-code prefix | epochs | stop | train s | device"
         " | TIGER R@10 / N@10 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         pub = TIGER_PUBLISHED.get(r["dataset"])
         ref = f"{pub[0]:.4f} / {pub[1]:.4f}" if pub else "-"
+        label = f"{r['model']} ({r['note']})" if r.get("note") else r["model"]
         lines.append(
-            f"| {r['dataset']} | {r['model']} | {r['recall@10']:.4f} | {r['ndcg@10']:.4f} | "
+            f"| {r['dataset']} | {label} | {r['recall@10']:.4f} | {r['ndcg@10']:.4f} | "
             f"{r['unique_prefix_share']:.4f} | {r.get('epochs', '-')} | {r.get('stop_reason', '-')} | "
-            f"{r['train_seconds']:.0f} | {r.get('threads', '-')} | {ref} |"
+            f"{r['train_seconds']:.0f} | {_device_label(r)} | {ref} |"
         )
-    if beam is not None:
+    runs = [beam] if isinstance(beam, dict) else list(beam or [])
+    if runs:
         lines += [
             "",
             "Constrained beam search, command: `make bench-beam` (`python -m benchmarks.beam --json`,"
-            " `docs/results/generative_beam.json`): our batched decoder vs Hugging Face `generate` with"
+            " `docs/results/generative_beam.json`, one run per device; the GPU row is"
+            " `python -m benchmarks.beam --json --device cuda --threads 4 --out docs/results/generative_beam.json`"
+            " on a lent machine): our batched decoder vs Hugging Face `generate` with"
             " `prefix_allowed_tokens_fn`, same T5 weights and catalog.",
             "",
             "| device | threads | items | batch x beam | batched req/s | generate req/s | speedup |"
             " speedup without the shared encoder pass | same top-k |",
             "|---|---|---|---|---|---|---|---|---|",
-            f"| {beam['device']} | {beam['threads']} | {beam['items']} | {beam['batch']} x {beam['beam']} |"
-            f" {beam['batched_per_s']} | {beam['reference_per_s']} | {beam['speedup']}x |"
-            f" {beam.get('decode_speedup_excl_encoder', '-')}x | {beam['same_topk']} |",
         ]
+        for b in runs:
+            lines.append(
+                f"| {b['device']} | {b['threads']} | {b['items']} | {b['batch']} x {b['beam']} |"
+                f" {b['batched_per_s']} | {b['reference_per_s']} | {b['speedup']}x |"
+                f" {b.get('decode_speedup_excl_encoder', '-')}x | {b['same_topk']} |"
+            )
     return "\n".join(lines)

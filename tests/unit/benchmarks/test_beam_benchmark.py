@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.beam import main, random_sids
+from benchmarks.beam import main, random_sids, save_run
 from service.core.sid import SidLayout
 
 
@@ -27,9 +27,18 @@ def test_benchmark_reports_same_topk_as_hf_generate(tmp_path: Path, capsys: pyte
     rc = main([*args.split(), "--out", str(out)])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert printed == json.loads(out.read_text())
+    assert json.loads(out.read_text()) == [printed]
     assert printed["same_topk"] is True
     assert printed["max_score_diff"] < 1e-3
     assert printed["batched_per_s"] > 0 and printed["reference_per_s"] > 0
     assert np.isclose(printed["speedup"], printed["batched_per_s"] / printed["reference_per_s"], rtol=0.05)
     assert printed["encoder_s_per_batch"] > 0
+
+
+def test_saved_runs_keep_one_run_per_device(tmp_path: Path) -> None:
+    out = tmp_path / "beam.json"
+    out.write_text(json.dumps({"device": "NVIDIA H200", "speedup": 12.0}))  # an older single-run file
+    save_run(out, {"device": "cpu", "speedup": 3.0})
+    runs = save_run(out, {"device": "cpu", "speedup": 4.0})
+    assert runs == json.loads(out.read_text())
+    assert runs == [{"device": "cpu", "speedup": 4.0}, {"device": "NVIDIA H200", "speedup": 12.0}]

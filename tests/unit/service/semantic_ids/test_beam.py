@@ -15,6 +15,9 @@ from service.semantic_ids.reference import reference_beam_search
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+# The batched search runs where its prefix index lives; CUDA runs when a GPU is present.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
 
 def random_catalog(rng: np.random.Generator, layout: SidLayout, n: int) -> np.ndarray:
     """n unique sids [n, depth] (fewer when the space is smaller)."""
@@ -23,19 +26,22 @@ def random_catalog(rng: np.random.Generator, layout: SidLayout, n: int) -> np.nd
     return np.stack(np.unravel_index(flat, layout.level_sizes), axis=1).astype(np.int64)
 
 
-def table_step(rng: np.random.Generator, layout: SidLayout, batch: int) -> StepFn:
+def table_step(rng: np.random.Generator, layout: SidLayout, batch: int, device: str = "cpu") -> StepFn:
     """Logits = per-request base + one random row per (position, token): a deterministic
-    function of (request, prefix) computed elementwise, so batch shape cannot change it."""
+    function of (request, prefix) computed elementwise, so batch shape cannot change it.
+    Computed on ``device`` and returned on the prefix's device, so the reference walk (CPU
+    prefixes) sees the very logits the batched search sees on a GPU."""
     v = layout.vocab_size
-    base = torch.from_numpy(rng.normal(0, 2, (batch, v)).astype(np.float32))  # [B, V]
-    table = torch.from_numpy(rng.normal(0, 2, (layout.depth, v, v)).astype(np.float32))  # [depth, V, V]
+    base = torch.from_numpy(rng.normal(0, 2, (batch, v)).astype(np.float32)).to(device)  # [B, V]
+    table = torch.from_numpy(rng.normal(0, 2, (layout.depth, v, v)).astype(np.float32)).to(device)  # [depth, V, V]
 
     def step(prefix: torch.Tensor) -> torch.Tensor:
         b, w, t = prefix.shape
+        p = prefix.to(device)
         acc = base[:, None, :].expand(b, w, v).clone()  # [B, W, V]
         for pos in range(t):
-            acc = acc + table[pos][prefix[:, :, pos]]
-        return acc
+            acc = acc + table[pos][p[:, :, pos]]
+        return acc.to(prefix.device)
 
     return step
 
@@ -53,18 +59,20 @@ def cases(draw: st.DrawFn) -> dict[str, object]:
     return {"layout": layout, "seed": seed, "n": n, "beam": beam, "k": k, "batch": batch, "filtered": filtered}
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=60, deadline=None)
 @given(cases())
-def test_batched_equals_reference(case: dict[str, object]) -> None:
+def test_batched_equals_reference(device: str, case: dict[str, object]) -> None:
     layout = case["layout"]
     assert isinstance(layout, SidLayout)
     rng = np.random.default_rng(int(case["seed"]))  # type: ignore[call-overload]
     sids = random_catalog(rng, layout, int(case["n"]))  # type: ignore[call-overload]
     batch, beam, k = int(case["batch"]), int(case["beam"]), int(case["k"])  # type: ignore[call-overload]
-    step = table_step(rng, layout, batch)
+    step = table_step(rng, layout, batch, device)
     allowed = rng.random((batch, len(sids))) < 0.5 if case["filtered"] else None
-    index = PrefixIndex(sids, layout)
-    res = beam_search(step, index, batch, beam, k, None if allowed is None else torch.from_numpy(allowed))
+    index = PrefixIndex(sids, layout, torch.device(device))
+    mask = None if allowed is None else torch.from_numpy(allowed).to(device)
+    res = beam_search(step, index, batch, beam, k, mask).to_cpu()
     ref_items, ref_scores = reference_beam_search(step, sids, layout, batch, beam, k, allowed)
     for b in range(batch):
         got = [int(i) for i in res.items[b] if i >= 0]
