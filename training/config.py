@@ -93,6 +93,9 @@ class SeqRecConfig:
     pq_k: int = 256  # codes per sub-space (capped at the item count)
     pq_iters: int = 20  # k-means iterations per sub-space
     use_profile: bool = False  # fuse the embedded users.jsonl profile sentence (added to every input position)
+    # Share of training sequences whose profile is swapped for the mean profile (what serving uses for a
+    # request without one), so the model cannot use the profile as a user ID and memorise users.
+    profile_dropout: float = 0.0
     # Hard negatives by text similarity (an option of the fusion model): per position, draw this many of the
     # target's text_negative_pool nearest text neighbours; adds weight x softmax(target vs them) to the loss.
     text_negatives: int = 0
@@ -120,6 +123,9 @@ class BenchSeqRecConfig:
     # Candidate prior shapes, picked with the weight on validation NDCG@10 (service.core.transitions.PriorShape:
     # which pairs count, how many recent history items the prior mixes); {} = first-order (next item, last item).
     markov_shapes: list[dict[str, Any]] = field(default_factory=lambda: [{}])
+    # Extra test figure per run: the same trained model with each test history cut to its last K items
+    # (where a user profile should matter most); in the run details and a table of its own.
+    short_history: list[int] = field(default_factory=list)
     results_json: str = "docs/results/seqrec.json"
     details_json: str = "docs/results/seqrec_runs.json"
     results_md: str = "docs/RESULTS.md"

@@ -15,6 +15,7 @@ Item text vectors (and ml-100k profile sentences) come from the text encoder and
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -240,6 +241,7 @@ def run_seqrec(
     markov_beta: float = 1.0,
     markov_shapes: Sequence[PriorShape] = (PriorShape(),),
     save_to: Path | None = None,
+    short_history: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Train ``model_name`` (a key of :data:`MODELS`) on a dataset folder and evaluate it.
 
@@ -253,6 +255,9 @@ def run_seqrec(
     "stop_reason", "seconds_per_epoch", "cold"}``; ``val``/``test`` hold recall@5/10 and ndcg@5/10,
     ``cold`` is None or ``{"frac", "n_cold_items", "n_cold_cases", "cold_recall@10",
     "warm_recall@10", "cold_ndcg@10"}``.
+
+    With ``short_history`` ``out["test_short"]`` is ``{str(K): test metrics}`` of the same model with each
+    test history cut to its last K items (:func:`shorten`).
 
     With ``markov_weights`` (neural models only) ``out["markov"]`` is ``{"weight", "beta", "val",
     "test"}``: the same trained model ranked by log-softmax + weight x the first-order transition
@@ -275,6 +280,8 @@ def run_seqrec(
         out |= {"val": evaluate(baseline, split.val), "test": evaluate(baseline, split.test)}
         out |= {"epochs": 0, "best_epoch": 0, "stop_reason": "none", "seconds_per_epoch": 0.0}
         test_ranks = _ranks(baseline, split.test)
+        if short_history:
+            out["test_short"] = {str(k): evaluate(baseline, shorten(split.test, k)) for k in short_history}
     else:
         fitted = fit_seqrec(split, text_vectors, mcfg, None, profiles=profile_vectors, exclude=cold, progress=progress)
         prof = profile_vectors if mcfg.use_profile else None
@@ -289,6 +296,11 @@ def run_seqrec(
         if cold is not None and served is not fitted.model:  # the same model with zero rows, for comparison
             zero_ranks = model_ranks(fitted.model, split.test, profiles=prof)
         out["test"] = metrics_from_ranks(test_ranks)
+        if short_history:
+            out["test_short"] = {
+                str(k): metrics_from_ranks(model_ranks(served, shorten(split.test, k), profiles=prof))
+                for k in short_history
+            }
         if markov_weights:
             out["markov"] = markov_eval(served, split, markov_weights, markov_beta, profiles=prof, shapes=markov_shapes)
         out |= {
@@ -320,6 +332,13 @@ def run_seqrec(
         "" if out["cold"] is None else f", cold R@10 {out['cold']['cold_recall@10']}",
     )
     return out
+
+
+def shorten(cases: Sequence[EvalCase], k: int) -> list[EvalCase]:
+    """The cases with each history cut to its last ``k`` items (same user and target)."""
+    if k < 1:
+        raise ValueError(f"short history length must be >= 1, got {k}")
+    return [dataclasses.replace(c, history=c.history[-k:]) for c in cases]
 
 
 def _cold_metrics(ranks: npt.NDArray[np.int64], is_cold: npt.NDArray[np.bool_]) -> dict[str, float | None]:
@@ -555,6 +574,40 @@ def _minutes(seconds: float | None) -> str:
     return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
+def _short_history_table(ds: str, rows: Sequence[dict[str, Any]], details: dict[str, Any]) -> list[str]:
+    """Recall@10 / NDCG@10 of the models whose runs all carry ``test_short``, per history length."""
+    table: list[tuple[str, dict[str, tuple[float, float]], int]] = []
+    lengths: set[str] = set()
+    for r in rows:
+        runs = details.get(f"{ds}/{r['model']}", {}).get("runs", [])
+        if not runs or not all("test_short" in x for x in runs):
+            continue
+        common: set[str] = set.intersection(*(set(x["test_short"]) for x in runs))
+        means: dict[str, tuple[float, float]] = {}
+        for k in common:
+            r10 = float(np.mean([x["test_short"][k]["recall@10"] for x in runs]))
+            n10 = float(np.mean([x["test_short"][k]["ndcg@10"] for x in runs]))
+            means[k] = (r10, n10)
+        table.append((model_label(r["model"]), means, len(runs)))
+        lengths |= common
+    if not table:
+        return []
+    ks = sorted(lengths, key=int)
+    head = " | ".join(f"last {k} item{'s' if int(k) > 1 else ''}: R@10 / N@10" for k in ks)
+    out = [
+        "",
+        f"Short histories ({ds}): the same trained models, each test history cut to its last K items "
+        "(profile models still get the user's profile); means over the row's seeds.",
+        "",
+        f"| model | seeds | {head} |",
+        "|---|---|" + "---|" * len(ks),
+    ]
+    for label, means, n in table:
+        cells = " | ".join(f"{_fmt(means[k][0])} / {_fmt(means[k][1])}" if k in means else "–" for k in ks)
+        out.append(f"| {label} | {n} | {cells} |")
+    return out
+
+
 def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plot: str | None) -> str:
     """The ``seqrec`` section of docs/RESULTS.md from the JSON rows and run details."""
     lines = [
@@ -632,6 +685,7 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
         for name, r5, n5, r10f, n10 in refs:
             cells = " | ".join("–" if math.isnan(v) else f"{v:.4f}" for v in (r5, r10f, n5, n10))
             lines.append(f"| *{name}* | {cells} | – | – | – | – |")
+        lines += _short_history_table(ds, ours, details)
         if refs:
             lines.append("")
             lines.append(
@@ -726,7 +780,7 @@ def dataset_inputs(
 
 def _compact(run: dict[str, Any]) -> dict[str, Any]:
     keep = ("seed", "val", "test", "train_seconds", "epochs", "best_epoch", "stop_reason", "seconds_per_epoch")
-    return {k: run[k] for k in keep}
+    return {k: run[k] for k in keep} | ({"test_short": run["test_short"]} if "test_short" in run else {})
 
 
 def _runs_to_extend(
@@ -739,7 +793,8 @@ def _runs_to_extend(
     entry = details.get(key)
     if entry is None:
         return [], []
-    stored = entry.get("config", {})
+    # A knob added after the runs were stored counts as its default (what those runs used).
+    stored = asdict(SeqRecConfig()) | entry.get("config", {})
     now = asdict(mcfg)
     diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
     if diff:
@@ -837,6 +892,7 @@ def bench(
                         markov_beta=cfg.markov_beta,
                         markov_shapes=shapes,
                         save_to=_saved_model(cfg, ds.name, model, seed),
+                        short_history=cfg.short_history,
                     )
                 )
             all_runs = sorted(old_runs + [_compact(r) for r in runs], key=lambda r: int(r["seed"]))
@@ -847,7 +903,12 @@ def bench(
             if old_cold is not None:
                 entry["cold"] = old_cold
             if with_mc:
-                mc_runs = [{**r, "val": r["markov"]["val"], "test": r["markov"]["test"]} for r in runs]
+                # (the short-history figure is the plain model's: not carried into the "+mc" row)
+                mc_runs = [
+                    {**{k: v for k, v in r.items() if k != "test_short"}, "val": r["markov"]["val"]}
+                    | {"test": r["markov"]["test"]}
+                    for r in runs
+                ]
                 mc_all = old_mc_runs + [
                     {**_compact(r), "markov_weight": r["markov"]["weight"], "markov_shape": r["markov"]["shape"]}
                     for r in mc_runs

@@ -120,6 +120,7 @@ def build_model(
         dropout=cfg.dropout,
         item_encoder=build_item_encoder(cfg, n_items, text_vectors, known),
         profile_dim=profile_dim,
+        profile_dropout=cfg.profile_dropout,
     )
 
 
@@ -353,6 +354,8 @@ def fit_seqrec(
         known,
         profile_dim=0 if prof is None else prof.shape[1],
     )
+    if prof is not None:
+        model.set_profile_default(np.asarray(prof, dtype=np.float32).mean(0))
     batching: dict[str, Any] = {"seed": cfg.seed, "mode": cfg.batching, "window": cfg.batch_window, "device": device}
     batches: SequenceBatches
     if prof is not None:

@@ -296,8 +296,11 @@ class SeqRec(nn.Module):
         id_dropout: float = 0.0,
         item_encoder: ItemEncoder | None = None,
         profile_dim: int = 0,
+        profile_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= profile_dropout < 1.0:
+            raise ValueError(f"profile_dropout must be in [0, 1), got {profile_dropout}")
         if item_encoder is not None:
             if item_encoder.n_items != n_items or item_encoder.dim != hidden:
                 raise ValueError(
@@ -322,6 +325,10 @@ class SeqRec(nn.Module):
             self.profile_proj = nn.Linear(profile_dim, hidden)
             nn.init.normal_(self.profile_proj.weight, std=INIT_STD)
             nn.init.zeros_(self.profile_proj.bias)
+        self.profile_dropout = profile_dropout if profile_dim > 0 else 0.0
+        # The profile a dropped one is replaced by (set_profile_default: the training users' mean, which is
+        # what serving uses for a request without a profile). Not in the state dict: training-only.
+        self.register_buffer("profile_default", torch.zeros(max(profile_dim, 0)), persistent=False)
 
     @property
     def item_encoder(self) -> ItemEncoder:
@@ -345,11 +352,25 @@ class SeqRec(nn.Module):
         """[N, D], without ID dropout (the vectors serving uses)."""
         return self.items.table(drop_ids=False)
 
+    def set_profile_default(self, vector: np.ndarray | Tensor) -> None:
+        """The profile vector [P] that profile dropout substitutes (the mean training profile)."""
+        default = self.profile_default
+        assert isinstance(default, Tensor)
+        v = torch.as_tensor(vector, dtype=torch.float32).reshape(-1)
+        if v.shape != default.shape:
+            raise ValueError(f"profile default has shape {tuple(v.shape)}, expected {tuple(default.shape)}")
+        default.copy_(v.to(default.device))
+
     def _inputs(self, table: Tensor, item_ids: Tensor, profile: Tensor | None) -> Tensor:
         reps = table[item_ids]  # [B, L, D]
         if self.profile_proj is not None:
             if profile is None:
                 raise ValueError("this model was built with user profiles: pass profile [B, P]")
+            if self.training and self.profile_dropout > 0:
+                drop = torch.rand(profile.shape[0], 1, device=profile.device) < self.profile_dropout  # [B, 1]
+                default = self.profile_default
+                assert isinstance(default, Tensor)
+                profile = torch.where(drop, default.expand_as(profile), profile)
             reps = reps + self.profile_proj(profile)[:, None, :]  # [B, L, D] + [B, 1, D]
         elif profile is not None:
             raise ValueError("this model was built without user profiles (profile_dim=0)")

@@ -18,6 +18,7 @@ from training.data.split import EvalCase, Split
 from training.jobs.bench_seqrec import (
     DATASETS,
     ROW_KEYS,
+    _runs_to_extend,
     aggregate,
     bench,
     cached_text_vectors,
@@ -30,6 +31,7 @@ from training.jobs.bench_seqrec import (
     prior_ranks,
     render,
     render_markdown,
+    shorten,
     text_cache_key,
 )
 from training.jobs.train_seqrec import build_model, evaluate_model
@@ -350,3 +352,34 @@ def test_merge_runs_adds_another_processes_seeds(tmp_path: Path) -> None:
         merge_runs(cfg, "Beauty", tmp_path / "other.json")
     with pytest.raises(ValueError, match="holds none"):
         merge_runs(cfg, "Sports", tmp_path / "other.json")
+
+
+def test_shorten_keeps_the_last_items_and_the_short_history_table_renders_from_run_details() -> None:
+    cases = [EvalCase(0, (1, 2, 3, 4), 5), EvalCase(1, (7,), 8)]
+    assert shorten(cases, 2) == [EvalCase(0, (3, 4), 5), EvalCase(1, (7,), 8)]
+    with pytest.raises(ValueError, match=">= 1"):
+        shorten(cases, 0)
+    short = {"1": {"recall@10": 0.02, "ndcg@10": 0.01}, "3": {"recall@10": 0.04, "ndcg@10": 0.02}}
+    extra = {"test_short": short, "epochs": 3, "best_epoch": 2}
+    runs = [_run(0, 0.07) | extra, _run(1, 0.09) | extra]
+    rows = [aggregate("ml-100k", "sasrec", runs), aggregate("ml-100k", "fusion", [_run(0, 0.05)])]
+    details = {"ml-100k/sasrec": {"runs": runs}, "ml-100k/fusion": {"runs": [_run(0, 0.05) | {"epochs": 0}]}}
+    md = render_markdown(rows, details, plot=None)
+    assert "| model | seeds | last 1 item: R@10 / N@10 | last 3 items: R@10 / N@10 |" in md
+    assert "| SASRec (ID only) | 2 | 0.0200 / 0.0100 | 0.0400 / 0.0200 |" in md
+    assert "| Fusion (ID + W·text) | 1 |" not in md  # runs without the figure are left out
+    assert "Short histories" not in render_markdown(rows, {}, plot=None)
+
+
+def test_extend_counts_a_knob_added_after_the_runs_were_stored_as_its_default(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    cfg = SeqRecConfig()
+    stored = asdict(cfg)
+    del stored["profile_dropout"]  # runs stored before the knob existed
+    details = tmp_path / "runs.json"
+    details.write_text(json.dumps({"d/sasrec": {"config": stored, "runs": [_run(0, 0.07)]}}))
+    runs, _ = _runs_to_extend(details, "d/sasrec", cfg, False, [0, 1])
+    assert [r["seed"] for r in runs] == [0]
+    with pytest.raises(ValueError, match="profile_dropout"):
+        _runs_to_extend(details, "d/sasrec", replace(cfg, profile_dropout=0.5), False, [0, 1])

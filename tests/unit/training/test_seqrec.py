@@ -259,3 +259,29 @@ def test_fused_model_learns_demo_data_far_beyond_popularity(tmp_path: Path) -> N
 def _demo_text_vectors(dataset: Dataset) -> np.ndarray:
     """Cheap real text vectors: the hashing-trick FakeEncoder over each item's canonical text."""
     return FakeEncoder().encode([item_text(it) for it in dataset.items])  # [N, 384]
+
+
+def test_profile_dropout_swaps_a_share_of_profiles_for_the_default_in_training_only() -> None:
+    p_dim = 6
+    model = _model(profile_dim=p_dim, profile_dropout=0.5, dropout=0.0)
+    default = np.full(p_dim, 0.3, dtype=np.float32)
+    model.set_profile_default(default)
+    ids, mask = _batch()
+    profiles = torch.randn(64, p_dim)
+    ids64, mask64 = ids[[0] * 64], mask[[0] * 64]  # the same history for all: only the profile differs
+    as_default = model.eval()(ids64, mask64, torch.from_numpy(default).expand(64, p_dim))[0][:, -1]
+    own = model(ids64, mask64, profiles)[0][:, -1]
+    model.train()
+    torch.manual_seed(3)
+    states = model(ids64, mask64, profiles)[0][:, -1]
+    dropped = torch.isclose(states, as_default, atol=1e-6).all(dim=1)
+    kept = torch.isclose(states, own, atol=1e-6).all(dim=1)
+    assert 0.25 < dropped.float().mean() < 0.75
+    assert bool((dropped ^ kept).all())  # each row is either its own profile's or the default's
+    model.eval()
+    torch.testing.assert_close(model(ids64, mask64, profiles)[0][:, -1], own)  # no dropout at inference
+    with pytest.raises(ValueError, match="shape"):
+        model.set_profile_default(np.zeros(p_dim + 1, dtype=np.float32))
+    with pytest.raises(ValueError, match="profile_dropout"):
+        _model(profile_dim=p_dim, profile_dropout=1.0)
+    assert "profile_default" not in model.state_dict()  # training-only: exported weights are unchanged
