@@ -355,7 +355,7 @@ def fit_seqrec(
         profile_dim=0 if prof is None else prof.shape[1],
     )
     if prof is not None:
-        model.set_profile_default(np.asarray(prof, dtype=np.float32).mean(0))
+        model.set_profile_mean(np.asarray(prof, dtype=np.float32).mean(0))
     batching: dict[str, Any] = {"seed": cfg.seed, "mode": cfg.batching, "window": cfg.batch_window, "device": device}
     batches: SequenceBatches
     if prof is not None:
@@ -609,8 +609,12 @@ def export_profile_projection(model: SeqRec, profiles: np.ndarray, path: Path) -
     if model.profile_proj is None:
         raise ValueError("the model was built without user profiles (profile_dim=0)")
     with torch.no_grad():
-        w = model.profile_proj.weight.detach().cpu().numpy().T.astype(np.float32)  # [P, D]
-        b = model.profile_proj.bias.detach().cpu().numpy().astype(np.float32)  # [D]
+        weight = model.profile_proj.weight.detach().cpu().double()  # [D, P]
+        w = weight.numpy().T.astype(np.float32)  # [P, D]
+        # The model projects (p - centre); folded into the bias, serving projects p itself.
+        centre = model.profile_mean.detach().cpu().double() if model.profile_mean is not None else None
+        bias = model.profile_proj.bias.detach().cpu().double()
+        b = (bias - (weight @ centre if centre is not None else 0.0)).numpy().astype(np.float32)  # [D]
     if profiles.ndim != 2 or profiles.shape[1] != w.shape[0]:
         raise ValueError(f"profiles must be [U, {w.shape[0]}], got {profiles.shape}")
     mean = profiles.mean(axis=0, dtype=np.float64).astype(np.float32)  # [P]

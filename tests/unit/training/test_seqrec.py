@@ -261,27 +261,39 @@ def _demo_text_vectors(dataset: Dataset) -> np.ndarray:
     return FakeEncoder().encode([item_text(it) for it in dataset.items])  # [N, 384]
 
 
-def test_profile_dropout_swaps_a_share_of_profiles_for_the_default_in_training_only() -> None:
+def test_profiles_are_centred_and_dropout_swaps_a_share_for_the_mean_in_training_only(tmp_path: Path) -> None:
+    from training.jobs.train_seqrec import export_profile_projection
+
     p_dim = 6
     model = _model(profile_dim=p_dim, profile_dropout=0.5, dropout=0.0)
-    default = np.full(p_dim, 0.3, dtype=np.float32)
-    model.set_profile_default(default)
+    mean = np.full(p_dim, 0.3, dtype=np.float32)
+    model.set_profile_mean(mean)
+    assert model.profile_proj is not None
+    torch.nn.init.normal_(model.profile_proj.bias)  # a trained bias is not zero
     ids, mask = _batch()
     profiles = torch.randn(64, p_dim)
     ids64, mask64 = ids[[0] * 64], mask[[0] * 64]  # the same history for all: only the profile differs
-    as_default = model.eval()(ids64, mask64, torch.from_numpy(default).expand(64, p_dim))[0][:, -1]
+    as_mean = model.eval()(ids64, mask64, torch.from_numpy(mean).expand(64, p_dim))[0][:, -1]
     own = model(ids64, mask64, profiles)[0][:, -1]
     model.train()
     torch.manual_seed(3)
     states = model(ids64, mask64, profiles)[0][:, -1]
-    dropped = torch.isclose(states, as_default, atol=1e-6).all(dim=1)
+    dropped = torch.isclose(states, as_mean, atol=1e-6).all(dim=1)
     kept = torch.isclose(states, own, atol=1e-6).all(dim=1)
     assert 0.25 < dropped.float().mean() < 0.75
-    assert bool((dropped ^ kept).all())  # each row is either its own profile's or the default's
+    assert bool((dropped ^ kept).all())  # each row is either its own profile's or the mean's
     model.eval()
     torch.testing.assert_close(model(ids64, mask64, profiles)[0][:, -1], own)  # no dropout at inference
+    # The export folds the centring into the bias: serving's raw p @ W + b is the model's proj(p - mean).
+    with np.load(export_profile_projection(model, profiles.numpy(), tmp_path / "p.npz")) as z:
+        served = profiles.numpy() @ z["W"] + z["b"]
+    with torch.no_grad():
+        trained = model.profile_proj(profiles - torch.from_numpy(mean)).numpy()
+    np.testing.assert_allclose(served, trained, rtol=0, atol=1e-5)
+    assert "profile_mean" in model.state_dict() and "profile_mean" not in _model().state_dict()
     with pytest.raises(ValueError, match="shape"):
-        model.set_profile_default(np.zeros(p_dim + 1, dtype=np.float32))
+        model.set_profile_mean(np.zeros(p_dim + 1, dtype=np.float32))
+    with pytest.raises(ValueError, match="without user profiles"):
+        _model().set_profile_mean(mean)
     with pytest.raises(ValueError, match="profile_dropout"):
         _model(profile_dim=p_dim, profile_dropout=1.0)
-    assert "profile_default" not in model.state_dict()  # training-only: exported weights are unchanged
