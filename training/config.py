@@ -93,9 +93,10 @@ class SeqRecConfig:
     pq_k: int = 256  # codes per sub-space (capped at the item count)
     pq_iters: int = 20  # k-means iterations per sub-space
     use_profile: bool = False  # fuse the embedded users.jsonl profile sentence (added to every input position)
-    # Share of training sequences whose profile is swapped for the mean profile (what serving uses for a
-    # request without one), so the model cannot use the profile as a user ID and memorise users.
-    profile_dropout: float = 0.0
+    # Profile models only: share of training sequences whose profile is swapped for the mean profile (what
+    # serving uses for a request without one), so the model cannot use the profile as a user ID and memorise
+    # users. ml-100k SASRec + profile, seed 0: 0.5 -> val NDCG@10 .0521 (test R@10 .0965), 0 -> .0497 (.0732).
+    profile_dropout: float = 0.5
     # Hard negatives by text similarity (an option of the fusion model): per position, draw this many of the
     # target's text_negative_pool nearest text neighbours; adds weight x softmax(target vs them) to the loss.
     text_negatives: int = 0

@@ -382,4 +382,4 @@ def test_extend_counts_a_knob_added_after_the_runs_were_stored_as_its_default(tm
     runs, _ = _runs_to_extend(details, "d/sasrec", cfg, False, [0, 1])
     assert [r["seed"] for r in runs] == [0]
     with pytest.raises(ValueError, match="profile_dropout"):
-        _runs_to_extend(details, "d/sasrec", replace(cfg, profile_dropout=0.5), False, [0, 1])
+        _runs_to_extend(details, "d/sasrec", replace(cfg, profile_dropout=0.25), False, [0, 1])
