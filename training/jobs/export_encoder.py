@@ -400,9 +400,11 @@ def _finish(
     search: list[dict[str, Any]],
 ) -> Int8Choice:
     if best.worst < min_cosine:
+        tried = max((int(t["kept_fp32"]) for t in search), default=len(best.kept_fp32))
         raise RuntimeError(
-            f"int8 ONNX parity {best.worst:.5f} < {min_cosine} even with {len(best.kept_fp32)} MatMuls kept fp32 "
-            f"(worst text {texts[int(best.cosines.argmin())][:80]!r})"
+            f"int8 ONNX parity {best.worst:.5f} < {min_cosine} even with up to {tried} MatMuls kept fp32 "
+            f"({len(search)} candidates; the best keeps {len(best.kept_fp32)}; "
+            f"worst text {texts[int(best.cosines.argmin())][:80]!r})"
         )
     shutil.move(str(best.path), str(dst))
     return Int8Choice(kept_fp32=best.kept_fp32, cosines=best.cosines, sensitivity=sensitivity, search=search)

@@ -123,6 +123,14 @@ class TextEncoder(nn.Module):
         return layers
 
     def _mask(self, mask: Tensor, hidden: Tensor) -> Any:
+        """The attention mask the backbone's layers expect, built the way the backbone builds it."""
+        config = self.backbone.config
+        try:  # public builder (transformers >= 4.56), what BERT's own forward calls for an encoder
+            from transformers.masking_utils import create_bidirectional_mask
+        except ImportError:  # older releases: the model's private builder
+            create_bidirectional_mask = None
+        if create_bidirectional_mask is not None and not getattr(config, "is_decoder", False):
+            return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask)
         build = getattr(self.backbone, "_create_attention_masks", None)
         if build is None:
             raise TypeError(f"{type(self.backbone).__name__} cannot build attention masks (BERT-style models only)")
