@@ -32,6 +32,7 @@ from service.core.sid import SidLayout, SidTable, load_semantic_ids
 from service.semantic_ids.beam import beam_search
 from service.semantic_ids.decoder import history_tokens, load_genrec, step_for
 from service.semantic_ids.prefix_index import PrefixIndex
+from training.loop import device_name
 
 logger = logging.getLogger("benchmarks.beam")
 
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "batched_per_s": round(args.batch / b_s, 2),
         "reference_per_s": round(args.batch / r_s, 2),
         "speedup": round(r_s / b_s, 2),
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "device": device_name(device),
         "same_topk": same,
         "same_topk_share": same_share,
         "same_top10_set_share": same10,

@@ -42,6 +42,11 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def device_name(device: torch.device) -> str:
+    """What results tables show for a device: the GPU's name, else the device type (``cpu``)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
 # ------------------------------------------------------------------ loop
 
 

@@ -905,8 +905,8 @@ def bench(
             if with_mc:
                 # (the short-history figure is the plain model's: not carried into the "+mc" row)
                 mc_runs = [
-                    {**{k: v for k, v in r.items() if k != "test_short"}, "val": r["markov"]["val"]}
-                    | {"test": r["markov"]["test"]}
+                    {k: v for k, v in r.items() if k != "test_short"}
+                    | {"val": r["markov"]["val"], "test": r["markov"]["test"]}
                     for r in runs
                 ]
                 mc_all = old_mc_runs + [

@@ -36,7 +36,7 @@ from service.semantic_ids.decoder import GENREC_DIR, history_tokens, step_for
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import GenRecConfig
 from training.data.split import EvalCase, Split
-from training.loop import FitResult, LoopConfig, fit, resolve_device
+from training.loop import FitResult, LoopConfig, device_name, fit, resolve_device
 from training.metrics import metrics_from_ranks
 from training.models.genrec import GenRecBatch, build_genrec, genrec_loss
 
@@ -286,6 +286,7 @@ def bench_genrec(
     sid = build_semantic_ids(vectors, sid_cfg, work_dir)
     sid_seconds = time.perf_counter() - t0
     res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints")
+    device = resolve_device(cfg.device)
     test = res.metrics["test"]
     row = {
         "dataset": dataset.name,
@@ -302,8 +303,8 @@ def bench_genrec(
         "rqvae_train_seconds": round(sid_seconds, 1),
         "epochs": res.fit.epochs,
         "stop_reason": res.fit.stop_reason,
-        "device": str(resolve_device(cfg.device)),
-        "device_name": _device_name(resolve_device(cfg.device)),
+        "device": str(device),
+        "device_name": device_name(device),
         "threads": cfg.threads or torch.get_num_threads(),
     }
     rows = json.loads(results_json.read_text()) if results_json.is_file() else []
@@ -321,10 +322,6 @@ def write_generative_section(results_json: Path, beam_json: Path, results_md: Pa
     rows = json.loads(results_json.read_text()) if results_json.is_file() else []
     beam = json.loads(beam_json.read_text()) if beam_json.is_file() else None  # a run or a list of runs
     write_section("generative", render_section(rows, beam), results_md)
-
-
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _device_label(r: dict[str, Any]) -> str:
