@@ -60,6 +60,9 @@ class LoopConfig:
     eval_every: int = 1
     metric: str = "ndcg@10"  # higher is better
     grad_clip: float = 5.0  # 0 = off
+    # Learning rate x plateau_factor after every evaluation without improvement (1.0 = constant lr);
+    # training still stops after `patience` such evaluations, so the last ones run at a smaller step.
+    plateau_factor: float = 1.0
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -130,6 +133,8 @@ def fit(
     """
     if (step_loss is None) == (backward_step is None):
         raise ValueError("fit needs exactly one of step_loss and backward_step")
+    if not 0.0 < cfg.plateau_factor <= 1.0:
+        raise ValueError(f"plateau_factor must be in (0, 1], got {cfg.plateau_factor}")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model.to(device)
@@ -213,6 +218,7 @@ def fit(
                 break
         bar.close()
         train_s = time.perf_counter() - t0
+        epoch_lr = float(optimizer.param_groups[0]["lr"])
         last_epoch = cut or epoch >= cfg.epochs
         val: dict[str, float] | None = None
         if steps and (epoch % cfg.eval_every == 0 or last_epoch):
@@ -231,22 +237,27 @@ def fit(
                     save_weights(ckpt_dir / BEST_NAME, best_weights, {"epoch": epoch, cfg.metric: score})
             else:
                 state.bad_evals += 1
+                if cfg.plateau_factor != 1.0:
+                    for group in optimizer.param_groups:
+                        group["lr"] *= cfg.plateau_factor
         state.history.append(
             {
                 "epoch": epoch,
                 "step": global_step,
                 "loss": round(loss_mean, 5),
                 "train_s": round(train_s, 2),
+                "lr": epoch_lr,
                 "val": val,
                 "steps": steps,
             }
         )
         logger.info(
-            "epoch %d: %d steps (total %d), loss %.4f, val %s, %.1fs (%.1fs training)%s%s",
+            "epoch %d: %d steps (total %d), loss %.4f, lr %.2e, val %s, %.1fs (%.1fs training)%s%s",
             epoch,
             steps,
             global_step,
             loss_mean,
+            epoch_lr,
             _fmt_metrics(val) if val is not None else "-",
             time.perf_counter() - t0,
             train_s,

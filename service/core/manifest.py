@@ -110,7 +110,8 @@ class TransitionSpec:
     """``extra["transitions"]``: the item -> next item log-prior served with the seqrec scores.
 
     Dense ranking = ``u . v_j + weight * log p(j | last history item)``; ``weight`` was chosen on the
-    validation cases (``val_by_weight``: NDCG@10 per candidate weight) from the same training sequences.
+    validation cases (``val_by_weight``: NDCG@10 per candidate weight, the prior counted over the training
+    sequences there); the served counts are the build's ``markov_counts`` (default: every interaction).
     """
 
     file: str

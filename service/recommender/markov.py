@@ -1,7 +1,8 @@
 """Dense rescoring with the item -> next item transition prior ("+ item->next prior" ranking).
 
-The build (``training/jobs/build.py``) counts consecutive items of the seqrec training sequences
-(:class:`service.core.transitions.TransitionPrior`) and picks a weight ``w`` on validation. Serving
+The build (``training/jobs/build.py``) counts consecutive items of the dataset's sequences (all of
+them by default, ``markov_counts``; :class:`service.core.transitions.TransitionPrior`) and picks a
+weight ``w`` on validation. Serving
 ranks a candidate pool by
 
     score(j) = u . v_j + w * log p(j | context)

@@ -13,6 +13,7 @@ integer positions of ``dataset.items``; ``EvalCase.user`` is the position in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,3 +63,24 @@ def train_item_counts(split: Split) -> npt.NDArray[np.int64]:
     """Interactions per item in the training sequences (the popularity baseline): [n_items]."""
     flat = np.fromiter((i for s in split.train for i in s), dtype=np.int64)  # [n_train_interactions]
     return np.bincount(flat, minlength=split.n_items).astype(np.int64)  # [n_items]
+
+
+def known_sequences(split: Split, cases: Sequence[EvalCase]) -> list[list[int]]:
+    """Every user's interactions known when ``cases`` are scored: the training sequences, with each
+    case's user replaced by its history (for test cases, the training sequence plus the validation
+    item). Never a case's target. For count-based models that count what is known at evaluation time:
+    for validation cases this is ``split.train`` itself."""
+    seqs = [list(s) for s in split.train]
+    for c in cases:
+        if len(c.history) > len(seqs[c.user]):
+            seqs[c.user] = list(c.history)
+    return seqs
+
+
+def all_sequences(split: Split) -> list[list[int]]:
+    """Every user's whole sequence (training sequence, validation and test items): what a model built
+    for serving knows; for count-based parts that are not evaluated on these cases afterwards."""
+    seqs = known_sequences(split, split.test)
+    for c in split.test:
+        seqs[c.user] = [*c.history, c.target]
+    return seqs

@@ -38,7 +38,7 @@ from training.checkpoint import cpu_state_dict
 from training.config import BenchSeqRecConfig, EmbedItemsConfig, SeqRecConfig
 from training.data.loader import Dataset, load_dataset
 from training.data.profiles import profile_sentences
-from training.data.split import EvalCase, Split, leave_one_out, train_item_counts
+from training.data.split import EvalCase, Split, known_sequences, leave_one_out, train_item_counts
 from training.data.stats import TransitionModel
 from training.jobs.train_seqrec import build_model, cold_id_rule, evaluate_model, fit_seqrec, with_cold_ids
 from training.loop import history_tensors, seed_everything
@@ -160,6 +160,18 @@ MODELS: dict[str, ModelSpec] = {
 
 # "<model>+mc": a neural model's ranking plus the first-order transition prior (markov_eval).
 MC_SUFFIX = "+mc"
+# What the counting models (popularity, transitions, the "+mc" prior) count (BenchSeqRecConfig.prior_counts):
+# "train" = the training sequences only, for validation and test alike; "histories" = everything known at
+# evaluation time (training.data.split.known_sequences): the training sequences for validation, plus each
+# user's validation item for test, whose histories hold it. Never a case's target.
+PRIOR_COUNTS = ("train", "histories")
+
+
+def counted_sequences(split: Split, cases: Sequence[EvalCase], counts: str) -> list[list[int]]:
+    """The sequences a counting model scoring ``cases`` counts under ``counts`` (:data:`PRIOR_COUNTS`)."""
+    if counts not in PRIOR_COUNTS:
+        raise ValueError(f"prior_counts must be one of {PRIOR_COUNTS}, got {counts!r}")
+    return split.train if counts == "train" else known_sequences(split, cases)
 
 
 def model_label(model: str) -> str:
@@ -242,6 +254,7 @@ def run_seqrec(
     markov_shapes: Sequence[PriorShape] = (PriorShape(),),
     save_to: Path | None = None,
     short_history: Sequence[int] = (),
+    prior_counts: str = "train",
 ) -> dict[str, Any]:
     """Train ``model_name`` (a key of :data:`MODELS`) on a dataset folder and evaluate it.
 
@@ -275,13 +288,16 @@ def run_seqrec(
     zero_ranks: npt.NDArray[np.int64] | None = None  # cold runs: ranks with untrained ID rows left at zero
     if model_name in BASELINES:
         seed_everything(seed)
-        baseline = _baseline(model_name, split)
+        baseline = _baseline(model_name, split, counted_sequences(split, split.val, prior_counts))
         out["train_seconds"] = round(time.perf_counter() - t0, 2)  # counting is its training
-        out |= {"val": evaluate(baseline, split.val), "test": evaluate(baseline, split.test)}
+        tester = baseline
+        if prior_counts != "train":  # the test cases' counts also hold each user's validation item
+            tester = _baseline(model_name, split, counted_sequences(split, split.test, prior_counts))
+        out |= {"val": evaluate(baseline, split.val), "test": evaluate(tester, split.test), "counts": prior_counts}
         out |= {"epochs": 0, "best_epoch": 0, "stop_reason": "none", "seconds_per_epoch": 0.0}
-        test_ranks = _ranks(baseline, split.test)
+        test_ranks = _ranks(tester, split.test)
         if short_history:
-            out["test_short"] = {str(k): evaluate(baseline, shorten(split.test, k)) for k in short_history}
+            out["test_short"] = {str(k): evaluate(tester, shorten(split.test, k)) for k in short_history}
     else:
         fitted = fit_seqrec(split, text_vectors, mcfg, None, profiles=profile_vectors, exclude=cold, progress=progress)
         prof = profile_vectors if mcfg.use_profile else None
@@ -302,7 +318,9 @@ def run_seqrec(
                 for k in short_history
             }
         if markov_weights:
-            out["markov"] = markov_eval(served, split, markov_weights, markov_beta, profiles=prof, shapes=markov_shapes)
+            out["markov"] = markov_eval(
+                served, split, markov_weights, markov_beta, profiles=prof, shapes=markov_shapes, counts=prior_counts
+            )
         out |= {
             "train_seconds": round(fitted.fit.train_seconds, 1),
             "epochs": fitted.fit.epochs,
@@ -378,13 +396,17 @@ def _mean_cold(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _baseline(model_name: str, split: Split) -> Callable[[Sequence[EvalCase]], npt.NDArray[np.float64]]:
-    """Popularity, or first-order item -> next item counts with popularity breaking ties."""
-    pop = PopularityModel(train_item_counts(split))
+def _baseline(
+    model_name: str, split: Split, sequences: Sequence[Sequence[int]] | None = None
+) -> Callable[[Sequence[EvalCase]], npt.NDArray[np.float64]]:
+    """Popularity, or first-order item -> next item counts with popularity breaking ties, counted over
+    ``sequences`` (default ``split.train``)."""
+    seqs = split.train if sequences is None else sequences
+    pop = PopularityModel(train_item_counts(Split(split.n_items, [list(s) for s in seqs], [], [])))
     if model_name == "popularity":
         return pop
     if model_name == "transitions":
-        return TransitionModel(split.train, split.n_items, pop)
+        return TransitionModel(seqs, split.n_items, pop)
     raise ValueError(f"unknown baseline {model_name!r}; baselines: {sorted(BASELINES)}")
 
 
@@ -464,20 +486,27 @@ def markov_eval(
     beta: float,
     profiles: np.ndarray | None = None,
     shapes: Sequence[PriorShape] = (PriorShape(),),
+    counts: str = "train",
 ) -> dict[str, Any]:
     """The "+mc" ranking of a trained model: the prior shape and weight picked on validation NDCG@10,
-    then test. -> {"weight", "beta", "shape", "val", "test", "val_by_weight" (the chosen shape's),
+    then test, the prior counted over :func:`counted_sequences` of each (``counts``: :data:`PRIOR_COUNTS`).
+    -> {"weight", "beta", "shape", "counts", "val", "test", "val_by_weight" (the chosen shape's),
     "val_by_shape" (each shape's best)}"""
     if not weights or any(w <= 0 for w in weights):
         raise ValueError(f"markov weights must be a non-empty list of positive numbers, got {list(weights)}")
     if not shapes:
         raise ValueError("markov_eval needs at least one prior shape")
-    priors = [TransitionPrior.from_sequences(split.train, split.n_items, beta, sh) for sh in shapes]
+    val_seqs = counted_sequences(split, split.val, counts)
+    priors = [TransitionPrior.from_sequences(val_seqs, split.n_items, beta, sh) for sh in shapes]
     val_ranks = priors_ranks(model, split.val, priors, weights, profiles)  # [P, W, n]
     val = [[metrics_from_ranks(r) for r in per_w] for per_w in val_ranks]
     ndcg = np.array([[m["ndcg@10"] for m in per_w] for per_w in val])  # [P, W]
     best_p, best_w = (int(i) for i in np.unravel_index(int(np.argmax(ndcg)), ndcg.shape))  # first max wins ties
     prior, weight = priors[best_p], weights[best_w]
+    if counts != "train":
+        prior = TransitionPrior.from_sequences(
+            counted_sequences(split, split.test, counts), split.n_items, beta, shapes[best_p]
+        )
     test = metrics_from_ranks(prior_ranks(model, split.test, prior, [weight], profiles)[0])
     logger.info(
         "+mc: shape %s, weight %g (val N@10 %s) -> test R@10 %.4f N@10 %.4f",
@@ -491,6 +520,7 @@ def markov_eval(
         "weight": float(weight),
         "beta": float(beta),
         "shape": prior.shape.to_dict(),
+        "counts": counts,
         "val": val[best_p][best_w],
         "test": test,
         "val_by_weight": {f"{w:g}": float(ndcg[best_p, i]) for i, w in enumerate(weights)},
@@ -632,7 +662,10 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
         "log p(next | last history item), the add-one-smoothed first-order transition counts of the training "
         "sequences (`service/core/transitions.py`), weight picked on validation NDCG@10 (no extra training). "
         "Where the label names a window, pairs up to that many positions apart count too (weight decay^(offset-1), "
-        "reversed pairs x backward) and p mixes the last few history items (weights last-decay^m, newest first).",
+        "reversed pairs x backward) and p mixes the last few history items (weights last-decay^m, newest first). "
+        "‡: the counting model or prior counts everything known at evaluation time (`prior_counts: histories`): "
+        "the training sequences for validation and, for test, the same plus each user's validation item (which "
+        "test histories hold; never a target); unmarked rows count the training sequences only.",
         "",
     ]
     by_ds: dict[str, list[dict[str, Any]]] = {}
@@ -676,6 +709,8 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
                     f"; {'; '.join(wide)}" + ("; or first-order" if len(wide) < len(chosen) else "") if wide else ""
                 )
                 label += f" (weight {', '.join(f'{w:g}' for w in weights)}{shape_s})"
+            if any(x.get("markov_counts", x.get("counts")) == "histories" for x in runs):
+                label += " ‡"
             train_s = _minutes(r["train_seconds"]) + ("" if budget is None else f" (budget {budget:g} min)")
             lines.append(
                 f"| {label} | {_fmt(r['recall@5'])} | {r10} | {_fmt(r['ndcg@5'])} | {_fmt(r['ndcg@10'])} | "
@@ -780,11 +815,12 @@ def dataset_inputs(
 
 def _compact(run: dict[str, Any]) -> dict[str, Any]:
     keep = ("seed", "val", "test", "train_seconds", "epochs", "best_epoch", "stop_reason", "seconds_per_epoch")
-    return {k: run[k] for k in keep} | ({"test_short": run["test_short"]} if "test_short" in run else {})
+    extra = {k: run[k] for k in ("test_short", "counts") if k in run}
+    return {k: run[k] for k in keep} | extra
 
 
 def _runs_to_extend(
-    details_path: Path, key: str, mcfg: SeqRecConfig, with_mc: bool, seeds: Sequence[int]
+    details_path: Path, key: str, mcfg: SeqRecConfig, with_mc: bool, seeds: Sequence[int], counts: str = "train"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The stored runs of ``key`` (and of its "+mc" row) that ``--extend`` keeps: only those of
     ``seeds``, and only when they were trained with the same config (else their mean would mix
@@ -806,6 +842,12 @@ def _runs_to_extend(
     mc_runs: list[dict[str, Any]] = []
     if with_mc:
         mc_runs = [r for r in details.get(key + MC_SUFFIX, {}).get("runs", []) if int(r["seed"]) in seeds]
+        other = sorted({str(r.get("markov_counts", "train")) for r in mc_runs} - {counts})
+        if other:
+            raise ValueError(
+                f"--extend: the stored {key}{MC_SUFFIX} runs counted the prior over {other[0]!r}, "
+                f"not {counts!r} (prior_counts); run all seeds without --extend"
+            )
         if {int(r["seed"]) for r in mc_runs} != {int(r["seed"]) for r in runs}:
             raise ValueError(f"--extend: {key} and {key}{MC_SUFFIX} hold runs of different seeds; rerun without it")
     return runs, mc_runs
@@ -838,6 +880,8 @@ def bench(
         raise ValueError("--cold-only needs cold_frac > 0")
     if cfg.cold_runs < 1:
         raise ValueError(f"cold_runs must be >= 1, got {cfg.cold_runs}")
+    if cfg.prior_counts not in PRIOR_COUNTS:
+        raise ValueError(f"prior_counts must be one of {PRIOR_COUNTS}, got {cfg.prior_counts!r}")
     shapes = [PriorShape.from_dict(d) for d in cfg.markov_shapes]
     if not shapes:
         raise ValueError("markov_shapes is empty: give at least one prior shape ({} = first-order)")
@@ -872,7 +916,7 @@ def bench(
             old_runs: list[dict[str, Any]] = []
             old_mc_runs: list[dict[str, Any]] = []
             if extend and model not in BASELINES:
-                old_runs, old_mc_runs = _runs_to_extend(details_path, key, mcfg, with_mc, seeds)
+                old_runs, old_mc_runs = _runs_to_extend(details_path, key, mcfg, with_mc, seeds, cfg.prior_counts)
                 done = {int(r["seed"]) for r in old_runs}
                 logger.info("%s: extending seeds %s with %s", key, sorted(done), [s for s in seeds if s not in done])
                 seeds = [s for s in seeds if s not in done]
@@ -893,6 +937,7 @@ def bench(
                         markov_shapes=shapes,
                         save_to=_saved_model(cfg, ds.name, model, seed),
                         short_history=cfg.short_history,
+                        prior_counts=cfg.prior_counts,
                     )
                 )
             all_runs = sorted(old_runs + [_compact(r) for r in runs], key=lambda r: int(r["seed"]))
@@ -910,7 +955,12 @@ def bench(
                     for r in runs
                 ]
                 mc_all = old_mc_runs + [
-                    {**_compact(r), "markov_weight": r["markov"]["weight"], "markov_shape": r["markov"]["shape"]}
+                    {
+                        **_compact(r),
+                        "markov_weight": r["markov"]["weight"],
+                        "markov_shape": r["markov"]["shape"],
+                        "markov_counts": r["markov"]["counts"],
+                    }
                     for r in mc_runs
                 ]
                 mc_all.sort(key=lambda r: int(r["seed"]))
@@ -1026,7 +1076,7 @@ def _rescore_mc(
             net.load_state_dict(torch.load(path, map_location="cpu"))
             served = with_cold_ids(net, cold_id_rule(mcfg))
             logger.info("== %s: %s seed %s, +mc from %s ==", ds.name, model, run["seed"], path)
-            mc = markov_eval(served, split, cfg.markov_weights, cfg.markov_beta, shapes=shapes)
+            mc = markov_eval(served, split, cfg.markov_weights, cfg.markov_beta, shapes=shapes, counts=cfg.prior_counts)
             mc_runs.append(
                 {
                     **run,
@@ -1034,6 +1084,7 @@ def _rescore_mc(
                     "test": mc["test"],
                     "markov_weight": mc["weight"],
                     "markov_shape": mc["shape"],
+                    "markov_counts": mc["counts"],
                 }
             )
         new_rows.append(_write_mc_rows(cfg, ds.name, model, mcfg, shapes, mc_runs))
@@ -1057,6 +1108,7 @@ def _write_mc_rows(
             "weights": list(cfg.markov_weights),
             "beta": cfg.markov_beta,
             "shapes": [sh.to_dict() for sh in shapes],
+            "counts": cfg.prior_counts,
         },
     }
     row = aggregate(dataset, model + MC_SUFFIX, runs)

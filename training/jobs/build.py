@@ -7,8 +7,8 @@ Stages (one log line each, progress bars inside):
   4. train the sequential recommender (ID + text fusion) on the leave-one-out split; with
      ``seqrec.use_profile`` first verbalise and embed every ``users.jsonl`` profile, train with them,
      and export the profile projection + per-user vectors (manifest ``extra["profile"]``)
-  4a. with ``markov_prior``: the item -> next item transition prior over the same training
-     sequences, its weight picked on validation (``bench_seqrec.markov_eval``), saved as
+  4a. with ``markov_prior``: the item -> next item transition prior over every interaction of the
+     dataset (``markov_counts``), its weight picked on validation (``bench_seqrec.markov_eval``), saved as
      ``seqrec/transitions.npz`` (manifest ``extra["transitions"]``)
   4b. optional (``with_semantic_ids`` / ``with_genrec``): semantic IDs by RQ-VAE over the
      text vectors, then the generative (TIGER-style) model; both land in ``Manifest.extra``
@@ -44,7 +44,7 @@ from service.semantic_ids.decoder import GENREC_DIR
 from training.checkpoint import BEST_NAME, load_weights
 from training.config import BASE_MODEL_NAME, BuildConfig
 from training.data.loader import load_dataset
-from training.data.split import Split, leave_one_out, train_item_counts
+from training.data.split import Split, all_sequences, leave_one_out, train_item_counts
 from training.jobs.bench_seqrec import markov_eval
 from training.jobs.embed_items import embed_items
 from training.jobs.embed_profiles import ProfileInputs, profile_inputs, torch_embedder
@@ -211,6 +211,9 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
     return BuildResult(root=final, manifest=manifest, stage_seconds=dict(stages.seconds), collection=collection)
 
 
+MARKOV_COUNTS = ("all", "train")  # BuildConfig.markov_counts
+
+
 def transition_stage(
     cfg: BuildConfig,
     split: Split,
@@ -219,8 +222,9 @@ def transition_stage(
     id_embeddings: str,
     profiles: np.ndarray | None = None,
 ) -> tuple[TransitionSpec, dict[str, Any]]:
-    """Count the seqrec training transitions, pick the prior's shape and weight on validation with the trained
-    seqrec model (best weights reloaded from its checkpoint), save ``seqrec/transitions.npz``.
+    """Pick the prior's shape and weight on validation with the trained seqrec model (best weights reloaded
+    from its checkpoint), count the transitions ``cfg.markov_counts`` names (default: every interaction of the
+    dataset), save ``seqrec/transitions.npz``.
     -> (manifest section, {"weight", "beta", "val", "test", "val_by_weight"})"""
     scfg = cfg.seqrec
     seq_dir = root / Path(id_embeddings).parent
@@ -237,9 +241,15 @@ def transition_stage(
     model.to(resolve_device(scfg.device))
     model = with_cold_ids(model, cold_id_rule(scfg))  # as served: untrained ID rows borrowed by text
     shapes = [PriorShape.from_dict(d) for d in cfg.markov_shapes]
-    result = markov_eval(model, split, cfg.markov_weights, cfg.markov_beta, profiles=profiles, shapes=shapes)
+    if cfg.markov_counts not in MARKOV_COUNTS:
+        raise ValueError(f"markov_counts must be one of {MARKOV_COUNTS}, got {cfg.markov_counts!r}")
+    counts = "train" if cfg.markov_counts == "train" else "histories"
+    result = markov_eval(
+        model, split, cfg.markov_weights, cfg.markov_beta, profiles=profiles, shapes=shapes, counts=counts
+    )
     shape = PriorShape.from_dict(result["shape"])  # the one validation picked
-    prior = TransitionPrior.from_sequences(split.train, split.n_items, cfg.markov_beta, shape)
+    seqs = split.train if cfg.markov_counts == "train" else all_sequences(split)
+    prior = TransitionPrior.from_sequences(seqs, split.n_items, cfg.markov_beta, shape)
     rel = f"{seq_dir.name}/{TRANSITIONS_FILE}"
     prior.save(root / rel)
     spec = TransitionSpec(

@@ -14,7 +14,7 @@ from training.config import BenchSeqRecConfig, DemoConfig, EmbedItemsConfig, Seq
 from training.data.demo import generate_demo
 from training.data.loader import load_dataset
 from training.data.profiles import profile_sentences
-from training.data.split import EvalCase, Split
+from training.data.split import EvalCase, Split, known_sequences
 from training.jobs.bench_seqrec import (
     DATASETS,
     ROW_KEYS,
@@ -31,6 +31,7 @@ from training.jobs.bench_seqrec import (
     prior_ranks,
     render,
     render_markdown,
+    run_seqrec,
     shorten,
     text_cache_key,
 )
@@ -319,6 +320,47 @@ def test_markov_eval_picks_the_prior_shape_and_weight_on_validation() -> None:
     assert out["test"] == ref
     with pytest.raises(ValueError, match="prior shape"):
         markov_eval(model, split, [0.5], 1.0, shapes=[])
+
+
+def test_known_sequences_add_each_test_users_validation_item_and_never_a_target() -> None:
+    split = _split(n_items=40, n_users=60)
+    assert known_sequences(split, split.val) == split.train
+    known = known_sequences(split, split.test)
+    for c_val, c_test in zip(split.val, split.test, strict=True):
+        assert known[c_test.user] == split.train[c_test.user] + [c_val.target] == list(c_test.history)
+    assert split.train[0] != known[0]  # the split itself is left as it was
+
+
+def test_prior_counts_histories_count_the_validation_items_for_test_only() -> None:
+    split = _split(n_items=40, n_users=60)
+    model = build_model(SeqRecConfig(hidden=8, n_layers=1, max_len=5, use_text=False), 40, None).eval()
+    plain = markov_eval(model, split, [0.5, 2.0], 1.0)
+    known = markov_eval(model, split, [0.5, 2.0], 1.0, counts="histories")
+    assert (plain["counts"], known["counts"]) == ("train", "histories")
+    # validation counts the training sequences either way, so the same weight is picked on the same figures
+    assert known["val"] == plain["val"] and known["weight"] == plain["weight"]
+    prior = TransitionPrior.from_sequences(known_sequences(split, split.test), 40, 1.0, PriorShape())
+    assert known["test"] == metrics_from_ranks(prior_ranks(model, split.test, prior, [known["weight"]])[0])
+    assert known["test"] != plain["test"]
+    with pytest.raises(ValueError, match="prior_counts"):
+        markov_eval(model, split, [0.5], 1.0, counts="everything")
+
+
+def test_transitions_baseline_with_histories_counts_scores_the_validation_transitions(tmp_path: Path) -> None:
+    # A users: k r s t (train k r, validation item s); B users: m n r s (test: history m n r, target s).
+    # Only A's validation item gives the r -> s transition that B's test case needs.
+    data = tmp_path / "walks"
+    data.mkdir()
+    items = "".join(json.dumps({"item_id": i, "title": f"item {i}"}) + "\n" for i in "krstmn")
+    (data / "items.jsonl").write_text(items)
+    seqs = [list("krst")] * 3 + [list("mnrs")] * 3
+    lines = "".join(json.dumps({"user_id": f"u{u}", "items": s}) + "\n" for u, s in enumerate(seqs))
+    (data / "sequences.jsonl").write_text(lines)
+    ds = load_dataset(data)
+    train_only = run_seqrec(data, "transitions", None, SeqRecConfig(), 0, dataset=ds)
+    known = run_seqrec(data, "transitions", None, SeqRecConfig(), 0, dataset=ds, prior_counts="histories")
+    assert known["val"] == train_only["val"] and known["counts"] == "histories"
+    assert known["test"]["ndcg@5"] > train_only["test"]["ndcg@5"]
 
 
 def test_merge_runs_adds_another_processes_seeds(tmp_path: Path) -> None:

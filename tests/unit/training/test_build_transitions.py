@@ -1,5 +1,5 @@
-"""The build's transition-prior stage: counted on the seqrec training sequences, weight picked on
-validation with the trained seqrec model, saved where the manifest section says."""
+"""The build's transition-prior stage: weight picked on validation with the trained seqrec model, counted
+over every interaction (or the training sequences only), saved where the manifest section says."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from service.core.manifest import TransitionSpec
 from service.core.transitions import PriorShape, TransitionPrior
 from tests.unit.training.test_genrec import cyclic_split
 from training.config import BuildConfig, SeqRecConfig
-from training.data.split import Split
+from training.data.split import Split, all_sequences
 from training.jobs.build import transition_stage
 from training.jobs.train_seqrec import SeqRecResult, train_seqrec
 
@@ -45,10 +45,21 @@ def test_transition_stage_saves_the_prior_and_the_validated_weight_and_refuses_b
     assert metrics["weight"] == spec.weight and "ndcg@10" in metrics["test"]
     # On a cyclic walk the next item is the last + 1: the prior makes validation near perfect.
     assert metrics["val"]["recall@10"] > 0.9
+    # served: every interaction counted (the validation and test items too); "train": the training sequences
+    saved = TransitionPrior.load(tmp_path / spec.file)
+    ref = TransitionPrior.from_sequences(all_sequences(split), N_ITEMS, 0.5)
+    np.testing.assert_array_equal(saved.log_prob([0, 5]), ref.log_prob([0, 5]))
+    assert TransitionSpec.from_dict(spec.to_dict()) == spec
+    assert sum(map(len, all_sequences(split))) == sum(map(len, split.train)) + 2 * len(split.test)
+    cfg.markov_counts = "train"
+    spec, _ = transition_stage(cfg, split, vectors, tmp_path, seq.spec.id_embeddings)
     saved = TransitionPrior.load(tmp_path / spec.file)
     ref = TransitionPrior.from_sequences(split.train, N_ITEMS, 0.5)
     np.testing.assert_array_equal(saved.log_prob([0, 5]), ref.log_prob([0, 5]))
-    assert TransitionSpec.from_dict(spec.to_dict()) == spec
+    cfg.markov_counts = "everything"
+    with pytest.raises(ValueError, match="markov_counts"):
+        transition_stage(cfg, split, vectors, tmp_path, seq.spec.id_embeddings)
+    cfg.markov_counts = "all"
 
     # a wider prior: its shape is saved with the counts and recorded in the manifest section
     cfg.markov_shapes = [{"window": 3, "decay": 0.5, "backward": 0.5, "last": 2, "last_decay": 0.5}]

@@ -115,6 +115,18 @@ def test_fit_early_stops_and_restores_the_best_weights() -> None:
     assert not model.training
 
 
+def test_fit_plateau_factor_cuts_the_lr_after_each_evaluation_without_gain() -> None:
+    scores = iter([0.1, 0.5, 0.3, 0.6, 0.2, 0.2])
+    model = Tiny()
+    cfg = LoopConfig(lr=0.04, epochs=10, patience=2, plateau_factor=0.5, progress=False)
+    res = fit(model, _batches, 4, _loss, lambda m: {"ndcg@10": next(scores)}, cfg)
+    # epochs 3, 5 and 6 did not improve: each halves the lr of the epochs after it
+    assert [h["lr"] for h in res.history] == [0.04, 0.04, 0.04, 0.02, 0.02, 0.01]
+    assert res.stop_reason == "early_stop" and res.best_epoch == 4
+    with pytest.raises(ValueError, match="plateau_factor"):
+        fit(Tiny(), _batches, 4, _loss, _neg_mse, LoopConfig(plateau_factor=0.0, progress=False))
+
+
 def test_fit_stops_on_the_wall_clock_budget() -> None:
     res = fit(Tiny(), _batches, 4, _loss, _neg_mse, LoopConfig(epochs=100, max_minutes=1e-9, progress=False))
     assert res.stop_reason == "budget"
