@@ -59,10 +59,15 @@ def leave_one_out(dataset: Dataset) -> Split:
     return Split(n_items=dataset.n_items, train=train, val=val, test=test)
 
 
+def item_counts(sequences: Sequence[Sequence[int]], n_items: int) -> npt.NDArray[np.int64]:
+    """Interactions per item in ``sequences``: [n_items]."""
+    flat = np.fromiter((i for s in sequences for i in s), dtype=np.int64)  # [n_interactions]
+    return np.bincount(flat, minlength=n_items).astype(np.int64)  # [n_items]
+
+
 def train_item_counts(split: Split) -> npt.NDArray[np.int64]:
     """Interactions per item in the training sequences (the popularity baseline): [n_items]."""
-    flat = np.fromiter((i for s in split.train for i in s), dtype=np.int64)  # [n_train_interactions]
-    return np.bincount(flat, minlength=split.n_items).astype(np.int64)  # [n_items]
+    return item_counts(split.train, split.n_items)
 
 
 def known_sequences(split: Split, cases: Sequence[EvalCase]) -> list[list[int]]:
@@ -80,7 +85,7 @@ def known_sequences(split: Split, cases: Sequence[EvalCase]) -> list[list[int]]:
 def all_sequences(split: Split) -> list[list[int]]:
     """Every user's whole sequence (training sequence, validation and test items): what a model built
     for serving knows; for count-based parts that are not evaluated on these cases afterwards."""
-    seqs = known_sequences(split, split.test)
+    seqs = [list(s) for s in split.train]
     for c in split.test:
         seqs[c.user] = [*c.history, c.target]
     return seqs

@@ -38,7 +38,7 @@ from training.checkpoint import cpu_state_dict
 from training.config import BenchSeqRecConfig, EmbedItemsConfig, SeqRecConfig
 from training.data.loader import Dataset, load_dataset
 from training.data.profiles import profile_sentences
-from training.data.split import EvalCase, Split, known_sequences, leave_one_out, train_item_counts
+from training.data.split import EvalCase, Split, item_counts, known_sequences, leave_one_out, train_item_counts
 from training.data.stats import TransitionModel
 from training.jobs.train_seqrec import build_model, cold_id_rule, evaluate_model, fit_seqrec, with_cold_ids
 from training.loop import history_tensors, seed_everything
@@ -402,7 +402,7 @@ def _baseline(
     """Popularity, or first-order item -> next item counts with popularity breaking ties, counted over
     ``sequences`` (default ``split.train``)."""
     seqs = split.train if sequences is None else sequences
-    pop = PopularityModel(train_item_counts(Split(split.n_items, [list(s) for s in seqs], [], [])))
+    pop = PopularityModel(item_counts(seqs, split.n_items))
     if model_name == "popularity":
         return pop
     if model_name == "transitions":
