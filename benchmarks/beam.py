@@ -5,9 +5,9 @@ same T5 weights, the same catalog and the same histories.
     python -m benchmarks.beam --json [--quick] [--device cuda] [--artifacts artifacts/<version>]
 
 Without ``--artifacts`` (or with a set that has no genrec model) a randomly initialised
-genrec T5 (``GenRecConfig`` defaults) is used, and without ``--artifacts`` a random
-catalog of ``--items`` unique semantic IDs (3 levels x 256 codes + collision digit);
-throughput does not depend on the weights.
+genrec T5 (``GenRecConfig`` defaults, encoder input from ``--history-input``) is used, and
+without ``--artifacts`` a random catalog of ``--items`` unique semantic IDs (3 levels x 256
+codes + collision digit); throughput does not depend on the weights.
 Prints one JSON object: ``batched_per_s`` and ``reference_per_s`` (requests/s),
 ``speedup``, ``device``, ``same_topk`` (every request's top-k item list identical) and
 the largest score difference.
@@ -30,7 +30,14 @@ import torch
 from service.core.manifest import Manifest
 from service.core.sid import SidLayout, SidTable, load_semantic_ids
 from service.semantic_ids.beam import beam_search
-from service.semantic_ids.decoder import history_tokens, load_genrec, step_for
+from service.semantic_ids.decoder import (
+    HISTORY_INPUTS,
+    encoder_inputs,
+    history_input,
+    load_genrec,
+    model_history_tokens,
+    step_for,
+)
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.loop import device_name
 
@@ -87,7 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from training.config import GenRecConfig
         from training.models.genrec import build_genrec
 
-        model = build_genrec(layout, GenRecConfig(), seed=args.seed)
+        model = build_genrec(layout, GenRecConfig(history_input=args.history_input), seed=args.seed)
         model = model.to(device).eval()
     if model.config.vocab_size != layout.vocab_size:
         raise ValueError(f"model vocab {model.config.vocab_size} does not match the sid layout ({layout.vocab_size})")
@@ -96,7 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     index = PrefixIndex(sids, layout, device)
     rng = np.random.default_rng(args.seed + 1)
     histories = [rng.integers(0, n, args.history).tolist() for _ in range(args.batch)]
-    ids, mask = history_tokens(tokens, histories, args.history)
+    ids, mask = model_history_tokens(model, tokens, histories, args.history)
     setup_s = time.perf_counter() - t_setup
 
     def batched() -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +121,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def reference() -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             out = model.generate(
-                input_ids=ids_t,
+                **encoder_inputs(model, ids_t),
                 attention_mask=mask_t,
                 num_beams=args.beam,
                 num_return_sequences=args.k,
@@ -141,7 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def encoder_only() -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            model.get_encoder()(input_ids=ids_t, attention_mask=mask_t)
+            model.get_encoder()(**encoder_inputs(model, ids_t), attention_mask=mask_t)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return np.zeros(0), np.zeros(0)
@@ -172,6 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "history_items": args.history,
         "model": str(model_dir) if model_dir else "random genrec T5 (GenRecConfig defaults)",
         "model_params": int(sum(p.numel() for p in model.parameters())),
+        "history_input": history_input(model),
         "threads": args.threads,
         "batched_s_per_batch": round(b_s, 4),
         # The T5 encoder pass over the histories is the same work in both; without it:
@@ -184,14 +192,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def save_run(path: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
-    """Write ``run`` into the JSON list of runs at ``path``, one run per device: a run on
-    another device (the CPU here, a GPU on a lent machine) is kept beside it."""
+    """Write ``run`` into the JSON list of runs at ``path``, one run per device and encoder input
+    (``history_input``): a run on another device (the CPU here, a GPU on a lent machine) is kept beside it."""
     runs: list[dict[str, Any]] = []
     if path.is_file():
         old = json.loads(path.read_text())
         runs = [old] if isinstance(old, dict) else list(old)
-    runs = [r for r in runs if r.get("device") != run["device"]] + [run]
-    runs.sort(key=lambda r: (r.get("device") != "cpu", str(r.get("device"))))
+    key = (run["device"], run.get("history_input", "tokens"))
+    runs = [r for r in runs if (r.get("device"), r.get("history_input", "tokens")) != key] + [run]
+    runs.sort(
+        key=lambda r: (r.get("device") != "cpu", str(r.get("device")), r.get("history_input", "tokens") != "tokens")
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(runs, indent=2) + "\n")
     return runs
@@ -212,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ref-reps", type=int, default=None)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--history-input",
+        choices=HISTORY_INPUTS,
+        default="tokens",
+        help="encoder input of the random model (an artifact's model says its own): one position per sid token"
+        " (TIGER) or per item",
+    )
     p.add_argument("--out", default=None, help="also store the run in this JSON list (one run per device)")
     p.add_argument("--results-md", default=None, help="re-render the generative section of this results page")
     args = p.parse_args(argv)

@@ -189,6 +189,9 @@ class GenRecConfig:
     decoder_layers: int = 2
     dropout: float = 0.1
     max_items: int = 20  # history items fed to the encoder (depth tokens each)
+    # Encoder input (service.semantic_ids.decoder.history_input): "tokens" = one position per sid
+    # token (TIGER); "items" = one position per item, the sum of its tokens' embeddings.
+    history_input: str = "tokens"
     lr: float = 2e-3
     weight_decay: float = 0.01
     batch_size: int = 256

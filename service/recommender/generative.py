@@ -33,7 +33,7 @@ import torch
 from service.core.manifest import Manifest
 from service.core.sid import SidCodec, SidError, SidSpec, SidTable, load_semantic_ids
 from service.semantic_ids.beam import beam_search
-from service.semantic_ids.decoder import history_tokens, load_genrec, step_for
+from service.semantic_ids.decoder import load_genrec, model_history_tokens, step_for
 from service.semantic_ids.prefix_index import PrefixIndex
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class GenerativeRuntime:
         flat = np.concatenate(histories, axis=0)  # [sum L_i, depth]
         offsets = np.cumsum([0] + [len(h) for h in histories])
         rows = [np.arange(offsets[i], offsets[i + 1]) for i in range(b)]
-        ids, mask = history_tokens(flat, rows, self.max_items)
+        ids, mask = model_history_tokens(self.model, flat, rows, self.max_items)
         step = step_for(self.model, ids, mask, self.device)
         allowed_t = None if allowed is None else torch.from_numpy(np.ascontiguousarray(allowed)).to(self.device)
         res = beam_search(step, catalog.index, b, max(self.beam, k), k, allowed_t)

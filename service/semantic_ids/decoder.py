@@ -27,14 +27,48 @@ from service.semantic_ids.beam import StepFn
 GENREC_DIR = "genrec"
 
 
+HISTORY_INPUTS = ("tokens", "items")
+
+
+def history_input(model: Any) -> str:
+    """How ``model``'s encoder reads a history (its config's ``history_input``; older models: tokens).
+
+    ``tokens`` (TIGER): one encoder position per sid token, ``depth`` per item.
+    ``items``: one encoder position per item, the sum of its sid tokens' embeddings
+    (a quarter of the positions at depth 4, so several times cheaper to train and serve)."""
+    mode = str(getattr(model.config, "history_input", "tokens"))
+    if mode not in HISTORY_INPUTS:
+        raise ValueError(f"unknown history_input {mode!r} in the model config (expected one of {HISTORY_INPUTS})")
+    return mode
+
+
 def history_tokens(
-    item_tokens: npt.NDArray[np.int64], histories: Sequence[Sequence[int] | npt.NDArray[np.int64]], max_items: int
+    item_tokens: npt.NDArray[np.int64],
+    histories: Sequence[Sequence[int] | npt.NDArray[np.int64]],
+    max_items: int,
+    *,
+    per_item: bool = False,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """Encoder input: the sid tokens of each history's last ``max_items`` items, then EOS,
-    right-padded with PAD. item_tokens [N, depth] -> (ids [B, S], mask [B, S])."""
+    right-padded with PAD. item_tokens [N, depth] -> (ids [B, S], mask [B, S]).
+
+    ``per_item``: one row of tokens per position instead (the ``items`` history input):
+    ids [B, S, depth] with the items' token rows, then an EOS row ``[EOS, PAD, ...]``,
+    then all-PAD rows; mask [B, S]."""
     if any(len(h) == 0 for h in histories):
         raise ValueError("empty history")
     depth = item_tokens.shape[1]
+    if per_item:
+        eos_row = np.full((1, depth), PAD_TOKEN, dtype=np.int64)
+        eos_row[0, 0] = EOS_TOKEN
+        blocks = [np.concatenate([item_tokens[np.asarray(h[-max_items:], dtype=np.int64)], eos_row]) for h in histories]
+        s = max(len(r) for r in blocks)
+        ids3 = np.full((len(blocks), s, depth), PAD_TOKEN, dtype=np.int64)
+        mask = np.zeros((len(blocks), s), dtype=bool)
+        for i, r in enumerate(blocks):
+            ids3[i, : len(r)] = r
+            mask[i, : len(r)] = True
+        return ids3, mask
     rows = [np.r_[item_tokens[np.asarray(h[-max_items:], dtype=np.int64)].reshape(-1), EOS_TOKEN] for h in histories]
     s = max(len(r) for r in rows)
     ids = np.full((len(rows), s), PAD_TOKEN, dtype=np.int64)
@@ -44,6 +78,29 @@ def history_tokens(
         mask[i, : len(r)] = True
     assert s <= max_items * depth + 1
     return ids, mask
+
+
+def encoder_inputs(model: Any, ids: Tensor) -> dict[str, Tensor]:
+    """Keyword arguments for the encoder: ``input_ids`` for token histories [B, S]; for per-item
+    histories [B, S, depth] ``inputs_embeds`` [B, S, D] = the sum of each position's non-PAD token
+    embeddings (PAD rows give zeros; the attention mask hides them)."""
+    if ids.dim() == 2:
+        return {"input_ids": ids}
+    if ids.dim() != 3:
+        raise ValueError(f"history ids must be [B, S] or [B, S, depth], got {tuple(ids.shape)}")
+    emb = model.get_input_embeddings()(ids)  # [B, S, depth, D]
+    keep = (ids != PAD_TOKEN).unsqueeze(-1).to(emb.dtype)  # [B, S, depth, 1]
+    return {"inputs_embeds": (emb * keep).sum(2)}
+
+
+def model_history_tokens(
+    model: Any,
+    item_tokens: npt.NDArray[np.int64],
+    histories: Sequence[Sequence[int] | npt.NDArray[np.int64]],
+    max_items: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """:func:`history_tokens` in the layout ``model``'s encoder reads (:func:`history_input`)."""
+    return history_tokens(item_tokens, histories, max_items, per_item=history_input(model) == "items")
 
 
 class Seq2SeqStep:
@@ -58,7 +115,7 @@ class Seq2SeqStep:
         self.start = int(model.config.decoder_start_token_id or PAD_TOKEN)
         with torch.no_grad():
             self.enc = model.get_encoder()(
-                input_ids=input_ids, attention_mask=attention_mask
+                **encoder_inputs(model, input_ids), attention_mask=attention_mask
             ).last_hidden_state  # [B, S, D]
         self.mask = attention_mask  # [B, S]
         self._rep: tuple[int, Tensor, Tensor] | None = None
@@ -105,7 +162,9 @@ class T5BeamStep:
         self.dk = int(cfg.d_kv)
         self.scale_out = float(cfg.d_model) ** -0.5 if getattr(cfg, "scale_decoder_outputs", True) else 1.0
         with torch.no_grad():
-            enc = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, S, D]
+            enc = model.get_encoder()(
+                **encoder_inputs(model, input_ids), attention_mask=attention_mask
+            ).last_hidden_state  # [B, S, D]
             b, s, _ = enc.shape
             self.cross_kv = []
             for block in self.dec.block:
@@ -185,7 +244,7 @@ class T5BeamStep:
 def step_for(
     model: Any, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_], device: torch.device, *, fast: bool = True
 ) -> StepFn:
-    """The beam-search step of ``model`` for encoder inputs ``ids``/``mask`` [B, S]."""
+    """The beam-search step of ``model`` for encoder inputs ``ids`` ([B, S] or [B, S, depth]) / ``mask`` [B, S]."""
     cls = T5BeamStep if fast else Seq2SeqStep
     return cls(model, torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device).long())
 

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from service.core.sid import SidTable
 from service.semantic_ids.beam import beam_search
-from service.semantic_ids.decoder import GENREC_DIR, history_tokens, step_for
+from service.semantic_ids.decoder import GENREC_DIR, history_tokens, model_history_tokens, step_for
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import GenRecConfig
 from training.data.split import EvalCase, Split
@@ -94,7 +94,12 @@ class GenRecBatches:
             chunks += [part[i : i + bs] for i in range(0, len(part), bs)]
         for j in rng.permutation(len(chunks)):
             idx = chunks[j]
-            ids, mask = history_tokens(self.item_tokens, [self.hist[i] for i in idx], self.cfg.max_items)
+            ids, mask = history_tokens(
+                self.item_tokens,
+                [self.hist[i] for i in idx],
+                self.cfg.max_items,
+                per_item=self.cfg.history_input == "items",
+            )
             labels = self.item_tokens[self.targets[idx]]  # [B, depth]
             yield GenRecBatch(
                 torch.from_numpy(ids).to(self.device),
@@ -112,7 +117,7 @@ def decode_top(
     k: int = 10,
 ) -> np.ndarray:
     """Top-``k`` item rows per history by constrained beam search: [B, k] (-1 = fewer)."""
-    ids, mask = history_tokens(item_tokens, histories, cfg.max_items)
+    ids, mask = model_history_tokens(model, item_tokens, histories, cfg.max_items)
     step = step_for(model, ids, mask, index.device)
     return beam_search(step, index, len(histories), max(cfg.beam, k), k).items.cpu().numpy()
 
@@ -244,10 +249,11 @@ TIGER_PUBLISHED = {"Beauty": (0.0648, 0.0384), "Sports": (0.0400, 0.0225)}
 
 def model_name(cfg: GenRecConfig) -> str:
     """The table's model label: architecture and the optimisation settings that tell runs apart."""
-    return (
+    name = (
         f"genrec T5 d{cfg.d_model} ff{cfg.d_ff} {cfg.encoder_layers}+{cfg.decoder_layers}L,"
         f" batch {cfg.batch_size}, lr {cfg.lr:g}, beam {cfg.beam}"
     )
+    return name + (", one encoder position per item" if cfg.history_input == "items" else "")
 
 
 def bench_genrec(
@@ -370,13 +376,17 @@ def render_section(
             " on a lent machine): our batched decoder vs Hugging Face `generate` with"
             " `prefix_allowed_tokens_fn`, same T5 weights and catalog.",
             "",
-            "| device | threads | items | batch x beam | batched req/s | generate req/s | speedup |"
+            "`encoder input`: `tokens` = one encoder position per sid token (TIGER), `items` = one per history"
+            " item (the sum of its token embeddings; `GenRecConfig.history_input`).",
+            "",
+            "| device | threads | encoder input | items | batch x beam | batched req/s | generate req/s | speedup |"
             " speedup without the shared encoder pass | same top-k |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for b in runs:
             lines.append(
-                f"| {b['device']} | {b['threads']} | {b['items']} | {b['batch']} x {b['beam']} |"
+                f"| {b['device']} | {b['threads']} | {b.get('history_input', 'tokens')} | {b['items']} |"
+                f" {b['batch']} x {b['beam']} |"
                 f" {b['batched_per_s']} | {b['reference_per_s']} | {b['speedup']}x |"
                 f" {b.get('decode_speedup_excl_encoder', '-')}x | {b['same_topk']} |"
             )

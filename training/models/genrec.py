@@ -18,10 +18,13 @@ from torch import Tensor
 from transformers import T5Config, T5ForConditionalGeneration
 
 from service.core.sid import EOS_TOKEN, PAD_TOKEN, SidLayout
+from service.semantic_ids.decoder import HISTORY_INPUTS, encoder_inputs
 from training.config import GenRecConfig
 
 
 def genrec_t5_config(layout: SidLayout, cfg: GenRecConfig) -> T5Config:
+    if cfg.history_input not in HISTORY_INPUTS:
+        raise ValueError(f"history_input must be one of {HISTORY_INPUTS}, got {cfg.history_input!r}")
     kwargs: dict[str, Any] = dict(
         vocab_size=layout.vocab_size,
         d_model=cfg.d_model,
@@ -38,6 +41,7 @@ def genrec_t5_config(layout: SidLayout, cfg: GenRecConfig) -> T5Config:
         decoder_start_token_id=PAD_TOKEN,
         relative_attention_num_buckets=32,
         relative_attention_max_distance=128,
+        history_input=cfg.history_input,  # saved in config.json: serving builds the same encoder input
     )
     return T5Config(**kwargs)
 
@@ -49,13 +53,13 @@ def build_genrec(layout: SidLayout, cfg: GenRecConfig, seed: int | None = None) 
 
 
 class GenRecBatch(NamedTuple):
-    input_ids: Tensor  # [B, S] long history sid tokens + eos, right-padded
+    input_ids: Tensor  # [B, S] long history sid tokens + eos, right-padded ([B, S, depth]: per-item rows)
     attention_mask: Tensor  # [B, S] long
     labels: Tensor  # [B, depth] long target sid tokens
 
 
 def genrec_loss(model: T5ForConditionalGeneration, batch: GenRecBatch) -> Tensor:
     """Teacher-forced cross-entropy of the target sid (HF shifts labels right behind the start token)."""
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels)
+    out = model(**encoder_inputs(model, batch.input_ids), attention_mask=batch.attention_mask, labels=batch.labels)
     loss: Tensor = out.loss
     return loss

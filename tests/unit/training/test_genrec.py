@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from service.core.sid import SidLayout, SidTable
+from service.semantic_ids.decoder import history_input as history_input_of
 from service.semantic_ids.decoder import load_genrec
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import GenRecConfig
@@ -69,20 +71,23 @@ def test_training_examples_cover_every_position() -> None:
 
 
 @pytest.mark.slow
-def test_genrec_learns_a_deterministic_pattern_and_round_trips(tmp_path: Path) -> None:
+@pytest.mark.parametrize("history_input", ["tokens", "items"])
+def test_genrec_learns_a_deterministic_pattern_and_round_trips(tmp_path: Path, history_input: str) -> None:
     torch.manual_seed(0)
     split = cyclic_split()
     table = table_for(split.n_items)
-    res = train_genrec(split, table, TINY, tmp_path / "genrec")
+    cfg = replace(TINY, history_input=history_input)
+    res = train_genrec(split, table, cfg, tmp_path / "genrec")
     test = res.metrics["test"]
     assert set(test) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}
     # next = last + 1 is learnable: far above chance (10 of 40 items in the list)
     assert test["recall@10"] > 0.6, test
     model = load_genrec(tmp_path / "genrec")
+    assert history_input_of(model) == history_input  # the saved config says how to encode histories
     index = PrefixIndex(table.sids, table.layout)
-    again = evaluate_generative(model, table.tokens(), index, split.test, TINY)
+    again = evaluate_generative(model, table.tokens(), index, split.test, cfg)
     assert again == test
-    top = decode_top(model, table.tokens(), index, [[3, 4, 5]], TINY, k=5)
+    top = decode_top(model, table.tokens(), index, [[3, 4, 5]], cfg, k=5)
     assert top.shape == (1, 5) and ((top >= 0) & (top < split.n_items)).all()
     assert "| cyclic |" in render_section(
         [
@@ -113,7 +118,7 @@ def test_results_section_renders_quality_rows_and_beam_benchmark(tmp_path: Path)
     write_generative_section(tmp_path / "g.json", tmp_path / "b.json", md)
     text = md.read_text()
     assert "| Beauty | m | 0.0100 | 0.0050 | 0.9900 | - | - | 10 | cpu, - thread(s) | 0.0648 / 0.0384 |" in text
-    assert "| cpu | 1 | 12000 | 32 x 20 | 60.0 | 15.0 | 4.0x | 6.0x | True |" in text
+    assert "| cpu | 1 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 4.0x | 6.0x | True |" in text
     # the stored list of runs, one per device, renders one row each; GPU quality rows name the GPU
     gpu = beam | {"device": "NVIDIA H200", "threads": 4, "speedup": 12.0}
     (tmp_path / "b.json").write_text(json.dumps([beam, gpu]))
@@ -121,6 +126,6 @@ def test_results_section_renders_quality_rows_and_beam_benchmark(tmp_path: Path)
     (tmp_path / "g.json").write_text(json.dumps([*rows, gpu_row]))
     write_generative_section(tmp_path / "g.json", tmp_path / "b.json", md)
     text = md.read_text()
-    assert "| cpu | 1 | 12000 | 32 x 20 | 60.0 | 15.0 | 4.0x | 6.0x | True |" in text
-    assert "| NVIDIA H200 | 4 | 12000 | 32 x 20 | 60.0 | 15.0 | 12.0x | 6.0x | True |" in text
+    assert "| cpu | 1 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 4.0x | 6.0x | True |" in text
+    assert "| NVIDIA H200 | 4 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 12.0x | 6.0x | True |" in text
     assert "| Beauty | g | 0.0100 | 0.0050 | 0.9900 | - | - | 10 | H | 0.0648 / 0.0384 |" in text

@@ -8,7 +8,14 @@ import torch
 
 from service.core.sid import EOS_TOKEN, PAD_TOKEN, SidLayout
 from service.semantic_ids.beam import beam_search
-from service.semantic_ids.decoder import Seq2SeqStep, T5BeamStep, history_tokens
+from service.semantic_ids.decoder import (
+    Seq2SeqStep,
+    T5BeamStep,
+    encoder_inputs,
+    history_input,
+    history_tokens,
+    model_history_tokens,
+)
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import GenRecConfig
 from training.models.genrec import build_genrec
@@ -16,13 +23,14 @@ from training.models.genrec import build_genrec
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def setup() -> tuple[object, SidLayout, np.ndarray]:
+@pytest.fixture(scope="module", params=["tokens", "items"])
+def setup(request: pytest.FixtureRequest) -> tuple[object, SidLayout, np.ndarray]:
     layout = SidLayout(3, 8, 4)
     rng = np.random.default_rng(0)
     flat = rng.choice(int(np.prod(layout.level_sizes)), 300, replace=False)
     sids = np.stack(np.unravel_index(flat, layout.level_sizes), axis=1)
-    model = build_genrec(layout, GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16), seed=0).eval()
+    cfg = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, history_input=request.param)
+    model = build_genrec(layout, cfg, seed=0).eval()
     return model, layout, sids
 
 
@@ -34,6 +42,39 @@ def test_history_tokens_layout() -> None:
     assert mask.sum(1).tolist() == [9, 5]
     with pytest.raises(ValueError, match="empty history"):
         history_tokens(item_tokens, [[]], 2)
+
+
+def test_per_item_history_layout() -> None:
+    item_tokens = np.array([[2, 10, 20, 30], [3, 11, 21, 31], [4, 12, 22, 32]])
+    ids, mask = history_tokens(item_tokens, [[0, 1, 2], [2]], max_items=2, per_item=True)
+    eos = [EOS_TOKEN, PAD_TOKEN, PAD_TOKEN, PAD_TOKEN]
+    assert ids.shape == (2, 3, 4)
+    assert ids[0].tolist() == [[3, 11, 21, 31], [4, 12, 22, 32], eos]
+    assert ids[1].tolist() == [[4, 12, 22, 32], eos, [PAD_TOKEN] * 4]
+    assert mask.tolist() == [[True, True, True], [True, True, False]]
+
+
+def test_per_item_encoder_input_sums_the_item_token_embeddings(setup: tuple[object, SidLayout, np.ndarray]) -> None:
+    model, layout, sids = setup
+    tokens = layout.to_tokens(sids)
+    ids, mask = model_history_tokens(model, tokens, [[5, 6], [7]], 4)
+    ids_t = torch.from_numpy(ids)
+    inputs = encoder_inputs(model, ids_t)
+    if history_input(model) == "tokens":
+        assert ids.shape == (2, 9) and set(inputs) == {"input_ids"}
+        return
+    emb = model.get_input_embeddings().weight  # type: ignore[attr-defined]
+    got = inputs["inputs_embeds"]
+    assert got.shape == (2, 3, emb.shape[1])
+    torch.testing.assert_close(got[0, 1], emb[torch.from_numpy(tokens[6])].sum(0))
+    torch.testing.assert_close(got[0, 2], emb[EOS_TOKEN])  # EOS row: the PAD slots add nothing
+    torch.testing.assert_close(got[1, 2], torch.zeros_like(emb[0]))  # padding position
+    assert mask.sum(1).tolist() == [3, 2]
+
+
+def test_unknown_history_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="history_input"):
+        build_genrec(SidLayout(2, 4, 4), GenRecConfig(history_input="words"))
 
 
 def test_fast_step_matches_hf_forward(setup: tuple[object, SidLayout, np.ndarray]) -> None:
