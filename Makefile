@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 
-.PHONY: system-deps help setup demo demo-data demo-build serve test test-fast lint format bench bench-dense clean
+.PHONY: system-deps help setup demo demo-data demo-build serve test test-fast lint format bench bench-dense bench-beam bench-genrec-train clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | column -t -s $$'\t'
@@ -96,6 +96,9 @@ results-seqrec-render: setup  ## rebuild the seqrec section of docs/RESULTS.md a
 
 bench-beam:  ## batched constrained beam search vs HF generate + prefix_allowed_tokens_fn -> docs/results/generative_beam.json
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m benchmarks.beam --json --threads 1 --out docs/results/generative_beam.json --results-md docs/RESULTS.md
+
+bench-genrec-train:  ## genrec training steps/s: one encoder position per sid token (TIGER) vs per item, same batches
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m benchmarks.genrec_train --threads 1 --config training/configs/genrec_beauty.yaml
 
 GENREC_DATA ?= ../shared/data/Beauty
 GENREC_CONFIG ?= training/configs/genrec_beauty.yaml
