@@ -377,7 +377,7 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
         raise SystemExit("bench-genrec: --data is required (unless --render-only)")
 
     overrides: dict[str, Any] = {}
-    for key in ("max_minutes", "epochs", "threads", "device", "val_users", "beam"):
+    for key in ("max_minutes", "epochs", "threads", "device", "val_users", "beam", "history_input"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     cfg = load_config(GenRecConfig, Path(args.config) if args.config else None, overrides)
@@ -408,6 +408,12 @@ def _add_genrec_commands(sub: Any) -> None:
     g.add_argument("--epochs", type=int, default=None)
     g.add_argument("--val-users", type=int, default=None, help="validation cases for early stopping (0 = all)")
     g.add_argument("--beam", type=int, default=None)
+    g.add_argument(
+        "--history-input",
+        choices=("tokens", "items"),
+        default=None,
+        help="encoder positions: one per sid token (TIGER) or one per history item (default: config)",
+    )
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: config)")
     g.add_argument("--device", default=None, help="torch device (cpu, cuda)")
     g.set_defaults(func=cmd_bench_genrec)

@@ -129,3 +129,36 @@ def test_results_section_renders_quality_rows_and_beam_benchmark(tmp_path: Path)
     assert "| cpu | 1 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 4.0x | 6.0x | True |" in text
     assert "| NVIDIA H200 | 4 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 12.0x | 6.0x | True |" in text
     assert "| Beauty | g | 0.0100 | 0.0050 | 0.9900 | - | - | 10 | H | 0.0648 / 0.0384 |" in text
+
+
+@pytest.mark.slow
+def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """recsvc-train bench-genrec on a dataset folder (text vectors given) adds its row and the page section."""
+    from training.cli import main
+    from training.data.loader import load_dataset
+
+    data = tmp_path / "cyc"
+    data.mkdir()
+    split = cyclic_split(n_items=30, n_users=40)
+    ids = [f"I{i:03d}" for i in range(split.n_items)]
+    (data / "items.jsonl").write_text("".join(json.dumps({"item_id": i, "title": f"item {i}"}) + "\n" for i in ids))
+    seqs = [[*c.history, c.target] for c in split.test]
+    (data / "sequences.jsonl").write_text(
+        "".join(json.dumps({"user_id": f"u{u}", "items": [ids[j] for j in s]}) + "\n" for u, s in enumerate(seqs))
+    )
+    vec = tmp_path / "vec" / "items"
+    vec.mkdir(parents=True)
+    (vec / "item_ids.json").write_text(json.dumps(load_dataset(data).item_ids))
+    np.save(vec / "text_vectors.npy", np.random.default_rng(0).normal(size=(split.n_items, 16)).astype(np.float32))
+    (tmp_path / "gen.yaml").write_text("d_model: 32\nd_ff: 64\nn_heads: 2\nd_kv: 16\nbatch_size: 32\nbeam: 10\n")
+    (tmp_path / "sid.yaml").write_text("codebook_size: 8\nhidden: [16]\nlatent_dim: 8\nepochs: 4\nbatch_size: 16\n")
+    monkeypatch.chdir(tmp_path)  # the command writes docs/results/generative.json and docs/RESULTS.md here
+    common = ["bench-genrec", "--data", str(data), "--config", "gen.yaml", "--sid-config", "sid.yaml"]
+    common += ["--vectors-from", str(tmp_path / "vec"), "--work", "work", "--epochs", "2", "--val-users", "0"]
+    for mode in ("tokens", "items"):
+        assert main([*common, "--history-input", mode, "--threads", "1"]) == 0
+    rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
+    assert [r["model"].endswith("one encoder position per item") for r in rows] == [False, True]
+    assert all(r["dataset"] == "cyc" and r["epochs"] == 2 and 0 <= r["recall@10"] <= 1 for r in rows)
+    page = (tmp_path / "docs/RESULTS.md").read_text()
+    assert "| cyc | genrec T5 d32 ff64 2+2L, batch 32, lr 0.002, beam 10, one encoder position per item |" in page
