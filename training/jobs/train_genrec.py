@@ -344,7 +344,11 @@ def render_section(
         "## Generative recommendation (semantic IDs + TIGER-style T5)",
         "",
         "Command: `make results-genrec` (`recsvc-train bench-genrec --data ../shared/data/Beauty --config"
-        " training/configs/genrec_beauty.yaml --threads 1`; rows in `docs/results/generative.json`).",
+        " training/configs/genrec_beauty.yaml --threads 1`; rows in `docs/results/generative.json`); Sports:"
+        " `--data ../shared/data/Sports --config training/configs/genrec_sports.yaml`. Rows ending in `one encoder"
+        " position per item` add `--history-input items` (the encoder reads one position per history item, the"
+        " sum of its sid token embeddings, instead of one per sid token as TIGER does); both inputs of a dataset"
+        " use the same semantic IDs (same RQ-VAE seed).",
         "Leave-one-out, full catalog; the target's rank is its position in the constrained beam search's top-10",
         "(not returned = miss). Published TIGER numbers are from the paper (richer item text than here).",
         "`train s` = RQ-VAE + genrec training wall-clock on the listed device (CPU rows: that many threads of",
