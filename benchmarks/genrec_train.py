@@ -6,7 +6,8 @@ the item's token embeddings), side by side on the same batches.
                                       [--data ../shared/data/Beauty] [--device cuda]
 
 Each timed step is a real training step of ``training/models/genrec.py`` (forward,
-teacher-forced loss, backward, AdamW update) on ``batch_size`` examples. With ``--data``
+teacher-forced loss, backward, AdamW update) on ``batch_size`` examples, batched as training
+batches them (length-sorted windows, so little padding). With ``--data``
 the batches are drawn from that dataset's leave-one-out training examples (so the history
 lengths are the real ones); without it, from a random catalog of ``--items`` semantic IDs
 with geometric history lengths (mean ``--history-mean``), capped at ``max_items``.
@@ -33,6 +34,7 @@ from benchmarks.beam import random_sids
 from service.core.sid import SidLayout
 from service.semantic_ids.decoder import HISTORY_INPUTS, history_tokens
 from training.config import GenRecConfig, load_config
+from training.jobs.train_genrec import LENGTH_BUCKET, training_examples
 from training.loop import device_name, make_optimizer
 from training.models.genrec import GenRecBatch, build_genrec, genrec_loss
 
@@ -46,18 +48,30 @@ def examples(args: argparse.Namespace, cfg: GenRecConfig) -> tuple[np.ndarray, l
     if args.data:
         from training.data.loader import load_dataset
         from training.data.split import leave_one_out
-        from training.jobs.train_genrec import training_examples
 
         split = leave_one_out(load_dataset(Path(args.data), allow_empty_titles=True))
         hist, targets = training_examples(split.train, cfg.max_items)
         sids = random_sids(split.n_items, layout, args.seed)  # the codes do not change the work
         return layout.to_tokens(sids), hist, targets, f"{args.data} (leave-one-out training examples)"
     sids = random_sids(args.items, layout, args.seed)
-    n = args.batch_size * (args.reps + 2)
+    n = args.batch_size * LENGTH_BUCKET
     lengths = np.minimum(rng.geometric(1.0 / args.history_mean, n), cfg.max_items)  # >= 1, mean ~history_mean
     hist = [rng.integers(0, args.items, int(k)) for k in lengths]
     targets = rng.integers(0, args.items, n)
     return layout.to_tokens(sids), hist, targets, f"random catalog, history mean {args.history_mean}"
+
+
+def length_bucketed_batches(lengths: np.ndarray, bs: int, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``n`` batches of example indices formed as training forms them (``GenRecBatches.epoch``):
+    a random window of ``bs * LENGTH_BUCKET`` examples sorted by history length, cut into batches;
+    here ``n`` of those batches picked at random. Random batches without the sort would pad
+    every batch to its longest history and time mostly padding."""
+    window = rng.permutation(len(lengths))[: bs * LENGTH_BUCKET]
+    window = window[np.argsort(lengths[window], kind="stable")]
+    chunks = [window[i : i + bs] for i in range(0, len(window) - bs + 1, bs)]
+    if len(chunks) < n:
+        raise ValueError(f"{len(lengths)} examples make {len(chunks)} batches of {bs}; {n} needed (lower --reps)")
+    return [chunks[j] for j in rng.choice(len(chunks), n, replace=False)]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -69,7 +83,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     args.batch_size = cfg.batch_size
     item_tokens, hist, targets, source = examples(args, cfg)
     rng = np.random.default_rng(args.seed + 1)
-    picks = [rng.choice(len(targets), cfg.batch_size, replace=False) for _ in range(args.reps + 1)]
+    picks = length_bucketed_batches(np.array([len(h) for h in hist]), cfg.batch_size, args.reps + 1, rng)
 
     def batches(mode: str) -> list[GenRecBatch]:
         out = []

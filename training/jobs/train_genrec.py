@@ -65,6 +65,9 @@ def training_examples(train: Sequence[Sequence[int]], max_items: int) -> tuple[l
     return hist, np.asarray(targets, dtype=np.int64)
 
 
+LENGTH_BUCKET = 32  # batches per length-sorted window (GenRecBatches.epoch)
+
+
 class GenRecBatches:
     def __init__(
         self, item_tokens: np.ndarray, train: Sequence[Sequence[int]], cfg: GenRecConfig, device: torch.device
@@ -74,7 +77,7 @@ class GenRecBatches:
         self.lengths = np.array([len(h) for h in self.hist])
         self.cfg = cfg
         self.device = device
-        self.bucket = 32
+        self.bucket = LENGTH_BUCKET
 
     def __len__(self) -> int:
         return math.ceil(len(self.targets) / self.cfg.batch_size)
