@@ -96,6 +96,7 @@ results-seqrec-render: setup  ## rebuild the seqrec section of docs/RESULTS.md a
 
 bench-beam:  ## batched constrained beam search vs HF generate + prefix_allowed_tokens_fn -> docs/results/generative_beam.json
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m benchmarks.beam --json --threads 1 --out docs/results/generative_beam.json --results-md docs/RESULTS.md
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m benchmarks.beam --json --threads 1 --history-input items --out docs/results/generative_beam.json --results-md docs/RESULTS.md
 
 bench-genrec-train:  ## genrec training steps/s: one encoder position per sid token (TIGER) vs per item, same batches
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m benchmarks.genrec_train --threads 1 --config training/configs/genrec_beauty.yaml
