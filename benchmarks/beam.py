@@ -28,10 +28,9 @@ import numpy as np
 import torch
 
 from service.core.manifest import Manifest
-from service.core.sid import SidLayout, SidTable, load_semantic_ids
+from service.core.sid import HISTORY_INPUTS, SidLayout, SidTable, load_semantic_ids
 from service.semantic_ids.beam import beam_search
 from service.semantic_ids.decoder import (
-    HISTORY_INPUTS,
     encoder_inputs,
     history_input,
     load_genrec,
@@ -39,7 +38,7 @@ from service.semantic_ids.decoder import (
     step_for,
 )
 from service.semantic_ids.prefix_index import PrefixIndex
-from training.loop import device_name
+from training.loop import device_name, resolve_device
 
 logger = logging.getLogger("benchmarks.beam")
 
@@ -72,7 +71,7 @@ def allowed_tokens_fn(item_tokens: np.ndarray, depth: int) -> Callable[[int, tor
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     t_setup = time.perf_counter()
     if args.artifacts:
         root = Path(args.artifacts)
@@ -198,11 +197,12 @@ def save_run(path: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
     if path.is_file():
         old = json.loads(path.read_text())
         runs = [old] if isinstance(old, dict) else list(old)
-    key = (run["device"], run.get("history_input", "tokens"))
-    runs = [r for r in runs if (r.get("device"), r.get("history_input", "tokens")) != key] + [run]
-    runs.sort(
-        key=lambda r: (r.get("device") != "cpu", str(r.get("device")), r.get("history_input", "tokens") != "tokens")
-    )
+
+    def key(r: dict[str, Any]) -> tuple[str, str]:
+        return str(r.get("device")), str(r.get("history_input", "tokens"))  # runs without the key: token input
+
+    runs = [r for r in runs if key(r) != key(run)] + [run]
+    runs.sort(key=lambda r: (key(r)[0] != "cpu", key(r)[0], key(r)[1] != "tokens"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(runs, indent=2) + "\n")
     return runs

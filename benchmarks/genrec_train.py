@@ -31,34 +31,34 @@ import numpy as np
 import torch
 
 from benchmarks.beam import random_sids
-from service.core.sid import SidLayout
-from service.semantic_ids.decoder import HISTORY_INPUTS, history_tokens
+from service.core.sid import HISTORY_INPUTS, SidLayout
+from service.semantic_ids.decoder import history_tokens
 from training.config import GenRecConfig, load_config
 from training.jobs.train_genrec import LENGTH_BUCKET, training_examples
-from training.loop import device_name, make_optimizer
+from training.loop import device_name, make_optimizer, resolve_device
 from training.models.genrec import GenRecBatch, build_genrec, genrec_loss
 
 logger = logging.getLogger("benchmarks.genrec_train")
+LAYOUT = SidLayout(3, 256, 32)  # the work does not depend on the codes, only on depth and vocabulary
 
 
 def examples(args: argparse.Namespace, cfg: GenRecConfig) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, str]:
     """(item tokens [N, depth], histories, targets, source) for the benchmark's batches."""
     rng = np.random.default_rng(args.seed)
-    layout = SidLayout(3, 256, 32)
     if args.data:
         from training.data.loader import load_dataset
         from training.data.split import leave_one_out
 
         split = leave_one_out(load_dataset(Path(args.data), allow_empty_titles=True))
         hist, targets = training_examples(split.train, cfg.max_items)
-        sids = random_sids(split.n_items, layout, args.seed)  # the codes do not change the work
-        return layout.to_tokens(sids), hist, targets, f"{args.data} (leave-one-out training examples)"
-    sids = random_sids(args.items, layout, args.seed)
+        sids = random_sids(split.n_items, LAYOUT, args.seed)
+        return LAYOUT.to_tokens(sids), hist, targets, f"{args.data} (leave-one-out training examples)"
+    sids = random_sids(args.items, LAYOUT, args.seed)
     n = args.batch_size * LENGTH_BUCKET
     lengths = np.minimum(rng.geometric(1.0 / args.history_mean, n), cfg.max_items)  # >= 1, mean ~history_mean
     hist = [rng.integers(0, args.items, int(k)) for k in lengths]
     targets = rng.integers(0, args.items, n)
-    return layout.to_tokens(sids), hist, targets, f"random catalog, history mean {args.history_mean}"
+    return LAYOUT.to_tokens(sids), hist, targets, f"random catalog, history mean {args.history_mean}"
 
 
 def length_bucketed_batches(lengths: np.ndarray, bs: int, n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -76,7 +76,7 @@ def length_bucketed_batches(lengths: np.ndarray, bs: int, n: int, rng: np.random
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     cfg = load_config(GenRecConfig, Path(args.config)) if args.config else GenRecConfig()
     if args.batch_size:
         cfg = replace(cfg, batch_size=args.batch_size)
@@ -98,10 +98,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         return out
 
-    layout = SidLayout(3, 256, 32)
     runs: dict[str, dict[str, Any]] = {}
     for mode in HISTORY_INPUTS:
-        model: Any = build_genrec(layout, replace(cfg, history_input=mode), seed=args.seed)
+        model: Any = build_genrec(LAYOUT, replace(cfg, history_input=mode), seed=args.seed)
         model = model.to(device).train()
         runs[mode] = {
             "model": model,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from service.core.manifest import Manifest, ManifestError, latest_version
+from service.core.sid import HISTORY_INPUTS
 from training.config import BuildConfig, DemoConfig, EncoderFinetuneConfig, EvalProfilesConfig, load_config
 
 
@@ -410,7 +411,7 @@ def _add_genrec_commands(sub: Any) -> None:
     g.add_argument("--beam", type=int, default=None)
     g.add_argument(
         "--history-input",
-        choices=("tokens", "items"),
+        choices=HISTORY_INPUTS,
         default=None,
         help="encoder positions: one per sid token (TIGER) or one per history item (default: config)",
     )

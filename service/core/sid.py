@@ -36,6 +36,8 @@ SIDS_FILE = "semantic_ids/sids.npy"
 CODEC_FILE = "semantic_ids/codec.npz"
 PAD_TOKEN = 0
 EOS_TOKEN = 1
+# How a generative model's encoder reads a history (service.semantic_ids.decoder.history_input).
+HISTORY_INPUTS = ("tokens", "items")
 N_SPECIAL_TOKENS = 2
 
 I32 = npt.NDArray[np.int32]

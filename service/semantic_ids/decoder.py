@@ -21,13 +21,10 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from service.core.sid import EOS_TOKEN, PAD_TOKEN
+from service.core.sid import EOS_TOKEN, HISTORY_INPUTS, PAD_TOKEN
 from service.semantic_ids.beam import StepFn
 
 GENREC_DIR = "genrec"
-
-
-HISTORY_INPUTS = ("tokens", "items")
 
 
 def history_input(model: Any) -> str:
@@ -58,25 +55,23 @@ def history_tokens(
     if any(len(h) == 0 for h in histories):
         raise ValueError("empty history")
     depth = item_tokens.shape[1]
-    if per_item:
-        eos_row = np.full((1, depth), PAD_TOKEN, dtype=np.int64)
-        eos_row[0, 0] = EOS_TOKEN
-        blocks = [np.concatenate([item_tokens[np.asarray(h[-max_items:], dtype=np.int64)], eos_row]) for h in histories]
-        s = max(len(r) for r in blocks)
-        ids3 = np.full((len(blocks), s, depth), PAD_TOKEN, dtype=np.int64)
-        mask = np.zeros((len(blocks), s), dtype=bool)
-        for i, r in enumerate(blocks):
-            ids3[i, : len(r)] = r
-            mask[i, : len(r)] = True
-        return ids3, mask
-    rows = [np.r_[item_tokens[np.asarray(h[-max_items:], dtype=np.int64)].reshape(-1), EOS_TOKEN] for h in histories]
+    eos: npt.NDArray[np.int64]
+    if per_item:  # one position per item: [L, depth] rows, then the EOS row
+        eos = np.full((1, depth), PAD_TOKEN, dtype=np.int64)
+        eos[0, 0] = EOS_TOKEN
+    else:  # one position per token: [L * depth], then EOS
+        eos = np.array([EOS_TOKEN], dtype=np.int64)
+    rows = [
+        np.concatenate([item_tokens[np.asarray(h[-max_items:], dtype=np.int64)].reshape(-1, *eos.shape[1:]), eos])
+        for h in histories
+    ]
     s = max(len(r) for r in rows)
-    ids = np.full((len(rows), s), PAD_TOKEN, dtype=np.int64)
+    ids = np.full((len(rows), s, *eos.shape[1:]), PAD_TOKEN, dtype=np.int64)
     mask = np.zeros((len(rows), s), dtype=bool)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = r
         mask[i, : len(r)] = True
-    assert s <= max_items * depth + 1
+    assert s <= max_items * (1 if per_item else depth) + 1
     return ids, mask
 
 

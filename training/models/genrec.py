@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 from transformers import T5Config, T5ForConditionalGeneration
 
-from service.core.sid import EOS_TOKEN, PAD_TOKEN, SidLayout
-from service.semantic_ids.decoder import HISTORY_INPUTS, encoder_inputs
+from service.core.sid import EOS_TOKEN, HISTORY_INPUTS, PAD_TOKEN, SidLayout
+from service.semantic_ids.decoder import encoder_inputs
 from training.config import GenRecConfig
 
 
