@@ -50,7 +50,7 @@ def examples(args: argparse.Namespace, cfg: GenRecConfig) -> tuple[np.ndarray, l
         from training.data.split import leave_one_out
 
         split = leave_one_out(load_dataset(Path(args.data), allow_empty_titles=True))
-        hist, targets = training_examples(split.train, cfg.max_items)
+        hist, targets, _ = training_examples(split.train, cfg.max_items)
         sids = random_sids(split.n_items, LAYOUT, args.seed)
         return LAYOUT.to_tokens(sids), hist, targets, f"{args.data} (leave-one-out training examples)"
     sids = random_sids(args.items, LAYOUT, args.seed)

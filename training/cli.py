@@ -378,7 +378,7 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
         raise SystemExit("bench-genrec: --data is required (unless --render-only)")
 
     overrides: dict[str, Any] = {}
-    for key in ("max_minutes", "epochs", "threads", "device", "val_users", "beam", "history_input"):
+    for key in ("max_minutes", "epochs", "threads", "device", "val_users", "beam", "history_input", "user_buckets"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     cfg = load_config(GenRecConfig, Path(args.config) if args.config else None, overrides)
@@ -414,6 +414,12 @@ def _add_genrec_commands(sub: Any) -> None:
         choices=HISTORY_INPUTS,
         default=None,
         help="encoder positions: one per sid token (TIGER) or one per history item (default: config)",
+    )
+    g.add_argument(
+        "--user-buckets",
+        type=int,
+        default=None,
+        help="TIGER's user token: user ids hashed into this many buckets (0 = none; default: config)",
     )
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: config)")
     g.add_argument("--device", default=None, help="torch device (cpu, cuda)")

@@ -192,6 +192,11 @@ class GenRecConfig:
     # Encoder input (service.semantic_ids.decoder.history_input): "tokens" = one position per sid
     # token (TIGER); "items" = one position per item, the sum of its tokens' embeddings.
     history_input: str = "tokens"
+    # TIGER's user token: the user id hashed into this many buckets, one encoder position before the
+    # history (0 = none). A user_dropout share of training examples gets the no-user token instead,
+    # so requests without a user_id (and users' first requests) get a trained input too.
+    user_buckets: int = 0
+    user_dropout: float = 0.1
     lr: float = 2e-3
     weight_decay: float = 0.01
     batch_size: int = 256

@@ -33,7 +33,7 @@ import torch
 from service.core.manifest import Manifest
 from service.core.sid import SidCodec, SidError, SidSpec, SidTable, load_semantic_ids
 from service.semantic_ids.beam import beam_search
-from service.semantic_ids.decoder import load_genrec, model_history_tokens, step_for
+from service.semantic_ids.decoder import load_genrec, model_history_tokens, step_for, user_buckets
 from service.semantic_ids.prefix_index import PrefixIndex
 
 logger = logging.getLogger(__name__)
@@ -72,10 +72,12 @@ class GenerativeRuntime:
     ) -> None:
         if len(table) != len(item_ids):
             raise SidError(f"sid table has {len(table)} rows for {len(item_ids)} items")
-        if model.config.vocab_size != spec.layout.vocab_size:
+        buckets = user_buckets(model)
+        expected = spec.layout.vocab_size + (1 + buckets if buckets else 0)
+        if model.config.vocab_size != expected:
             raise SidError(
                 f"generative model vocabulary {model.config.vocab_size} does not match the sid layout "
-                f"({spec.layout.vocab_size})"
+                f"({spec.layout.vocab_size} sid tokens" + (f" + 1 + {buckets} user tokens)" if buckets else ")")
             )
         self.spec = spec
         self.layout = spec.layout
@@ -177,14 +179,17 @@ class GenerativeRuntime:
         catalog: SidCatalog,
         k: int,
         allowed: npt.NDArray[np.bool_] | None = None,
+        user_ids: Sequence[str | None] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Histories as token rows [L_i, depth] -> top-k (snapshot rows [B, k] (-1 = none), scores [B, k])."""
+        """Histories as token rows [L_i, depth] -> top-k (snapshot rows [B, k] (-1 = none), scores [B, k]).
+
+        ``user_ids``: the requests' users (None = anonymous), read by a model with user tokens."""
         b = len(histories)
         # history_tokens indexes an item-token table: stack each history's tokens into one.
         flat = np.concatenate(histories, axis=0)  # [sum L_i, depth]
         offsets = np.cumsum([0] + [len(h) for h in histories])
         rows = [np.arange(offsets[i], offsets[i + 1]) for i in range(b)]
-        ids, mask = model_history_tokens(self.model, flat, rows, self.max_items)
+        ids, mask = model_history_tokens(self.model, flat, rows, self.max_items, user_ids)
         step = step_for(self.model, ids, mask, self.device)
         allowed_t = None if allowed is None else torch.from_numpy(np.ascontiguousarray(allowed)).to(self.device)
         res = beam_search(step, catalog.index, b, max(self.beam, k), k, allowed_t)

@@ -226,7 +226,7 @@ class Recommender:
         exclude = [e.item_id for e in entries if isinstance(e, ItemRef)] if req.exclude_history else []
         mask = snapshot.searcher.mask(build_filter(req.filters, exclude))  # [N] or None
         allowed = None if mask is None else mask[None, :]
-        items, scores = await asyncio.to_thread(gen.decode, [np.stack(rows)], catalog, k, allowed)
+        items, scores = await asyncio.to_thread(gen.decode, [np.stack(rows)], catalog, k, allowed, [req.user_id])
         return items[0], scores[0]
 
     def _result(

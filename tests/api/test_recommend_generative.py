@@ -4,6 +4,7 @@ search run directly on the artifact files; filters and history exclusion hold.""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.core.manifest import Manifest
+from service.core.sid import SidError, load_semantic_ids
 from service.recommender.generative import GenerativeRuntime
 from tests.conftest import TinyArtifacts
 from training.config import GenRecConfig, SemanticIdConfig
@@ -24,7 +26,8 @@ from training.models.genrec import build_genrec
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-GEN_CFG = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, max_items=6, beam=12)
+# With TIGER's user token (16 hash buckets): requests with and without user_id both decode.
+GEN_CFG = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, max_items=6, beam=12, user_buckets=16)
 
 
 def add_generative(root: Path) -> None:
@@ -90,6 +93,44 @@ def test_generative_equals_direct_beam_search(
     assert [it["score"] for it in items] == pytest.approx(scores[0].tolist(), abs=1e-5)
     assert [it["rank"] for it in items] == list(range(1, 8))
     assert not set(got) & set(history)
+
+
+def test_user_id_feeds_the_user_token(
+    make_client: Callable[..., TestClient],
+    gen_artifacts: Path,
+    runtime: GenerativeRuntime,
+    tiny_artifacts: TinyArtifacts,
+) -> None:
+    client = make_client(artifacts_dir=gen_artifacts)
+    history = ["P0002", "P0007"]
+    ids = [r["item_id"] for r in tiny_artifacts.catalog]
+    vectors = np.load(gen_artifacts / tiny_artifacts.version / "items" / "text_vectors.npy")
+    cat = runtime.catalog("direct", ids, vectors)
+    allowed = np.ones((1, len(ids)), dtype=bool)
+    allowed[0, [ids.index(h) for h in history]] = False
+    hist = np.stack([cat.tokens[ids.index(h)] for h in history])
+    scores = {}
+    for user in ("U000001", "U000002", None):
+        body = post(client, history=history, k=5, mode="generative", **({"user_id": user} if user else {}))
+        rows, direct = runtime.decode([hist], cat, 5, allowed, [user])
+        assert [it["item_id"] for it in body["items"]] == [ids[r] for r in rows[0] if r >= 0]
+        assert [it["score"] for it in body["items"]] == pytest.approx(direct[0].tolist(), abs=1e-5)
+        scores[user] = direct[0].tolist()
+    # the three user tokens (two buckets and the no-user token) give different scores
+    assert scores["U000001"] != pytest.approx(scores[None], abs=1e-4)
+    assert scores["U000002"] != pytest.approx(scores["U000001"], abs=1e-4)
+
+
+def test_runtime_refuses_a_model_that_does_not_fit_the_sid_vocabulary(
+    gen_artifacts: Path, runtime: GenerativeRuntime, tiny_artifacts: TinyArtifacts
+) -> None:
+    root = gen_artifacts / tiny_artifacts.version
+    spec, table, codec = load_semantic_ids(root, Manifest.read(root).extra["semantic_ids"])
+    ids = [r["item_id"] for r in tiny_artifacts.catalog]
+    model = copy.deepcopy(runtime.model)
+    model.config.user_buckets = 8  # the vocabulary was built for 16 user buckets
+    with pytest.raises(SidError, match=r"1 \+ 8 user tokens"):
+        GenerativeRuntime(spec, table, codec, ids, model, device=runtime.device, beam=4, max_items=4)
 
 
 def test_generative_filters_apply_while_decoding(make_client: Callable[..., TestClient], gen_artifacts: Path) -> None:

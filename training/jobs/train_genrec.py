@@ -32,7 +32,13 @@ from tqdm import tqdm
 
 from service.core.sid import SidTable
 from service.semantic_ids.beam import beam_search
-from service.semantic_ids.decoder import GENREC_DIR, history_tokens, model_history_tokens, step_for
+from service.semantic_ids.decoder import (
+    GENREC_DIR,
+    history_tokens,
+    model_history_tokens,
+    model_user_tokens,
+    step_for,
+)
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import GenRecConfig
 from training.data.split import EvalCase, Split
@@ -51,29 +57,48 @@ class GenRecResult:
     fit: FitResult
 
 
-def training_examples(train: Sequence[Sequence[int]], max_items: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """(history, target) for every position >= 1 of every training sequence."""
+def training_examples(
+    train: Sequence[Sequence[int]], max_items: int
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """(history, target, sequence) for every position >= 1 of every training sequence;
+    ``sequence`` is the example's row in ``train`` (its user)."""
     hist: list[np.ndarray] = []
     targets: list[int] = []
-    for s in train:
+    seqs: list[int] = []
+    for u, s in enumerate(train):
         arr = np.asarray(s, dtype=np.int64)
         for i in range(1, len(arr)):
             hist.append(arr[max(0, i - max_items) : i])
             targets.append(int(arr[i]))
+            seqs.append(u)
     if not hist:
         raise ValueError("no training sequence has 2 or more items")
-    return hist, np.asarray(targets, dtype=np.int64)
+    return hist, np.asarray(targets, dtype=np.int64), np.asarray(seqs, dtype=np.int64)
 
 
 LENGTH_BUCKET = 32  # batches per length-sorted window (GenRecBatches.epoch)
 
 
 class GenRecBatches:
+    """Training batches. ``user_tokens`` [len(train)] + ``no_user``: each training sequence's user
+    token and the anonymous one, for a model with user tokens (a ``cfg.user_dropout`` share of
+    examples, drawn per epoch, gets ``no_user``)."""
+
     def __init__(
-        self, item_tokens: np.ndarray, train: Sequence[Sequence[int]], cfg: GenRecConfig, device: torch.device
+        self,
+        item_tokens: np.ndarray,
+        train: Sequence[Sequence[int]],
+        cfg: GenRecConfig,
+        device: torch.device,
+        user_tokens: np.ndarray | None = None,
+        no_user: int = 0,
     ) -> None:
         self.item_tokens = item_tokens  # [N, depth]
-        self.hist, self.targets = training_examples(train, cfg.max_items)
+        self.hist, self.targets, self.seqs = training_examples(train, cfg.max_items)
+        if user_tokens is not None and len(user_tokens) != len(train):
+            raise ValueError(f"{len(user_tokens)} user tokens for {len(train)} training sequences")
+        self.user_tokens = user_tokens
+        self.no_user = no_user
         self.lengths = np.array([len(h) for h in self.hist])
         self.cfg = cfg
         self.device = device
@@ -95,6 +120,10 @@ class GenRecBatches:
             part = order[start : start + window]
             part = part[np.argsort(self.lengths[part], kind="stable")]
             chunks += [part[i : i + bs] for i in range(0, len(part), bs)]
+        users: np.ndarray | None = None
+        if self.user_tokens is not None:  # per example: its user's token, or no-user (dropout)
+            users = self.user_tokens[self.seqs]
+            users = np.where(rng.random(len(users)) < self.cfg.user_dropout, self.no_user, users)
         for j in rng.permutation(len(chunks)):
             idx = chunks[j]
             ids, mask = history_tokens(
@@ -102,6 +131,7 @@ class GenRecBatches:
                 [self.hist[i] for i in idx],
                 self.cfg.max_items,
                 per_item=self.cfg.history_input == "items",
+                users=None if users is None else users[idx],
             )
             labels = self.item_tokens[self.targets[idx]]  # [B, depth]
             yield GenRecBatch(
@@ -118,9 +148,11 @@ def decode_top(
     histories: Sequence[Sequence[int]],
     cfg: GenRecConfig,
     k: int = 10,
+    user_ids: Sequence[str | None] | None = None,
 ) -> np.ndarray:
-    """Top-``k`` item rows per history by constrained beam search: [B, k] (-1 = fewer)."""
-    ids, mask = model_history_tokens(model, item_tokens, histories, cfg.max_items)
+    """Top-``k`` item rows per history by constrained beam search: [B, k] (-1 = fewer).
+    ``user_ids``: the histories' users, for a model with user tokens."""
+    ids, mask = model_history_tokens(model, item_tokens, histories, cfg.max_items, user_ids)
     step = step_for(model, ids, mask, index.device)
     return beam_search(step, index, len(histories), max(cfg.beam, k), k).items.cpu().numpy()
 
@@ -134,8 +166,10 @@ def evaluate_generative(
     *,
     progress: bool = False,
     k: int = 10,
+    user_ids: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Recall/NDCG@{5,10}: the target's rank is its position in the decoded top-k (miss = k)."""
+    """Recall/NDCG@{5,10}: the target's rank is its position in the decoded top-k (miss = k).
+    ``user_ids``: user id per training sequence (``EvalCase.user`` indexes it), for user tokens."""
     if not cases:
         raise ValueError("no cases to evaluate")
     model.eval()
@@ -143,7 +177,8 @@ def evaluate_generative(
     bs = cfg.eval_batch_size
     for start in tqdm(range(0, len(cases), bs), desc="decode", leave=False, disable=not progress):
         batch = cases[start : start + bs]
-        top = decode_top(model, item_tokens, index, [c.history for c in batch], cfg, k)  # [B, k]
+        users = None if user_ids is None else [user_ids[c.user] for c in batch]
+        top = decode_top(model, item_tokens, index, [c.history for c in batch], cfg, k, users)  # [B, k]
         targets = np.array([c.target for c in batch])[:, None]
         hit = top == targets  # [B, k]
         ranks.append(np.where(hit.any(1), hit.argmax(1), k))
@@ -157,33 +192,59 @@ RUN_LENGTH_FIELDS = ("epochs", "max_minutes", "patience", "threads", "test_users
 def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
     """Identifies model config + data of a checkpointed run (run-length knobs excluded)."""
     conf = {k: v for k, v in asdict(cfg).items() if k not in RUN_LENGTH_FIELDS}
+    if not cfg.user_buckets:  # no user token: its knobs change nothing (and runs from before them resume)
+        conf.pop("user_buckets")
+        conf.pop("user_dropout")
     payload = [conf, table.sids.shape, int(table.sids.sum()), len(split.train)]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
 def train_genrec(
-    split: Split, table: SidTable, cfg: GenRecConfig, out_dir: Path, ckpt_dir: Path | None = None
+    split: Split,
+    table: SidTable,
+    cfg: GenRecConfig,
+    out_dir: Path,
+    ckpt_dir: Path | None = None,
+    user_ids: Sequence[str] | None = None,
 ) -> GenRecResult:
     """Train on ``split.train``, early-stop on validation NDCG@10, score the test cases, save to ``out_dir``.
 
-    ``ckpt_dir``: resumable checkpoints (kept outside the artifact set)."""
+    ``ckpt_dir``: resumable checkpoints (kept outside the artifact set). ``user_ids``: the user id of
+    each training sequence (``Dataset.sequences`` order), needed when ``cfg.user_buckets`` > 0."""
     if len(table) != split.n_items:
         raise ValueError(f"sid table has {len(table)} rows but the split has {split.n_items} items")
+    if cfg.user_buckets:
+        if user_ids is None:
+            raise ValueError("user_buckets > 0 needs the user id of every training sequence")
+        if len(user_ids) != len(split.train):
+            raise ValueError(f"{len(user_ids)} user ids for {len(split.train)} training sequences")
     previous_threads = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train(split, table, cfg, out_dir, ckpt_dir)
+        return _train(split, table, cfg, out_dir, ckpt_dir, user_ids if cfg.user_buckets else None)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(split: Split, table: SidTable, cfg: GenRecConfig, out_dir: Path, ckpt_dir: Path | None) -> GenRecResult:
+def _train(
+    split: Split,
+    table: SidTable,
+    cfg: GenRecConfig,
+    out_dir: Path,
+    ckpt_dir: Path | None,
+    user_ids: Sequence[str] | None,
+) -> GenRecResult:
     device = resolve_device(cfg.device)
     item_tokens = table.tokens()  # [N, depth]
     index = PrefixIndex(table.sids, table.layout, device)
     model = build_genrec(table.layout, cfg, seed=cfg.seed)
-    batches = GenRecBatches(item_tokens, split.train, cfg, device)
+    user_tokens, no_user = None, 0
+    if user_ids is not None:
+        tokens = model_user_tokens(model, [*user_ids, None])  # the last one: no user
+        assert tokens is not None
+        user_tokens, no_user = tokens[:-1], int(tokens[-1])
+    batches = GenRecBatches(item_tokens, split.train, cfg, device, user_tokens, no_user)
     rng = np.random.default_rng(cfg.seed)
     val = split.val
     if cfg.val_users and len(val) > cfg.val_users:
@@ -212,7 +273,7 @@ def _train(split: Split, table: SidTable, cfg: GenRecConfig, out_dir: Path, ckpt
         batches.epoch,
         len(batches),
         genrec_loss,  # type: ignore[arg-type]
-        lambda m: evaluate_generative(m, item_tokens, index, val, cfg),
+        lambda m: evaluate_generative(m, item_tokens, index, val, cfg, user_ids=user_ids),
         loop,
         ckpt_dir,
         fingerprint=fingerprint,
@@ -221,7 +282,7 @@ def _train(split: Split, table: SidTable, cfg: GenRecConfig, out_dir: Path, ckpt
     test_cases = split.test
     if cfg.test_users and len(test_cases) > cfg.test_users:
         test_cases = [test_cases[i] for i in sorted(rng.choice(len(test_cases), cfg.test_users, replace=False))]
-    test = evaluate_generative(model, item_tokens, index, test_cases, cfg, progress=True)
+    test = evaluate_generative(model, item_tokens, index, test_cases, cfg, progress=True, user_ids=user_ids)
     logger.info("genrec test: %s", {k: round(v, 4) for k, v in test.items()})
     model.save_pretrained(str(out_dir))
     metrics: dict[str, Any] = {
@@ -256,7 +317,8 @@ def model_name(cfg: GenRecConfig) -> str:
         f"genrec T5 d{cfg.d_model} ff{cfg.d_ff} {cfg.encoder_layers}+{cfg.decoder_layers}L,"
         f" batch {cfg.batch_size}, lr {cfg.lr:g}, beam {cfg.beam}"
     )
-    return name + (", one encoder position per item" if cfg.history_input == "items" else "")
+    name += ", one encoder position per item" if cfg.history_input == "items" else ""
+    return name + (f", user token ({cfg.user_buckets} buckets)" if cfg.user_buckets else "")
 
 
 def bench_genrec(
@@ -294,7 +356,8 @@ def bench_genrec(
     t0 = time.perf_counter()
     sid = build_semantic_ids(vectors, sid_cfg, work_dir)
     sid_seconds = time.perf_counter() - t0
-    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints")
+    user_ids = [seq.user_id for seq in dataset.sequences]
+    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints", user_ids)
     device = resolve_device(cfg.device)
     test = res.metrics["test"]
     row = {

@@ -25,8 +25,14 @@ from training.config import GenRecConfig
 def genrec_t5_config(layout: SidLayout, cfg: GenRecConfig) -> T5Config:
     if cfg.history_input not in HISTORY_INPUTS:
         raise ValueError(f"history_input must be one of {HISTORY_INPUTS}, got {cfg.history_input!r}")
+    if cfg.user_buckets < 0:
+        raise ValueError(f"user_buckets must be >= 0, got {cfg.user_buckets}")
+    if not 0.0 <= cfg.user_dropout < 1.0:
+        raise ValueError(f"user_dropout must be in [0, 1), got {cfg.user_dropout}")
+    # User tokens (no-user + one per bucket) follow the sid tokens: service.core.sid.user_token.
+    user_vocab = 1 + cfg.user_buckets if cfg.user_buckets else 0
     kwargs: dict[str, Any] = dict(
-        vocab_size=layout.vocab_size,
+        vocab_size=layout.vocab_size + user_vocab,
         d_model=cfg.d_model,
         d_kv=cfg.d_kv,
         d_ff=cfg.d_ff,
@@ -42,6 +48,7 @@ def genrec_t5_config(layout: SidLayout, cfg: GenRecConfig) -> T5Config:
         relative_attention_num_buckets=32,
         relative_attention_max_distance=128,
         history_input=cfg.history_input,  # saved in config.json: serving builds the same encoder input
+        user_buckets=cfg.user_buckets,
     )
     return T5Config(**kwargs)
 
@@ -53,7 +60,7 @@ def build_genrec(layout: SidLayout, cfg: GenRecConfig, seed: int | None = None) 
 
 
 class GenRecBatch(NamedTuple):
-    input_ids: Tensor  # [B, S] long history sid tokens + eos, right-padded ([B, S, depth]: per-item rows)
+    input_ids: Tensor  # [B, S] long [user] + history sid tokens + eos, right-padded ([B, S, depth]: per-item rows)
     attention_mask: Tensor  # [B, S] long
     labels: Tensor  # [B, depth] long target sid tokens
 

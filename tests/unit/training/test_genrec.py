@@ -65,9 +65,47 @@ def table_for(n: int) -> SidTable:
 
 
 def test_training_examples_cover_every_position() -> None:
-    hist, targets = training_examples([[1, 2, 3], [4], [5, 6]], max_items=1)
+    hist, targets, seqs = training_examples([[1, 2, 3], [4], [5, 6]], max_items=1)
     assert [h.tolist() for h in hist] == [[1], [2], [5]]
     assert targets.tolist() == [2, 3, 6]
+    assert seqs.tolist() == [0, 0, 2]  # each example's training sequence (user)
+
+
+def user_step_split(n_items: int = 20, n_users: int = 8, seed: int = 0) -> tuple[Split, list[str]]:
+    """Next item = last + step(user) (mod n), step in {1, 2, 3, 4} by user: with one history item
+    the step is knowable from the user alone."""
+    rng = np.random.default_rng(seed)
+    train, val, test, ids = [], [], [], []
+    for u in range(n_users):
+        step = 1 + u % 4
+        start = int(rng.integers(0, n_items))
+        s = [(start + step * i) % n_items for i in range(60)]
+        train.append(s[:-2])
+        val.append(EvalCase(u, tuple(s[:-2]), s[-2]))
+        test.append(EvalCase(u, tuple(s[:-1]), s[-1]))
+        ids.append(f"user-{u}")
+    return Split(n_items=n_items, train=train, val=val, test=test), ids
+
+
+@pytest.mark.slow
+def test_user_token_carries_what_the_history_cannot(tmp_path: Path) -> None:
+    split, user_ids = user_step_split()
+    table = table_for(split.n_items)
+    cfg = replace(TINY, max_items=1, user_buckets=997, user_dropout=0.1, lr=3e-3, epochs=60, eval_every=60, patience=60)
+    with pytest.raises(ValueError, match="user id"):
+        train_genrec(split, table, cfg, tmp_path / "none")
+    res = train_genrec(split, table, cfg, tmp_path / "genrec", user_ids=user_ids)
+    model = load_genrec(tmp_path / "genrec")
+    assert model.config.user_buckets == 997
+    index = PrefixIndex(table.sids, table.layout)
+    last = [[c.history[-1]] for c in split.test]
+    targets = np.array([c.target for c in split.test])
+    top1_user = decode_top(model, table.tokens(), index, last, cfg, 1, user_ids)[:, 0]
+    top1_anon = decode_top(model, table.tokens(), index, last, cfg, 1)[:, 0]
+    # One item of history fits four next items; the user token says which (chance: 1/4).
+    assert (top1_user == targets).mean() > 0.8, res.metrics
+    assert (top1_anon == targets).mean() < 0.5
+    assert res.metrics["test"]["ndcg@10"] > 0.8  # the job's own test pass used the user ids too
 
 
 @pytest.mark.slow
