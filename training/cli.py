@@ -378,7 +378,8 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
         raise SystemExit("bench-genrec: --data is required (unless --render-only)")
 
     overrides: dict[str, Any] = {}
-    for key in ("max_minutes", "epochs", "threads", "device", "val_users", "beam", "history_input", "user_buckets"):
+    keys = ("max_minutes", "epochs", "threads", "device", "val_users", "beam", "history_input", "user_buckets")
+    for key in (*keys, "item_id_input"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     cfg = load_config(GenRecConfig, Path(args.config) if args.config else None, overrides)
@@ -420,6 +421,12 @@ def _add_genrec_commands(sub: Any) -> None:
         type=int,
         default=None,
         help="TIGER's user token: user ids hashed into this many buckets (0 = none; default: config)",
+    )
+    g.add_argument(
+        "--item-id-input",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add a learned per-item ID vector to each history position (needs --history-input items)",
     )
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: config)")
     g.add_argument("--device", default=None, help="torch device (cpu, cuda)")

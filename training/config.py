@@ -197,6 +197,12 @@ class GenRecConfig:
     # so requests without a user_id (and users' first requests) get a trained input too.
     user_buckets: int = 0
     user_dropout: float = 0.1
+    # Per-item ID vectors added to the item positions of the encoder input (needs history_input items;
+    # service/semantic_ids/model.py): the ID + text fusion of the seqrec models for the generative encoder.
+    # An item_dropout share of history positions gets no ID in training, as items added after training
+    # (and history items given by text) have none when served.
+    item_id_input: bool = False
+    item_dropout: float = 0.1
     lr: float = 2e-3
     weight_decay: float = 0.01
     batch_size: int = 256

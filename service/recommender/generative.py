@@ -33,7 +33,14 @@ import torch
 from service.core.manifest import Manifest
 from service.core.sid import SidCodec, SidError, SidSpec, SidTable, load_semantic_ids
 from service.semantic_ids.beam import beam_search
-from service.semantic_ids.decoder import load_genrec, model_history_tokens, step_for, user_buckets
+from service.semantic_ids.decoder import (
+    item_id_embeddings,
+    load_genrec,
+    model_history_tokens,
+    step_for,
+    user_buckets,
+    with_item_ids,
+)
 from service.semantic_ids.prefix_index import PrefixIndex
 
 logger = logging.getLogger(__name__)
@@ -47,7 +54,7 @@ class SidCatalog:
     item_ids: list[str]
     table: SidTable
     index: PrefixIndex
-    tokens: npt.NDArray[np.int64]  # [N, depth]
+    tokens: npt.NDArray[np.int64]  # [N, depth] encoder rows (+ the item-ID column for a model with item IDs)
     new_items: int  # items that got a sid from the codec (not in the base table)
 
 
@@ -89,6 +96,12 @@ class GenerativeRuntime:
         self._base: dict[str, tuple[int, ...]] = {
             iid: tuple(row) for iid, row in zip(item_ids, table.sids.tolist(), strict=True)
         }
+        # A model with item-ID input has one learned vector per item of its training table (= the
+        # artifact table): those items keep it in every snapshot, other items have none.
+        n_ids = item_id_embeddings(model)
+        if n_ids and n_ids != len(item_ids):
+            raise SidError(f"generative model has {n_ids} item-ID vectors for {len(item_ids)} items of the table")
+        self._id_row: dict[str, int] | None = {iid: r for r, iid in enumerate(item_ids)} if n_ids else None
         self._catalogs: dict[str, SidCatalog] = {}
         self._lock = threading.Lock()
 
@@ -161,16 +174,25 @@ class GenerativeRuntime:
             item_ids=list(item_ids),
             table=table,
             index=PrefixIndex(table.sids, self.layout, self.device),
-            tokens=table.tokens(),
+            tokens=self._encoder_rows(table.tokens(), item_ids),
             new_items=len(new_rows),
         )
 
+    def _encoder_rows(self, tokens: npt.NDArray[np.int64], item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+        """The items' encoder rows: their sid tokens [N, depth], plus the item-ID column for a model
+        with item-ID input (the item's training-table row; none for items it was not trained on)."""
+        if self._id_row is None:
+            return tokens
+        rows = np.array([self._id_row.get(iid, -1) for iid in item_ids], dtype=np.int64)
+        return with_item_ids(tokens, rows)
+
     def history_item_tokens(self, text_vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
-        """Tokens for history items that are not in the catalog (given by text): codec codes,
-        collision digit 0. [M, T] -> [M, depth]"""
+        """Encoder rows for history items that are not in the catalog (given by text): codec codes,
+        collision digit 0 (and no item ID). [M, T] -> [M, depth (+ 1)]"""
         codes = self.codec.encode(text_vectors)  # [M, L]
         sids = np.concatenate([codes, np.zeros((len(codes), 1), dtype=np.int32)], axis=1)
-        return self.layout.to_tokens(sids)
+        tokens = self.layout.to_tokens(sids)
+        return tokens if self._id_row is None else with_item_ids(tokens, np.full(len(tokens), -1))
 
     # -------------------------------------------------------------- decode
     def decode(

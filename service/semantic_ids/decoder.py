@@ -99,9 +99,30 @@ def encoder_inputs(model: Any, ids: Tensor) -> dict[str, Tensor]:
         return {"input_ids": ids}
     if ids.dim() != 3:
         raise ValueError(f"history ids must be [B, S] or [B, S, depth], got {tuple(ids.shape)}")
+    id_table = getattr(model, "item_id_embedding", None)
+    if id_table is not None:  # the last column is the item-ID column (row + 1; 0 = no ID)
+        ids, id_rows = ids[..., :-1], ids[..., -1]
     emb = model.get_input_embeddings()(ids)  # [B, S, depth, D]
     keep = (ids != PAD_TOKEN).unsqueeze(-1).to(emb.dtype)  # [B, S, depth, 1]
-    return {"inputs_embeds": (emb * keep).sum(2)}
+    x = (emb * keep).sum(2)  # [B, S, D]
+    if id_table is not None:
+        x = x + id_table(id_rows)  # row 0 is zeros: positions without an ID add nothing
+    return {"inputs_embeds": x}
+
+
+def item_id_embeddings(model: Any) -> int:
+    """Items with a learned ID vector in ``model`` (its config's ``item_id_embeddings``; 0 = none)."""
+    return int(getattr(model.config, "item_id_embeddings", 0) or 0)
+
+
+def with_item_ids(item_tokens: npt.NDArray[np.int64], id_rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Encoder rows of items for a model with item-ID embeddings: ``item_tokens`` [N, depth] plus
+    the ID column ``id_rows + 1`` [N] (``id_rows``: the item's row in the training table, -1 for
+    items without one, which get 0 = no ID). -> [N, depth + 1]"""
+    ids = np.asarray(id_rows, dtype=np.int64)
+    if ids.shape != (len(item_tokens),):
+        raise ValueError(f"{ids.shape} id rows for {len(item_tokens)} items")
+    return np.concatenate([item_tokens, np.maximum(ids, -1)[:, None] + 1], axis=1)
 
 
 def user_buckets(model: Any) -> int:
@@ -114,7 +135,7 @@ def user_buckets(model: Any) -> int:
 
 def model_user_tokens(model: Any, user_ids: Sequence[str | None]) -> npt.NDArray[np.int64] | None:
     """The encoder's user tokens for ``user_ids`` (None = anonymous), or None for a model without
-    user tokens. The user ids sit after the sid vocabulary: no-user token, then the buckets."""
+    user tokens. The user tokens are the last ids of the vocabulary: no-user token, then the buckets."""
     buckets = user_buckets(model)
     if buckets == 0:
         return None
@@ -131,9 +152,18 @@ def model_history_tokens(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """:func:`history_tokens` in the layout ``model``'s encoder reads (:func:`history_input`), with
     the user token first for a model with user tokens (``user_ids`` None: every request anonymous);
-    ``user_ids`` are ignored by a model without them."""
+    ``user_ids`` are ignored by a model without them. ``item_tokens``: the items' encoder rows,
+    [N, depth] sid tokens, with the ID column (:func:`with_item_ids`) for a model with item IDs."""
     if user_ids is not None and len(user_ids) != len(histories):
         raise ValueError(f"{len(user_ids)} user ids for {len(histories)} histories")
+    depth = getattr(model.config, "sid_depth", None)  # models saved before it was recorded: not checked
+    if depth is not None:
+        width = int(depth) + (1 if item_id_embeddings(model) else 0)
+        if item_tokens.shape[1] != width:
+            raise ValueError(
+                f"item rows have {item_tokens.shape[1]} columns; the model reads {width} "
+                "(sid tokens" + (" + item-ID column, see with_item_ids)" if width > int(depth) else ")")
+            )
     users = model_user_tokens(model, user_ids if user_ids is not None else [None] * len(histories))
     return history_tokens(item_tokens, histories, max_items, per_item=history_input(model) == "items", users=users)
 
@@ -286,9 +316,9 @@ def step_for(
 
 def load_genrec(path: Path, device: torch.device | str = "cpu") -> Any:
     """The saved T5 model (``save_pretrained`` folder) in eval mode on ``device``."""
-    from transformers import T5ForConditionalGeneration
+    from service.semantic_ids.model import GenRecT5
 
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no generative model at {path} (config.json missing)")
-    model: Any = T5ForConditionalGeneration.from_pretrained(str(path))
+    model: Any = GenRecT5.from_pretrained(str(path))
     return model.to(device).eval()

@@ -8,6 +8,7 @@ import copy
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 from service.core.manifest import Manifest
 from service.core.sid import SidError, load_semantic_ids
 from service.recommender.generative import GenerativeRuntime
+from service.semantic_ids.decoder import item_id_embeddings, user_buckets
 from tests.conftest import TinyArtifacts
 from training.config import GenRecConfig, SemanticIdConfig
 from training.jobs.semantic_ids import build_semantic_ids
@@ -26,17 +28,22 @@ from training.models.genrec import build_genrec
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-# With TIGER's user token (16 hash buckets): requests with and without user_id both decode.
-GEN_CFG = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, max_items=6, beam=12, user_buckets=16)
+GEN_CFG = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, max_items=6, beam=12)
+# Two served models: TIGER's layout with its user token (16 hash buckets), and the per-item input
+# with item-ID vectors (no user token).
+GEN_CFGS = {
+    "tokens+user": replace(GEN_CFG, user_buckets=16),
+    "items+ids": replace(GEN_CFG, history_input="items", item_id_input=True),
+}
 
 
-def add_generative(root: Path) -> None:
+def add_generative(root: Path, cfg: GenRecConfig = GEN_CFG) -> None:
     """Give an artifact set semantic IDs and a genrec model (what the build's optional stages write)."""
     manifest = Manifest.read(root)
     vectors = np.load(root / manifest.items.text_vectors)
     sid_cfg = SemanticIdConfig(n_levels=2, codebook_size=8, hidden=[16], latent_dim=8, epochs=10, batch_size=64)
     sid = build_semantic_ids(vectors, sid_cfg, root)
-    model = build_genrec(sid.spec.layout, GEN_CFG, seed=0)
+    model = build_genrec(sid.spec.layout, cfg, seed=0, n_items=len(sid.table))
     model.save_pretrained(str(root / "genrec"))
     manifest.extra["semantic_ids"] = sid.spec.to_dict()
     manifest.extra["genrec"] = {"dir": "genrec", "max_items": GEN_CFG.max_items, "beam": GEN_CFG.beam}
@@ -44,12 +51,14 @@ def add_generative(root: Path) -> None:
     manifest.write(root)
 
 
-@pytest.fixture(scope="module")
-def gen_artifacts(tiny_artifacts: TinyArtifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=sorted(GEN_CFGS))
+def gen_artifacts(
+    tiny_artifacts: TinyArtifacts, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Path:
     base = tmp_path_factory.mktemp("genrec-artifacts")
     root = base / tiny_artifacts.version
     shutil.copytree(tiny_artifacts.root, root)
-    add_generative(root)
+    add_generative(root, GEN_CFGS[request.param])
     (base / "LATEST").write_text(tiny_artifacts.version + "\n")
     return base
 
@@ -116,9 +125,11 @@ def test_user_id_feeds_the_user_token(
         assert [it["item_id"] for it in body["items"]] == [ids[r] for r in rows[0] if r >= 0]
         assert [it["score"] for it in body["items"]] == pytest.approx(direct[0].tolist(), abs=1e-5)
         scores[user] = direct[0].tolist()
-    # the three user tokens (two buckets and the no-user token) give different scores
-    assert scores["U000001"] != pytest.approx(scores[None], abs=1e-4)
-    assert scores["U000002"] != pytest.approx(scores["U000001"], abs=1e-4)
+    if user_buckets(runtime.model):  # the three user tokens (two buckets, no user) give different scores
+        assert scores["U000001"] != pytest.approx(scores[None], abs=1e-4)
+        assert scores["U000002"] != pytest.approx(scores["U000001"], abs=1e-4)
+    else:  # a model without user tokens ignores user_id
+        assert scores["U000001"] == scores["U000002"] == scores[None]
 
 
 def test_runtime_refuses_a_model_that_does_not_fit_the_sid_vocabulary(
@@ -128,9 +139,21 @@ def test_runtime_refuses_a_model_that_does_not_fit_the_sid_vocabulary(
     spec, table, codec = load_semantic_ids(root, Manifest.read(root).extra["semantic_ids"])
     ids = [r["item_id"] for r in tiny_artifacts.catalog]
     model = copy.deepcopy(runtime.model)
-    model.config.user_buckets = 8  # the vocabulary was built for 16 user buckets
+    model.config.user_buckets = 8  # the vocabulary has 16 user buckets, or none
     with pytest.raises(SidError, match=r"1 \+ 8 user tokens"):
         GenerativeRuntime(spec, table, codec, ids, model, device=runtime.device, beam=4, max_items=4)
+    if item_id_embeddings(runtime.model):  # ID vectors for a different item table
+        with pytest.raises(SidError, match="item-ID vectors"):
+            GenerativeRuntime(
+                spec,
+                table.select(np.arange(10)),
+                codec,
+                ids[:10],
+                runtime.model,
+                device=runtime.device,
+                beam=4,
+                max_items=4,
+            )
 
 
 def test_generative_filters_apply_while_decoding(make_client: Callable[..., TestClient], gen_artifacts: Path) -> None:
@@ -183,6 +206,13 @@ def test_new_items_get_sids_and_old_ones_keep_theirs(runtime: GenerativeRuntime,
     for row in (-2, -1):  # both new items get them, each with its own free collision digit
         assert second.table.sids[row, :-1].tolist() == nearest
     assert second.table.sids[-2, -1] != second.table.sids[-1, -1]
+    if item_id_embeddings(runtime.model):  # encoder rows: sid tokens + the item's training-table row + 1
+        assert first.tokens.shape == (len(ids), runtime.layout.depth + 1)
+        assert first.tokens[:, -1].tolist() == list(range(1, len(ids) + 1))
+        assert second.tokens[:, -1].tolist() == [*range(2, len(ids) + 1), 0, 0]  # new items: no ID
+        assert runtime.history_item_tokens(vectors[:2])[:, -1].tolist() == [0, 0]  # items given by text: none
+    else:
+        assert first.tokens.shape == (len(ids), runtime.layout.depth)
 
 
 def test_reindex_assigns_sids_to_new_items_before_the_swap(

@@ -38,6 +38,7 @@ from service.semantic_ids.decoder import (
     model_history_tokens,
     model_user_tokens,
     step_for,
+    with_item_ids,
 )
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import GenRecConfig
@@ -82,7 +83,9 @@ LENGTH_BUCKET = 32  # batches per length-sorted window (GenRecBatches.epoch)
 class GenRecBatches:
     """Training batches. ``user_tokens`` [len(train)] + ``no_user``: each training sequence's user
     token and the anonymous one, for a model with user tokens (a ``cfg.user_dropout`` share of
-    examples, drawn per epoch, gets ``no_user``)."""
+    examples, drawn per epoch, gets ``no_user``). ``history_table``: the items' encoder rows when
+    they differ from their sid tokens (item-ID column, :func:`with_item_ids`; a ``cfg.item_dropout``
+    share of history positions gets no ID)."""
 
     def __init__(
         self,
@@ -92,8 +95,11 @@ class GenRecBatches:
         device: torch.device,
         user_tokens: np.ndarray | None = None,
         no_user: int = 0,
+        history_table: np.ndarray | None = None,
     ) -> None:
-        self.item_tokens = item_tokens  # [N, depth]
+        self.item_tokens = item_tokens  # [N, depth]: the targets' tokens
+        self.history_table = item_tokens if history_table is None else history_table  # [N, depth (+ 1)]
+        self.id_column = history_table is not None
         self.hist, self.targets, self.seqs = training_examples(train, cfg.max_items)
         if user_tokens is not None and len(user_tokens) != len(train):
             raise ValueError(f"{len(user_tokens)} user tokens for {len(train)} training sequences")
@@ -127,12 +133,14 @@ class GenRecBatches:
         for j in rng.permutation(len(chunks)):
             idx = chunks[j]
             ids, mask = history_tokens(
-                self.item_tokens,
+                self.history_table,
                 [self.hist[i] for i in idx],
                 self.cfg.max_items,
                 per_item=self.cfg.history_input == "items",
                 users=None if users is None else users[idx],
             )
+            if self.id_column and self.cfg.item_dropout > 0:  # some positions lose their ID, as new items have none
+                ids[..., -1] = np.where(rng.random(ids.shape[:2]) < self.cfg.item_dropout, 0, ids[..., -1])
             labels = self.item_tokens[self.targets[idx]]  # [B, depth]
             yield GenRecBatch(
                 torch.from_numpy(ids).to(self.device),
@@ -151,7 +159,8 @@ def decode_top(
     user_ids: Sequence[str | None] | None = None,
 ) -> np.ndarray:
     """Top-``k`` item rows per history by constrained beam search: [B, k] (-1 = fewer).
-    ``user_ids``: the histories' users, for a model with user tokens."""
+    ``item_tokens``: the items' encoder rows (sid tokens [N, depth]; with the item-ID column for a
+    model with item-ID input). ``user_ids``: the histories' users, for a model with user tokens."""
     ids, mask = model_history_tokens(model, item_tokens, histories, cfg.max_items, user_ids)
     step = step_for(model, ids, mask, index.device)
     return beam_search(step, index, len(histories), max(cfg.beam, k), k).items.cpu().numpy()
@@ -192,9 +201,13 @@ RUN_LENGTH_FIELDS = ("epochs", "max_minutes", "patience", "threads", "test_users
 def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
     """Identifies model config + data of a checkpointed run (run-length knobs excluded)."""
     conf = {k: v for k, v in asdict(cfg).items() if k not in RUN_LENGTH_FIELDS}
-    if not cfg.user_buckets:  # no user token: its knobs change nothing (and runs from before them resume)
+    # Knobs of inputs a run does not use change nothing (and runs from before they existed resume).
+    if not cfg.user_buckets:
         conf.pop("user_buckets")
         conf.pop("user_dropout")
+    if not cfg.item_id_input:
+        conf.pop("item_id_input")
+        conf.pop("item_dropout")
     payload = [conf, table.sids.shape, int(table.sids.sum()), len(split.train)]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
@@ -238,13 +251,16 @@ def _train(
     device = resolve_device(cfg.device)
     item_tokens = table.tokens()  # [N, depth]
     index = PrefixIndex(table.sids, table.layout, device)
-    model = build_genrec(table.layout, cfg, seed=cfg.seed)
+    model = build_genrec(table.layout, cfg, seed=cfg.seed, n_items=len(table))
+    # Encoder rows of the items: sid tokens, plus the ID column for a model with item-ID input.
+    history_table = with_item_ids(item_tokens, np.arange(len(table))) if cfg.item_id_input else None
+    encoder_table = item_tokens if history_table is None else history_table
     user_tokens, no_user = None, 0
     if user_ids is not None:
         tokens = model_user_tokens(model, [*user_ids, None])  # the last one: no user
         assert tokens is not None
         user_tokens, no_user = tokens[:-1], int(tokens[-1])
-    batches = GenRecBatches(item_tokens, split.train, cfg, device, user_tokens, no_user)
+    batches = GenRecBatches(item_tokens, split.train, cfg, device, user_tokens, no_user, history_table)
     rng = np.random.default_rng(cfg.seed)
     val = split.val
     if cfg.val_users and len(val) > cfg.val_users:
@@ -273,7 +289,7 @@ def _train(
         batches.epoch,
         len(batches),
         genrec_loss,  # type: ignore[arg-type]
-        lambda m: evaluate_generative(m, item_tokens, index, val, cfg, user_ids=user_ids),
+        lambda m: evaluate_generative(m, encoder_table, index, val, cfg, user_ids=user_ids),
         loop,
         ckpt_dir,
         fingerprint=fingerprint,
@@ -282,7 +298,7 @@ def _train(
     test_cases = split.test
     if cfg.test_users and len(test_cases) > cfg.test_users:
         test_cases = [test_cases[i] for i in sorted(rng.choice(len(test_cases), cfg.test_users, replace=False))]
-    test = evaluate_generative(model, item_tokens, index, test_cases, cfg, progress=True, user_ids=user_ids)
+    test = evaluate_generative(model, encoder_table, index, test_cases, cfg, progress=True, user_ids=user_ids)
     logger.info("genrec test: %s", {k: round(v, 4) for k, v in test.items()})
     model.save_pretrained(str(out_dir))
     metrics: dict[str, Any] = {
@@ -318,6 +334,7 @@ def model_name(cfg: GenRecConfig) -> str:
         f" batch {cfg.batch_size}, lr {cfg.lr:g}, beam {cfg.beam}"
     )
     name += ", one encoder position per item" if cfg.history_input == "items" else ""
+    name += ", item ID input" if cfg.item_id_input else ""
     return name + (f", user token ({cfg.user_buckets} buckets)" if cfg.user_buckets else "")
 
 

@@ -15,16 +15,23 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
-from transformers import T5Config, T5ForConditionalGeneration
+from transformers import T5Config
 
 from service.core.sid import EOS_TOKEN, HISTORY_INPUTS, PAD_TOKEN, SidLayout
 from service.semantic_ids.decoder import encoder_inputs
+from service.semantic_ids.model import GenRecT5
 from training.config import GenRecConfig
 
 
-def genrec_t5_config(layout: SidLayout, cfg: GenRecConfig) -> T5Config:
+def genrec_t5_config(layout: SidLayout, cfg: GenRecConfig, n_items: int = 0) -> T5Config:
     if cfg.history_input not in HISTORY_INPUTS:
         raise ValueError(f"history_input must be one of {HISTORY_INPUTS}, got {cfg.history_input!r}")
+    if cfg.item_id_input and cfg.history_input != "items":
+        raise ValueError("item_id_input needs history_input: items (the ID vector is added per item position)")
+    if cfg.item_id_input and n_items < 1:
+        raise ValueError("item_id_input needs the number of items of the table")
+    if not 0.0 <= cfg.item_dropout < 1.0:
+        raise ValueError(f"item_dropout must be in [0, 1), got {cfg.item_dropout}")
     if cfg.user_buckets < 0:
         raise ValueError(f"user_buckets must be >= 0, got {cfg.user_buckets}")
     if not 0.0 <= cfg.user_dropout < 1.0:
@@ -49,14 +56,17 @@ def genrec_t5_config(layout: SidLayout, cfg: GenRecConfig) -> T5Config:
         relative_attention_max_distance=128,
         history_input=cfg.history_input,  # saved in config.json: serving builds the same encoder input
         user_buckets=cfg.user_buckets,
+        item_id_embeddings=n_items if cfg.item_id_input else 0,  # GenRecT5's per-item ID table
+        sid_depth=layout.depth,  # tokens per item: serving checks the encoder rows it is given
     )
     return T5Config(**kwargs)
 
 
-def build_genrec(layout: SidLayout, cfg: GenRecConfig, seed: int | None = None) -> T5ForConditionalGeneration:
+def build_genrec(layout: SidLayout, cfg: GenRecConfig, seed: int | None = None, n_items: int = 0) -> GenRecT5:
+    """A fresh model; ``n_items``: rows of the item table, for ``cfg.item_id_input``."""
     if seed is not None:
         torch.manual_seed(seed)
-    return T5ForConditionalGeneration(genrec_t5_config(layout, cfg))
+    return GenRecT5(genrec_t5_config(layout, cfg, n_items))
 
 
 class GenRecBatch(NamedTuple):
@@ -65,7 +75,7 @@ class GenRecBatch(NamedTuple):
     labels: Tensor  # [B, depth] long target sid tokens
 
 
-def genrec_loss(model: T5ForConditionalGeneration, batch: GenRecBatch) -> Tensor:
+def genrec_loss(model: GenRecT5, batch: GenRecBatch) -> Tensor:
     """Teacher-forced cross-entropy of the target sid (HF shifts labels right behind the start token)."""
     out = model(**encoder_inputs(model, batch.input_ids), attention_mask=batch.attention_mask, labels=batch.labels)
     loss: Tensor = out.loss

@@ -12,11 +12,12 @@ import torch
 
 from service.core.sid import SidLayout, SidTable
 from service.semantic_ids.decoder import history_input as history_input_of
-from service.semantic_ids.decoder import load_genrec
+from service.semantic_ids.decoder import item_id_embeddings, load_genrec, with_item_ids
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import GenRecConfig
 from training.data.split import EvalCase, Split
 from training.jobs.train_genrec import (
+    GenRecBatches,
     decode_top,
     evaluate_generative,
     render_section,
@@ -109,12 +110,13 @@ def test_user_token_carries_what_the_history_cannot(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("history_input", ["tokens", "items"])
-def test_genrec_learns_a_deterministic_pattern_and_round_trips(tmp_path: Path, history_input: str) -> None:
+@pytest.mark.parametrize("encoder", ["tokens", "items", "items+ids"])
+def test_genrec_learns_a_deterministic_pattern_and_round_trips(tmp_path: Path, encoder: str) -> None:
     torch.manual_seed(0)
     split = cyclic_split()
     table = table_for(split.n_items)
-    cfg = replace(TINY, history_input=history_input)
+    history_input, ids = encoder.split("+")[0], encoder.endswith("+ids")
+    cfg = replace(TINY, history_input=history_input, item_id_input=ids)
     res = train_genrec(split, table, cfg, tmp_path / "genrec")
     test = res.metrics["test"]
     assert set(test) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}
@@ -123,9 +125,15 @@ def test_genrec_learns_a_deterministic_pattern_and_round_trips(tmp_path: Path, h
     model = load_genrec(tmp_path / "genrec")
     assert history_input_of(model) == history_input  # the saved config says how to encode histories
     index = PrefixIndex(table.sids, table.layout)
-    again = evaluate_generative(model, table.tokens(), index, split.test, cfg)
+    rows = table.tokens()
+    if ids:  # the ID vectors were saved and loaded; the encoder rows carry the ID column
+        assert item_id_embeddings(model) == split.n_items
+        rows = with_item_ids(rows, np.arange(split.n_items))
+        with pytest.raises(ValueError, match="columns"):
+            decode_top(model, table.tokens(), index, [[3]], cfg, k=5)
+    again = evaluate_generative(model, rows, index, split.test, cfg)
     assert again == test
-    top = decode_top(model, table.tokens(), index, [[3, 4, 5]], cfg, k=5)
+    top = decode_top(model, rows, index, [[3, 4, 5]], cfg, k=5)
     assert top.shape == (1, 5) and ((top >= 0) & (top < split.n_items)).all()
     assert "| cyclic |" in render_section(
         [
@@ -200,3 +208,21 @@ def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, mon
     assert all(r["dataset"] == "cyc" and r["epochs"] == 2 and 0 <= r["recall@10"] <= 1 for r in rows)
     page = (tmp_path / "docs/RESULTS.md").read_text()
     assert "| cyc | genrec T5 d32 ff64 2+2L, batch 32, lr 0.002, beam 10, one encoder position per item |" in page
+
+
+def test_item_dropout_removes_ids_from_history_positions() -> None:
+    split = cyclic_split()
+    table = table_for(split.n_items)
+    tokens = table.tokens()
+    cfg = replace(TINY, history_input="items", item_id_input=True, item_dropout=0.3, batch_size=64)
+    batches = GenRecBatches(
+        tokens, split.train, cfg, torch.device("cpu"), history_table=with_item_ids(tokens, np.arange(split.n_items))
+    )
+    kept = dropped = 0
+    for b in batches.epoch(1):
+        assert b.input_ids.shape[2] == tokens.shape[1] + 1 and b.labels.shape[1] == tokens.shape[1]
+        items = (b.input_ids[..., 0] >= 2) & (b.attention_mask > 0)  # item positions (not EOS / padding)
+        col = b.input_ids[..., -1][items]
+        dropped += int((col == 0).sum())
+        kept += int((col > 0).sum())
+    assert 0.2 < dropped / (kept + dropped) < 0.4

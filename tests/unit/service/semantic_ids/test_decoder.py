@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -14,9 +16,11 @@ from service.semantic_ids.decoder import (
     encoder_inputs,
     history_input,
     history_tokens,
+    item_id_embeddings,
     model_history_tokens,
     model_user_tokens,
     user_buckets,
+    with_item_ids,
 )
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import GenRecConfig
@@ -135,6 +139,30 @@ def test_fast_step_matches_hf_forward_with_user_tokens(history_input: str) -> No
             assert not torch.allclose(got[0], got[1])
     index = PrefixIndex(sids, layout)
     assert beam_search(slow, index, 3, 6, 5).items.tolist() == beam_search(fast, index, 3, 6, 5).items.tolist()
+
+
+def test_item_id_column_adds_the_item_vector() -> None:
+    layout = SidLayout(2, 4, 4)
+    cfg = GenRecConfig(d_model=16, d_ff=32, n_heads=2, d_kv=8, history_input="items", item_id_input=True)
+    model = build_genrec(layout, cfg, seed=0, n_items=3)
+    assert item_id_embeddings(model) == 3
+    tokens = layout.to_tokens([[0, 1, 0], [1, 2, 0], [3, 3, 1]])
+    rows = with_item_ids(tokens, np.array([0, -1, 2]))  # item 1 has no ID (added after training)
+    assert rows[:, -1].tolist() == [1, 0, 3]
+    ids, _ = model_history_tokens(model, rows, [[0, 1, 2]], 4)
+    assert ids.shape == (1, 4, layout.depth + 1)
+    got = encoder_inputs(model, torch.from_numpy(ids))["inputs_embeds"]
+    emb, id_emb = model.get_input_embeddings().weight, model.item_id_embedding.weight  # type: ignore[union-attr]
+    with torch.no_grad():
+        torch.testing.assert_close(got[0, 0], emb[torch.from_numpy(tokens[0])].sum(0) + id_emb[1])
+        torch.testing.assert_close(got[0, 1], emb[torch.from_numpy(tokens[1])].sum(0))  # no ID: sid tokens only
+        torch.testing.assert_close(got[0, 3], emb[EOS_TOKEN])
+    with pytest.raises(ValueError, match="3 columns; the model reads 4"):
+        model_history_tokens(model, tokens, [[0]], 4)  # rows without the ID column
+    with pytest.raises(ValueError, match="history_input: items"):
+        build_genrec(layout, GenRecConfig(item_id_input=True), n_items=3)
+    with pytest.raises(ValueError, match="number of items"):
+        build_genrec(layout, replace(cfg, item_id_input=True))
 
 
 def test_unknown_history_input_is_refused() -> None:
