@@ -28,7 +28,14 @@ from typing import Any
 
 from service.core.manifest import Manifest, ManifestError, latest_version
 from service.core.sid import HISTORY_INPUTS
-from training.config import BuildConfig, DemoConfig, EncoderFinetuneConfig, EvalProfilesConfig, load_config
+from training.config import (
+    LR_SCHEDULES,
+    BuildConfig,
+    DemoConfig,
+    EncoderFinetuneConfig,
+    EvalProfilesConfig,
+    load_config,
+)
 
 
 def _setup_logging(level: str) -> None:
@@ -379,7 +386,7 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = {}
     keys = ("max_minutes", "epochs", "threads", "device", "val_users", "beam", "history_input", "user_buckets")
-    for key in (*keys, "item_id_input"):
+    for key in (*keys, "item_id_input", "lr", "lr_schedule", "warmup_steps"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     cfg = load_config(GenRecConfig, Path(args.config) if args.config else None, overrides)
@@ -428,6 +435,9 @@ def _add_genrec_commands(sub: Any) -> None:
         default=None,
         help="add a learned per-item ID vector to each history position (needs --history-input items)",
     )
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: config)")
+    g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help="constant, or TIGER's inverse square root")
+    g.add_argument("--warmup-steps", type=int, default=None, help="linear warmup steps of inverse_sqrt")
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: config)")
     g.add_argument("--device", default=None, help="torch device (cpu, cuda)")
     g.set_defaults(func=cmd_bench_genrec)

@@ -174,6 +174,9 @@ class SemanticIdConfig:
     device: str = "cpu"
 
 
+LR_SCHEDULES = ("constant", "inverse_sqrt")  # GenRecConfig.lr_schedule
+
+
 @dataclass
 class GenRecConfig:
     """TIGER-style encoder-decoder over semantic-ID tokens (training/models/genrec.py).
@@ -204,6 +207,10 @@ class GenRecConfig:
     item_id_input: bool = False
     item_dropout: float = 0.1
     lr: float = 2e-3
+    # LR_SCHEDULES: "constant", or "inverse_sqrt" (TIGER's): linear warmup over warmup_steps to lr, then
+    # lr * sqrt(warmup_steps / step). No total step count needed, so budget-bound runs keep it.
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     weight_decay: float = 0.01
     batch_size: int = 256
     epochs: int = 50

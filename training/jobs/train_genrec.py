@@ -41,7 +41,7 @@ from service.semantic_ids.decoder import (
     with_item_ids,
 )
 from service.semantic_ids.prefix_index import PrefixIndex
-from training.config import GenRecConfig
+from training.config import LR_SCHEDULES, GenRecConfig
 from training.data.split import EvalCase, Split
 from training.loop import FitResult, LoopConfig, device_name, fit, resolve_device
 from training.metrics import metrics_from_ranks
@@ -56,6 +56,17 @@ class GenRecResult:
     metrics: dict[str, Any]
     train_seconds: float
     fit: FitResult
+
+
+def lr_at(step: int, cfg: GenRecConfig) -> float:
+    """Learning rate of 0-based ``step`` under ``cfg.lr_schedule``."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule != "inverse_sqrt":
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {cfg.lr_schedule!r}")
+    n = step + 1
+    warm = max(cfg.warmup_steps, 1)
+    return cfg.lr * (n / warm if n < warm else math.sqrt(warm / n))
 
 
 def training_examples(
@@ -208,6 +219,9 @@ def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
     if not cfg.item_id_input:
         conf.pop("item_id_input")
         conf.pop("item_dropout")
+    if cfg.lr_schedule == "constant":
+        conf.pop("lr_schedule")
+        conf.pop("warmup_steps")
     payload = [conf, table.sids.shape, int(table.sids.sum()), len(split.train)]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
@@ -284,6 +298,12 @@ def _train(
         device=cfg.device,
     )
     fingerprint = run_fingerprint(cfg, table, split)
+    lr_at(0, cfg)  # an unknown schedule fails here, before training
+
+    def schedule(step: int, optimizer: torch.optim.Optimizer) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+
     result = fit(
         model,
         batches.epoch,
@@ -293,6 +313,7 @@ def _train(
         loop,
         ckpt_dir,
         fingerprint=fingerprint,
+        schedule=None if cfg.lr_schedule == "constant" else schedule,
     )
     model.eval()
     test_cases = split.test
@@ -329,9 +350,10 @@ TIGER_PUBLISHED = {"Beauty": (0.0648, 0.0384), "Sports": (0.0400, 0.0225)}
 
 def model_name(cfg: GenRecConfig) -> str:
     """The table's model label: architecture and the optimisation settings that tell runs apart."""
+    sched = "" if cfg.lr_schedule == "constant" else f" {cfg.lr_schedule} (warmup {cfg.warmup_steps})"
     name = (
         f"genrec T5 d{cfg.d_model} ff{cfg.d_ff} {cfg.encoder_layers}+{cfg.decoder_layers}L,"
-        f" batch {cfg.batch_size}, lr {cfg.lr:g}, beam {cfg.beam}"
+        f" batch {cfg.batch_size}, lr {cfg.lr:g}{sched}, beam {cfg.beam}"
     )
     name += ", one encoder position per item" if cfg.history_input == "items" else ""
     name += ", item ID input" if cfg.item_id_input else ""

@@ -20,6 +20,7 @@ from training.jobs.train_genrec import (
     GenRecBatches,
     decode_top,
     evaluate_generative,
+    lr_at,
     render_section,
     train_genrec,
     training_examples,
@@ -226,3 +227,25 @@ def test_item_dropout_removes_ids_from_history_positions() -> None:
         dropped += int((col == 0).sum())
         kept += int((col > 0).sum())
     assert 0.2 < dropped / (kept + dropped) < 0.4
+
+
+def test_inverse_sqrt_schedule_warms_up_then_decays() -> None:
+    cfg = replace(TINY, lr=1e-3, lr_schedule="inverse_sqrt", warmup_steps=100)
+    assert lr_at(0, cfg) == pytest.approx(1e-5)
+    assert lr_at(49, cfg) == pytest.approx(5e-4)
+    assert lr_at(99, cfg) == pytest.approx(1e-3)  # peak at the end of warmup
+    assert lr_at(399, cfg) == pytest.approx(5e-4)  # sqrt(100 / 400)
+    assert lr_at(10_000, replace(TINY, lr=1e-3)) == 1e-3  # constant
+    with pytest.raises(ValueError, match="lr_schedule"):
+        lr_at(0, replace(TINY, lr_schedule="cosine"))
+
+
+def test_training_follows_the_schedule(tmp_path: Path) -> None:
+    split = cyclic_split()
+    cfg = replace(TINY, epochs=2, eval_every=1, lr=1e-3, lr_schedule="inverse_sqrt", warmup_steps=1000)
+    res = train_genrec(split, table_for(split.n_items), cfg, tmp_path / "genrec")
+    steps = 0
+    for h in res.fit.history:  # the lr in force at the end of each epoch: that of its last step
+        steps += h["steps"]
+        assert h["lr"] == pytest.approx(lr_at(steps - 1, cfg))
+    assert steps > 0 and res.fit.history[-1]["lr"] < cfg.lr  # still warming up
