@@ -455,7 +455,9 @@ def render_section(
         " embeddings; 2.8x the training steps/s on Beauty, `make bench-genrec-train`) where TIGER reads one per"
         " sid token; rows without `one encoder position per item` ran with `--history-input tokens`, and CPU rows"
         " without a note with 300 validation users and patience 3 (the earlier configs). Both inputs of a dataset"
-        " use the same semantic IDs (same RQ-VAE seed).",
+        " use the same semantic IDs (same RQ-VAE seed). `item ID input`: a learned vector per trained item added"
+        " to its encoder position (`--item-id-input`; new items go in by their sid tokens alone); `user token"
+        " (N buckets)`: TIGER's hashed user id before the history (`--user-buckets N`).",
         "Leave-one-out, full catalog; the target's rank is its position in the constrained beam search's top-10",
         "(not returned = miss). Published TIGER numbers are from the paper (richer item text than here).",
         "`train s` = RQ-VAE + genrec training wall-clock on the listed device (CPU rows: that many threads of",
