@@ -78,6 +78,26 @@ def post(client: TestClient, **body: object) -> dict[str, Any]:
     return out
 
 
+def direct_decode(
+    runtime: GenerativeRuntime,
+    gen_artifacts: Path,
+    tiny: TinyArtifacts,
+    history: list[str],
+    k: int,
+    user: str | None = None,
+) -> tuple[list[str], list[float]]:
+    """The beam search run straight on the artifact files (history excluded): (item ids, scores)."""
+    ids = [r["item_id"] for r in tiny.catalog]
+    vectors = np.load(gen_artifacts / tiny.version / "items" / "text_vectors.npy")
+    cat = runtime.catalog("direct", ids, vectors)
+    allowed = np.ones((1, len(ids)), dtype=bool)
+    allowed[0, [ids.index(h) for h in history]] = False
+    hist = np.stack([cat.tokens[ids.index(h)] for h in history])
+    rows, scores = runtime.decode([hist], cat, k, allowed, [user])
+    kept = rows[0] >= 0
+    return [ids[r] for r in rows[0][kept]], scores[0][kept].tolist()
+
+
 def test_generative_equals_direct_beam_search(
     make_client: Callable[..., TestClient],
     gen_artifacts: Path,
@@ -91,15 +111,9 @@ def test_generative_equals_direct_beam_search(
     assert isinstance(items, list) and body["mode"] == "generative"
     got = [it["item_id"] for it in items]
     # the same decode straight from the artifact files
-    ids = [r["item_id"] for r in tiny_artifacts.catalog]
-    vectors = np.load(gen_artifacts / tiny_artifacts.version / "items" / "text_vectors.npy")
-    cat = runtime.catalog("direct", ids, vectors)
-    allowed = np.ones((1, len(ids)), dtype=bool)
-    allowed[0, [ids.index(h) for h in history]] = False
-    hist = np.stack([cat.tokens[ids.index(h)] for h in history])
-    rows, scores = runtime.decode([hist], cat, 7, allowed)
-    assert got == [ids[r] for r in rows[0] if r >= 0]
-    assert [it["score"] for it in items] == pytest.approx(scores[0].tolist(), abs=1e-5)
+    want, scores = direct_decode(runtime, gen_artifacts, tiny_artifacts, history, 7)
+    assert got == want
+    assert [it["score"] for it in items] == pytest.approx(scores, abs=1e-5)
     assert [it["rank"] for it in items] == list(range(1, 8))
     assert not set(got) & set(history)
 
@@ -112,19 +126,12 @@ def test_user_id_feeds_the_user_token(
 ) -> None:
     client = make_client(artifacts_dir=gen_artifacts)
     history = ["P0002", "P0007"]
-    ids = [r["item_id"] for r in tiny_artifacts.catalog]
-    vectors = np.load(gen_artifacts / tiny_artifacts.version / "items" / "text_vectors.npy")
-    cat = runtime.catalog("direct", ids, vectors)
-    allowed = np.ones((1, len(ids)), dtype=bool)
-    allowed[0, [ids.index(h) for h in history]] = False
-    hist = np.stack([cat.tokens[ids.index(h)] for h in history])
     scores = {}
     for user in ("U000001", "U000002", None):
         body = post(client, history=history, k=5, mode="generative", **({"user_id": user} if user else {}))
-        rows, direct = runtime.decode([hist], cat, 5, allowed, [user])
-        assert [it["item_id"] for it in body["items"]] == [ids[r] for r in rows[0] if r >= 0]
-        assert [it["score"] for it in body["items"]] == pytest.approx(direct[0].tolist(), abs=1e-5)
-        scores[user] = direct[0].tolist()
+        want, scores[user] = direct_decode(runtime, gen_artifacts, tiny_artifacts, history, 5, user)
+        assert [it["item_id"] for it in body["items"]] == want
+        assert [it["score"] for it in body["items"]] == pytest.approx(scores[user], abs=1e-5)
     if user_buckets(runtime.model):  # the three user tokens (two buckets, no user) give different scores
         assert scores["U000001"] != pytest.approx(scores[None], abs=1e-4)
         assert scores["U000002"] != pytest.approx(scores["U000001"], abs=1e-4)
