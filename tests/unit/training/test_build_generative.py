@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,12 @@ from training.jobs.build import generative_stages
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_stages_off_by_default_and_on_when_configured(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "inputs",
+    [{}, {"history_input": "items", "item_id_input": True, "user_buckets": 20}],
+    ids=["tokens", "items+ids+user"],
+)
+def test_stages_off_by_default_and_on_when_configured(tmp_path: Path, inputs: dict[str, Any]) -> None:
     split = cyclic_split(n_items=40, n_users=60)
     vectors = np.random.default_rng(0).normal(size=(40, 12)).astype(np.float32)
     assert generative_stages(BuildConfig(), split, vectors, tmp_path) == ({}, {})
@@ -26,9 +32,15 @@ def test_stages_off_by_default_and_on_when_configured(tmp_path: Path) -> None:
         with_semantic_ids=True,
         with_genrec=True,
         semantic_ids=SemanticIdConfig(n_levels=2, codebook_size=8, hidden=[16], latent_dim=4, epochs=3),
-        genrec=GenRecConfig(d_model=16, d_ff=32, n_heads=2, d_kv=8, epochs=1, beam=10, val_users=20, test_users=20),
+        genrec=GenRecConfig(
+            d_model=16, d_ff=32, n_heads=2, d_kv=8, epochs=1, beam=10, val_users=20, test_users=20, **inputs
+        ),
     )
-    extra, metrics = generative_stages(cfg, split, vectors, tmp_path)
+    users = [f"U{u}" for u in range(len(split.train))]
+    if inputs.get("user_buckets"):
+        with pytest.raises(ValueError, match="user id"):  # a user-token model needs the users
+            generative_stages(cfg, split, vectors, tmp_path)
+    extra, metrics = generative_stages(cfg, split, vectors, tmp_path, user_ids=users)
     assert set(extra) == {"semantic_ids", "genrec"} and "recall@10" in metrics["genrec"]["test"]
     spec, table, _ = load_semantic_ids(tmp_path, extra["semantic_ids"])
     assert len(table) == 40 and spec.n_levels == 2
@@ -56,5 +68,6 @@ def test_stages_off_by_default_and_on_when_configured(tmp_path: Path) -> None:
     ids = [f"I{i}" for i in range(40)]
     runtime = GenerativeRuntime.from_manifest(tmp_path, manifest, ids, "cpu")
     cat = runtime.catalog("c", ids, vectors)
-    rows, _ = runtime.decode([cat.tokens[[0, 1]]], cat, 5)
+    rows, _ = runtime.decode([cat.tokens[[0, 1]]], cat, 5, user_ids=["U3"])
     assert ((rows >= 0) & (rows < 40)).all()
+    assert cat.tokens.shape[1] == spec.layout.depth + (1 if inputs.get("item_id_input") else 0)
