@@ -390,7 +390,11 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     cfg = load_config(GenRecConfig, Path(args.config) if args.config else None, overrides)
-    sid_over = {k: v for k, v in {"threads": args.threads, "device": args.device}.items() if v is not None}
+    sid_over = {
+        k: v
+        for k, v in {"threads": args.threads, "device": args.device, "cf_dim": args.cf_dim}.items()
+        if v is not None
+    }
     sid_cfg = load_config(SemanticIdConfig, Path(args.sid_config) if args.sid_config else None, sid_over)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -434,6 +438,12 @@ def _add_genrec_commands(sub: Any) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="add a learned per-item ID vector to each history position (needs --history-input items)",
+    )
+    g.add_argument(
+        "--cf-dim",
+        type=int,
+        default=None,
+        help="semantic IDs from text + a co-occurrence vector of this rank (0 = text only; default: sid config)",
     )
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: config)")
     g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help="constant, or TIGER's inverse square root")

@@ -150,7 +150,8 @@ class BenchSeqRecConfig:
 
 @dataclass
 class SemanticIdConfig:
-    """RQ-VAE semantic IDs over frozen text vectors (training/jobs/semantic_ids.py)."""
+    """RQ-VAE semantic IDs over frozen text vectors (training/jobs/semantic_ids.py), optionally
+    with a collaborative part (``cf_dim``)."""
 
     n_levels: int = 3
     codebook_size: int = 256
@@ -169,6 +170,12 @@ class SemanticIdConfig:
     # Distinct last-level codes inside groups sharing the earlier codes (stored table only; see
     # training/jobs/semantic_ids.balance_last_level). Off: stored codes are the nearest codewords.
     balance_last_level: bool = True
+    # Collaborative part (training/jobs/cf_vectors.py): > 0 codes each item's text vector concatenated
+    # with cf_weight x a rank-cf_dim PPMI-SVD vector of its co-occurrence (within cf_window positions)
+    # in the training sequences. Items without interactions (new items when served) get zeros there.
+    cf_dim: int = 0
+    cf_weight: float = 1.0
+    cf_window: int = 3
     threads: int = 0  # 0 -> torch default
     seed: int = 0
     device: str = "cpu"

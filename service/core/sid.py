@@ -128,6 +128,9 @@ class SidSpec:
     unique_prefix_share: float = 0.0
     codebook_usage: list[float] | None = None
     balanced_last_level: bool = False  # stored last codes were made distinct within groups (training only)
+    # Width of the collaborative part the codec reads after the text vector (0 = text only): items
+    # coded at serve time have no interactions, so they get zeros there (:meth:`codec_input`).
+    cf_dim: int = 0
 
     @property
     def layout(self) -> SidLayout:
@@ -135,6 +138,16 @@ class SidSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def codec_input(self, text_vectors: npt.ArrayLike) -> F32:
+        """The codec's input for items known by text alone: [M, T] -> [M, T + cf_dim] (zero
+        collaborative part)."""
+        t = np.asarray(text_vectors, dtype=np.float32)
+        if t.ndim != 2:
+            raise SidError(f"expected text vectors [M, T], got shape {t.shape}")
+        if not self.cf_dim:
+            return t
+        return np.concatenate([t, np.zeros((len(t), self.cf_dim), dtype=np.float32)], axis=1)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SidSpec:

@@ -154,7 +154,7 @@ class GenerativeRuntime:
             self.layout,
         )
         if new_rows:
-            codes = self.codec.encode(text_vectors[new_rows])  # [M, L]
+            codes = self.codec.encode(self.spec.codec_input(text_vectors[new_rows]))  # [M, L]
             grown = base.extend(codes)
         else:
             grown = base
@@ -189,7 +189,7 @@ class GenerativeRuntime:
     def history_item_tokens(self, text_vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
         """Encoder rows for history items that are not in the catalog (given by text): codec codes,
         collision digit 0 (and no item ID). [M, T] -> [M, depth (+ 1)]"""
-        codes = self.codec.encode(text_vectors)  # [M, L]
+        codes = self.codec.encode(self.spec.codec_input(text_vectors))  # [M, L]
         sids = np.concatenate([codes, np.zeros((len(codes), 1), dtype=np.int32)], axis=1)
         tokens = self.layout.to_tokens(sids)
         return tokens if self._id_row is None else with_item_ids(tokens, np.full(len(tokens), -1))

@@ -298,7 +298,7 @@ def generative_stages(
     metrics: dict[str, Any] = {}
     if cfg.with_semantic_ids or cfg.with_genrec:
         with stages.run("semantic ids (RQ-VAE + collision digit)"):
-            sid = build_semantic_ids(text_vectors, cfg.semantic_ids, staging)
+            sid = build_semantic_ids(text_vectors, cfg.semantic_ids, staging, split.train)
             extra["semantic_ids"] = sid.spec.to_dict()
         if cfg.with_genrec:
             with stages.run("train genrec"):

@@ -1,6 +1,10 @@
 """Semantic IDs for a catalog: train the RQ-VAE on its frozen text vectors, assign
 codes + collision digits, and write ``semantic_ids/{sids.npy,codec.npz}``.
 
+With ``cf_dim`` > 0 the RQ-VAE codes each text vector followed by a collaborative vector
+(``training/jobs/cf_vectors.py``, from the training sequences); items coded later by the
+service (new items) have no interactions and get zeros there (``SidSpec.codec_input``).
+
 The written codes are those of the numpy :class:`service.core.sid.SidCodec` (the
 arithmetic the service uses for new items), so training and serving agree by
 construction; the job logs how many items the torch model codes differently
@@ -16,6 +20,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +30,7 @@ from tqdm import tqdm
 
 from service.core.sid import CODEC_FILE, SIDS_FILE, SidCodec, SidLayout, SidSpec, SidTable
 from training.config import SemanticIdConfig, load_config
+from training.jobs.cf_vectors import cooccurrence_vectors
 from training.loop import resolve_device, seed_everything
 from training.models.rqvae import RQVAE
 
@@ -154,8 +160,27 @@ def balance_last_level(codec: SidCodec, vectors: np.ndarray, codes: np.ndarray) 
     return out
 
 
-def build_semantic_ids(vectors: np.ndarray, cfg: SemanticIdConfig, root: Path) -> SemanticIdResult:
-    """Train, code every item, write the table and codec under ``root``; -> the manifest spec and stats."""
+def codec_inputs(vectors: np.ndarray, cfg: SemanticIdConfig, sequences: Sequence[Sequence[int]] | None) -> np.ndarray:
+    """What the RQ-VAE codes: the text vectors [N, T], followed for ``cfg.cf_dim`` > 0 by
+    ``cf_weight`` x the items' co-occurrence vectors from ``sequences`` (training sequences only)."""
+    if not cfg.cf_dim:
+        return vectors
+    if sequences is None:
+        raise ValueError("cf_dim > 0 needs the training sequences (item rows) to count co-occurrence")
+    cf = cooccurrence_vectors(sequences, len(vectors), cfg.cf_dim, cfg.cf_window, cfg.seed)  # [N, C]
+    return np.concatenate([np.asarray(vectors, dtype=np.float32), cfg.cf_weight * cf], axis=1).astype(np.float32)
+
+
+def build_semantic_ids(
+    vectors: np.ndarray,
+    cfg: SemanticIdConfig,
+    root: Path,
+    sequences: Sequence[Sequence[int]] | None = None,
+) -> SemanticIdResult:
+    """Train, code every item, write the table and codec under ``root``; -> the manifest spec and stats.
+
+    ``sequences``: the training sequences (item rows), for a collaborative part (``cfg.cf_dim``)."""
+    vectors = codec_inputs(vectors, cfg, sequences)
     model, seconds, recon = train_rqvae(vectors, cfg)
     codec = codec_from_model(model)
     codes = codec.encode(vectors)  # [N, L]
@@ -183,6 +208,7 @@ def build_semantic_ids(vectors: np.ndarray, cfg: SemanticIdConfig, root: Path) -
         unique_prefix_share=round(table.unique_prefix_share(), 5),
         codebook_usage=[round(u, 4) for u in table.codebook_usage()],
         balanced_last_level=cfg.balance_last_level,
+        cf_dim=cfg.cf_dim,
     )
     logger.info(
         "semantic ids: %d items, unique prefix share %.4f, codebook usage %s, max collisions %d, "

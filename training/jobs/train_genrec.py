@@ -393,7 +393,7 @@ def bench_genrec(
 
         vectors = embed_items(dataset.items, EmbedItemsConfig(threads=cfg.threads))
     t0 = time.perf_counter()
-    sid = build_semantic_ids(vectors, sid_cfg, work_dir)
+    sid = build_semantic_ids(vectors, sid_cfg, work_dir, split.train)
     sid_seconds = time.perf_counter() - t0
     user_ids = [seq.user_id for seq in dataset.sequences]
     res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints", user_ids)
@@ -401,7 +401,7 @@ def bench_genrec(
     test = res.metrics["test"]
     row = {
         "dataset": dataset.name,
-        "model": model_name(cfg),
+        "model": model_name(cfg) + (f", sids from text + co-occurrence ({sid_cfg.cf_dim})" if sid_cfg.cf_dim else ""),
         "recall@10": round(test["recall@10"], 4),
         "ndcg@10": round(test["ndcg@10"], 4),
         "recall@5": round(test["recall@5"], 4),

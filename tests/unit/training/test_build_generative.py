@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize(
     "inputs",
     [{}, {"history_input": "items", "item_id_input": True, "user_buckets": 20}],
-    ids=["tokens", "items+ids+user"],
+    ids=["tokens", "items+ids+user+cf-sids"],
 )
 def test_stages_off_by_default_and_on_when_configured(tmp_path: Path, inputs: dict[str, Any]) -> None:
     split = cyclic_split(n_items=40, n_users=60)
@@ -31,7 +31,9 @@ def test_stages_off_by_default_and_on_when_configured(tmp_path: Path, inputs: di
     cfg = BuildConfig(
         with_semantic_ids=True,
         with_genrec=True,
-        semantic_ids=SemanticIdConfig(n_levels=2, codebook_size=8, hidden=[16], latent_dim=4, epochs=3),
+        semantic_ids=SemanticIdConfig(
+            n_levels=2, codebook_size=8, hidden=[16], latent_dim=4, epochs=3, cf_dim=4 if inputs else 0
+        ),
         genrec=GenRecConfig(
             d_model=16, d_ff=32, n_heads=2, d_kv=8, epochs=1, beam=10, val_users=20, test_users=20, **inputs
         ),
@@ -71,3 +73,7 @@ def test_stages_off_by_default_and_on_when_configured(tmp_path: Path, inputs: di
     rows, _ = runtime.decode([cat.tokens[[0, 1]]], cat, 5, user_ids=["U3"])
     assert ((rows >= 0) & (rows < 40)).all()
     assert cat.tokens.shape[1] == spec.layout.depth + (1 if inputs.get("item_id_input") else 0)
+    # a new item is coded from its text alone (a zero collaborative part where the sids have one)
+    assert spec.cf_dim == (4 if inputs else 0)
+    grown = runtime.catalog("c2", [*ids, "NEW"], np.concatenate([vectors, vectors[:1]]))
+    assert grown.new_items == 1 and len({tuple(r) for r in grown.table.sids.tolist()}) == 41

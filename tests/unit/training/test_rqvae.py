@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.core.sid import SidCodec, load_semantic_ids
+from service.core.sid import SidCodec, SidSpec, load_semantic_ids
 from training.config import SemanticIdConfig
 from training.jobs.semantic_ids import build_semantic_ids, codec_from_model
 from training.models.rqvae import RQVAE, ResidualQuantizer, kmeans
@@ -96,3 +96,24 @@ def test_balanced_last_level_separates_groups(tmp_path: Path) -> None:
         if len(last) <= 16:  # a group that fits the codebook gets distinct last codes
             assert len(set(last.tolist())) == len(last)
     assert balanced.spec.balanced_last_level and not plain.spec.balanced_last_level
+
+
+def test_collaborative_part_is_coded_after_the_text(tmp_path: Path) -> None:
+    vecs = clustered_vectors(300, 24, 12)
+    rng = np.random.default_rng(1)
+    seqs = [rng.choice(300, 8, replace=False).tolist() for _ in range(200)]
+    cfg = SemanticIdConfig(
+        n_levels=2, codebook_size=16, hidden=[32], latent_dim=8, epochs=10, batch_size=128, cf_dim=6, cf_weight=0.5
+    )
+    with pytest.raises(ValueError, match="training sequences"):
+        build_semantic_ids(vecs, cfg, tmp_path)
+    res = build_semantic_ids(vecs, cfg, tmp_path, seqs)
+    assert res.codec.in_dim == 24 + 6 and res.spec.cf_dim == 6
+    assert len({tuple(r) for r in res.table.sids.tolist()}) == 300
+    spec, _, codec = load_semantic_ids(tmp_path, res.spec.to_dict())
+    assert spec.cf_dim == 6
+    # items known by text alone (new items) are coded with a zero collaborative part
+    padded = spec.codec_input(vecs[:5])
+    assert padded.shape == (5, 30) and not padded[:, 24:].any()
+    assert codec.encode(padded).shape == (5, 2)
+    assert SidSpec(2, 16, 4).codec_input(vecs[:5]).shape == (5, 24)  # text-only spec: unchanged
