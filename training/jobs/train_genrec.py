@@ -457,7 +457,10 @@ def render_section(
         " without a note with 300 validation users and patience 3 (the earlier configs). Both inputs of a dataset"
         " use the same semantic IDs (same RQ-VAE seed). `item ID input`: a learned vector per trained item added"
         " to its encoder position (`--item-id-input`; new items go in by their sid tokens alone); `user token"
-        " (N buckets)`: TIGER's hashed user id before the history (`--user-buckets N`).",
+        " (N buckets)`: TIGER's hashed user id before the history (`--user-buckets N`). `sids from text +"
+        " co-occurrence (N)`: the RQ-VAE coded each text vector followed by a rank-N PPMI-SVD vector of the item's"
+        " co-occurrence in the training sequences (`--cf-dim N`); other rows code the text vectors alone, as TIGER"
+        " does.",
         "Leave-one-out, full catalog; the target's rank is its position in the constrained beam search's top-10",
         "(not returned = miss). Published TIGER numbers are from the paper (richer item text than here).",
         "`train s` = RQ-VAE + genrec training wall-clock on the listed device (CPU rows: that many threads of",
