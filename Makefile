@@ -103,8 +103,9 @@ bench-genrec-train:  ## genrec training steps/s: one encoder position per sid to
 
 GENREC_DATA ?= ../shared/data/Beauty
 GENREC_CONFIG ?= training/configs/genrec_beauty.yaml
+GENREC_ARGS ?= --cf-dim 64
 results-genrec: setup  ## semantic IDs + generative model on GENREC_DATA -> docs/results/generative.json + docs/RESULTS.md
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/recsvc-train bench-genrec --data $(GENREC_DATA) --config $(GENREC_CONFIG) --threads 1
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/recsvc-train bench-genrec --data $(GENREC_DATA) --config $(GENREC_CONFIG) --threads 1 $(GENREC_ARGS)
 
 demo-build-profile: setup $(DEMO_DATA)/items.jsonl  ## build the demo with user profiles (POST /recommend takes `profile`; docs/OPERATIONS.md §8)
 	$(BIN)/recsvc-train build --data $(DEMO_DATA) --out $(ARTIFACTS) --name demo-profile --config training/configs/demo_profile.yaml

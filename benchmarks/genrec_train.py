@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     runs: dict[str, dict[str, Any]] = {}
     for mode in HISTORY_INPUTS:
-        model: Any = build_genrec(LAYOUT, replace(cfg, history_input=mode), seed=args.seed)
+        # The two encoder inputs alone: item-ID vectors and the user token (config extras) stay off.
+        plain = replace(cfg, history_input=mode, item_id_input=False, user_buckets=0)
+        model: Any = build_genrec(LAYOUT, plain, seed=args.seed)
         model = model.to(device).train()
         runs[mode] = {
             "model": model,

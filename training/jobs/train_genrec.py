@@ -449,7 +449,8 @@ def render_section(
         "## Generative recommendation (semantic IDs + TIGER-style T5)",
         "",
         "Command: `make results-genrec` (`recsvc-train bench-genrec --data ../shared/data/Beauty --config"
-        " training/configs/genrec_beauty.yaml --threads 1`; rows in `docs/results/generative.json`); Sports:"
+        " training/configs/genrec_beauty.yaml --threads 1 --cf-dim 64`; rows in `docs/results/generative.json`);"
+        " Sports:"
         " `--data ../shared/data/Sports --config training/configs/genrec_sports.yaml`. The CPU configs have the"
         " encoder read one position per history item (`history_input: items`, the sum of the item's sid token"
         " embeddings; 2.8x the training steps/s on Beauty, `make bench-genrec-train`) where TIGER reads one per"
