@@ -270,7 +270,8 @@ class RecommendResponse(BaseModel):
         default="model",
         description="How the items were ranked: 'model+transition_prior' (dense mode with a seqrec model and an "
         "artifact set holding the item -> next item prior: seqrec dot product + w * log p(item | last history "
-        "item), when the last history entry is a catalog item the prior knows), else 'model'.",
+        "item), when the last history entry is a catalog item the prior knows; generative mode with a genrec "
+        "prior weight: constrained beam search guided by the same prior), else 'model'.",
     )
 
 

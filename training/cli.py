@@ -371,6 +371,14 @@ def _add_encoder_commands(sub: Any) -> None:
     c.set_defaults(func=cmd_encoder_collisions)
 
 
+def _float_list(text: str, flag: str) -> list[float]:
+    """A comma-separated list of numbers ("" = empty list); a clear error for anything else."""
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+
+
 def cmd_bench_genrec(args: argparse.Namespace) -> int:
     import torch
 
@@ -389,6 +397,10 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
     for key in (*keys, "item_id_input", "lr", "lr_schedule", "warmup_steps"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if args.prior_weights is not None:
+        overrides["prior_weights"] = _float_list(args.prior_weights, "--prior-weights")
+    if args.prior_counts is not None:
+        overrides["prior_counts"] = args.prior_counts
     cfg = load_config(GenRecConfig, Path(args.config) if args.config else None, overrides)
     sid_over = {
         k: v
@@ -448,6 +460,19 @@ def _add_genrec_commands(sub: Any) -> None:
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: config)")
     g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help="constant, or TIGER's inverse square root")
     g.add_argument("--warmup-steps", type=int, default=None, help="linear warmup steps of inverse_sqrt")
+    g.add_argument(
+        "--prior-weights",
+        default=None,
+        help="comma-separated weights of the item -> next item prior tried on validation for prior-guided"
+        " decoding after training (e.g. 0.25,0.5,1; empty string = none; default: config)",
+    )
+    g.add_argument(
+        "--prior-counts",
+        choices=("train", "histories"),
+        default=None,
+        help="what the prior counts: the training sequences, or everything known at evaluation time"
+        " (test: plus each user's validation item; rows marked ‡) (default: config)",
+    )
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: config)")
     g.add_argument("--device", default=None, help="torch device (cpu, cuda)")
     g.set_defaults(func=cmd_bench_genrec)

@@ -225,6 +225,15 @@ class GenRecConfig:
     patience: int = 3
     eval_every: int = 1
     beam: int = 20  # beam width for validation / test top-10
+    # Prior-guided decoding (service/semantic_ids/beam.py): after training, each weight here is tried on
+    # the validation cases with the item -> next item prior (service/core/transitions.py, counted on the
+    # training sequences, popularity smoothing prior_beta) added level by level to the beam; the best
+    # one is scored on test as a second result (empty = no prior). Decoding only: no retraining.
+    prior_weights: list[float] = field(default_factory=list)
+    prior_beta: float = 1.0
+    # What the prior counts (training.jobs.bench_seqrec.PRIOR_COUNTS): "train" = the training sequences;
+    # "histories" = everything known at evaluation time (for test: plus each user's validation item).
+    prior_counts: str = "train"
     eval_batch_size: int = 64
     val_users: int = 2000  # validation cases sampled for early stopping (0 = all)
     test_users: int = 0  # test cases scored after training (0 = all: the protocol; builds may cap it)

@@ -76,6 +76,7 @@ class GenerativeRuntime:
         device: torch.device,
         beam: int,
         max_items: int,
+        prior_weight: float = 0.0,
     ) -> None:
         if len(table) != len(item_ids):
             raise SidError(f"sid table has {len(table)} rows for {len(item_ids)} items")
@@ -93,6 +94,11 @@ class GenerativeRuntime:
         self.device = device
         self.beam = beam
         self.max_items = max_items
+        if not (np.isfinite(prior_weight) and prior_weight >= 0):
+            raise SidError(f"genrec prior_weight must be a finite number >= 0, got {prior_weight}")
+        # Weight of the item -> next item prior in prior-guided decoding (0 = none; the build picks it on
+        # validation, service.semantic_ids.beam explains the decoding); the prior is the artifact's.
+        self.prior_weight = float(prior_weight)
         self._base: dict[str, tuple[int, ...]] = {
             iid: tuple(row) for iid, row in zip(item_ids, table.sids.tolist(), strict=True)
         }
@@ -124,6 +130,7 @@ class GenerativeRuntime:
             device=dev,
             beam=int(gen_section.get("beam", 20)),
             max_items=int(gen_section.get("max_items", 20)),
+            prior_weight=float(gen_section.get("prior_weight", 0.0)),
         )
 
     # ------------------------------------------------------------ catalogs
@@ -202,10 +209,12 @@ class GenerativeRuntime:
         k: int,
         allowed: npt.NDArray[np.bool_] | None = None,
         user_ids: Sequence[str | None] | None = None,
+        log_prior: npt.NDArray[np.float32] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Histories as token rows [L_i, depth] -> top-k (snapshot rows [B, k] (-1 = none), scores [B, k]).
 
-        ``user_ids``: the requests' users (None = anonymous), read by a model with user tokens."""
+        ``user_ids``: the requests' users (None = anonymous), read by a model with user tokens.
+        ``log_prior``: item log-prior over the snapshot rows [B, N], added with ``prior_weight``."""
         b = len(histories)
         # history_tokens indexes an item-token table: stack each history's tokens into one.
         flat = np.concatenate(histories, axis=0)  # [sum L_i, depth]
@@ -214,5 +223,8 @@ class GenerativeRuntime:
         ids, mask = model_history_tokens(self.model, flat, rows, self.max_items, user_ids)
         step = step_for(self.model, ids, mask, self.device)
         allowed_t = None if allowed is None else torch.from_numpy(np.ascontiguousarray(allowed)).to(self.device)
-        res = beam_search(step, catalog.index, b, max(self.beam, k), k, allowed_t)
+        prior_t = None
+        if log_prior is not None and self.prior_weight > 0:
+            prior_t = torch.from_numpy(np.ascontiguousarray(log_prior, dtype=np.float32)).to(self.device)
+        res = beam_search(step, catalog.index, b, max(self.beam, k), k, allowed_t, prior_t, self.prior_weight)
         return res.items.cpu().numpy(), res.scores.cpu().numpy()

@@ -14,7 +14,10 @@ store's top ``max(k, transition_pool)`` plus the last item's filtered-in success
 Generative mode (when the artifact set has semantic IDs and a genrec model): the
 history's sid tokens go through the T5 encoder and the batched constrained beam
 search decodes the top-k items of the served catalog (``generative.py``), filters and
-history exclusion applied as masks while decoding. Hybrid mode: dense candidates and
+history exclusion applied as masks while decoding. With a genrec ``prior_weight`` (picked by the
+build on validation) and the transition prior above, the prior steers the beam at every level
+(prior-guided decoding, ``service/semantic_ids/beam.py``; ``ranking`` = "model+transition_prior").
+Hybrid mode: dense candidates and
 generative candidates, merged and rescored by the dense model (``hybrid.py``).
 
 User profiles (``profiles.py``): with a model trained on profiles, the request's ``profile`` is
@@ -214,8 +217,9 @@ class Recommender:
 
     async def _decode(
         self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot, k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Beam search for one request: (snapshot rows [k] (-1 = none), log-prob scores [k])."""
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Beam search for one request: (snapshot rows [k] (-1 = none), scores [k], whether the
+        transition prior guided the decoding)."""
         gen = self.generative
         assert gen is not None
         catalog = await asyncio.to_thread(self._sid_catalog, snapshot)
@@ -226,8 +230,23 @@ class Recommender:
         exclude = [e.item_id for e in entries if isinstance(e, ItemRef)] if req.exclude_history else []
         mask = snapshot.searcher.mask(build_filter(req.filters, exclude))  # [N] or None
         allowed = None if mask is None else mask[None, :]
-        items, scores = await asyncio.to_thread(gen.decode, [np.stack(rows)], catalog, k, allowed, [req.user_id])
-        return items[0], scores[0]
+        log_prior = self._generative_prior(entries, snapshot)
+        items, scores = await asyncio.to_thread(
+            gen.decode, [np.stack(rows)], catalog, k, allowed, [req.user_id], log_prior
+        )
+        return items[0], scores[0], log_prior is not None
+
+    def _generative_prior(self, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot) -> np.ndarray | None:
+        """log p(j | context) over the snapshot's rows [1, N] for prior-guided decoding, or None: no
+        genrec prior weight, no transition prior, or no known item in the context (history by text)."""
+        prior, gen = self.transitions, self.generative
+        if prior is None or gen is None or gen.prior_weight <= 0:
+            return None
+        context = prior.context([e.item_id if isinstance(e, ItemRef) else None for e in entries])
+        if not context:
+            return None
+        rows = np.arange(len(snapshot.item_ids), dtype=np.int64)
+        return prior.log_prob_rows(context, rows, snapshot.collection, snapshot.item_ids)[None, :]
 
     def _result(
         self,
@@ -258,10 +277,11 @@ class Recommender:
     async def _generative(
         self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot
     ) -> RecommendResult:
-        rows, scores = await self._decode(req, entries, snapshot, req.k)
+        rows, scores, guided = await self._decode(req, entries, snapshot, req.k)
         scored = [(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0]
         # The generative model has no profile input.
-        return self._result(req, snapshot, scored, "ignored" if self._profile_given(req) else "none")
+        source = "ignored" if self._profile_given(req) else "none"
+        return self._result(req, snapshot, scored, source, RANKING_PRIOR if guided else RANKING_MODEL)
 
     async def _hybrid(
         self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot
@@ -272,7 +292,7 @@ class Recommender:
         exclude = [e.item_id for e in entries if isinstance(e, ItemRef)] if req.exclude_history else []
         flt = build_filter(req.filters, exclude)
         hits = await self.store.search(vector_name, user, max(req.k, HYBRID_DENSE_POOL), flt, snapshot)
-        gen_rows, _ = await self._decode(req, entries, snapshot, max(req.k, self.generative.beam))
+        gen_rows, _, _ = await self._decode(req, entries, snapshot, max(req.k, self.generative.beam))
         if vector_name == VECTOR_SEQREC:
             assert snapshot.seqrec_vectors is not None
             item_vectors = snapshot.seqrec_vectors

@@ -16,11 +16,21 @@ allowed item lies under it, so every returned item is allowed, and with ``beam >
 the search returns ``min(k, allowed items)`` items (the live-beam count never drops
 below ``min(beam, valid prefixes)`` at any level).
 
+Prior-guided decoding (``log_prior`` [B, N], e.g. the item -> next item prior of
+``service.core.transitions``): with ``M(node)`` the prior mass of the items under a node,
+a child ``c`` of node ``p`` gets ``prior_weight * (log M(c) - log M(p))`` added to its
+step score. The sum over the levels telescopes to ``prior_weight * log p_prior(item)``,
+so a decoded item's score is ``log p_model(sid) + prior_weight * log p_prior(item)`` (the
+product of the two experts, prior normalised over the allowed items), and the prior steers
+the beam at every level instead of re-ranking a finished beam. A prefix whose prior mass
+is zero (every item under it at ``-inf``) is pruned like a filtered one.
+
 ``reference.py`` holds the plain trie walk this must agree with (property tests).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -52,11 +62,15 @@ def beam_search(
     beam: int,
     k: int,
     allowed: Tensor | None = None,
+    log_prior: Tensor | None = None,
+    prior_weight: float = 1.0,
 ) -> BeamResult:
     """Top-``k`` items per request by constrained beam search of width ``beam`` (``k <= beam``).
 
     ``allowed``: optional item mask [B, N] (rows of the sid table); disallowed items are
     never decoded (their prefixes are pruned while decoding, not filtered afterwards).
+    ``log_prior``: optional item log-prior [B, N] (need not be normalised; ``-inf`` = never),
+    added with ``prior_weight`` level by level (module docstring).
     """
     if not 1 <= k <= beam:
         raise ValueError(f"need 1 <= k <= beam, got k={k}, beam={beam}")
@@ -64,10 +78,20 @@ def beam_search(
         raise ValueError("batch_size must be >= 1")
     if allowed is not None and allowed.shape[0] != batch_size:
         raise ValueError(f"allowed mask has {allowed.shape[0]} rows for a batch of {batch_size}")
+    if log_prior is not None and log_prior.shape[0] != batch_size:
+        raise ValueError(f"log prior has {log_prior.shape[0]} rows for a batch of {batch_size}")
+    if not math.isfinite(prior_weight) or prior_weight < 0:
+        raise ValueError(f"prior_weight must be a finite number >= 0, got {prior_weight}")
     device = index.device
     layout = index.layout
     reorder = getattr(step, "reorder", None)  # optional: steps that cache per-beam state
     counts = index.allowed_counts(allowed) if allowed is not None else None  # per level [B, P_l]
+    use_prior = log_prior is not None and prior_weight > 0
+    if use_prior:
+        assert log_prior is not None
+        if allowed is not None:  # the prior is normalised over each request's allowed items
+            log_prior = log_prior.to(device).masked_fill(~allowed.to(device).bool(), float("-inf"))
+        prior_total, prior_mass = index.prefix_log_mass(log_prior)  # [B], per level [B, P_l]
     b = batch_size
     prefix = torch.zeros((b, 1, 0), dtype=torch.long, device=device)  # [B, W=1, 0]
     scores = torch.zeros((b, 1), dtype=torch.float32, device=device)  # [B, W]
@@ -85,7 +109,13 @@ def beam_search(
         if counts is not None:
             c = counts[level].gather(1, child.clamp_min(0).view(b, -1)).view(b, w, ksz)  # [B, W, K]
             valid &= c > 0
-        cand = torch.where(valid, scores[:, :, None] + logp, float("-inf")).view(b, w * ksz)  # [B, W*K]
+        cand = scores[:, :, None] + logp  # [B, W, K]
+        if use_prior:
+            mc = prior_mass[level].gather(1, child.clamp_min(0).view(b, -1)).view(b, w, ksz)  # [B, W, K]
+            mp = prior_total[:, None] if level == 0 else prior_mass[level - 1].gather(1, nodes.clamp_min(0))  # [B, W]
+            valid &= torch.isfinite(mc)
+            cand = cand + prior_weight * (mc - mp[:, :, None])
+        cand = torch.where(valid, cand, float("-inf")).view(b, w * ksz)  # [B, W*K]
         width = min(beam, w * ksz)
         scores, flat = cand.topk(width, dim=1)  # [B, W'] sorted descending
         src = flat // ksz  # [B, W'] beam each winner extends

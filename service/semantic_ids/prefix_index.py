@@ -14,7 +14,9 @@ Children of a beam's current node, as a row over the next level's codes, come fr
 Per-request filters are item masks ``[B, N]``; :meth:`PrefixIndex.allowed_counts`
 turns one into allowed-item counts per node and level (``[B, P_l]``) with one cumsum,
 and the beam search treats a child with count 0 as absent. That is the per-request
-restricted index without building a trie per request.
+restricted index without building a trie per request. A per-request item prior (log-probabilities
+``[B, N]``) becomes the log of its mass under each node the same way
+(:meth:`PrefixIndex.prefix_log_mass`), which prior-guided decoding adds level by level.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class PrefixIndex:
             levels[lv].child_ptr = torch.as_tensor(ptr, device=self.device)
             levels[lv].max_degree = int(counts.max())
         self.levels = levels
+        # Per level: the node of each sorted item [N] (segment sums of item weights).
+        self.node_of_sorted = [torch.as_tensor(n, device=self.device) for n in node_of_item]
         # Sorted leaf (last-level node) -> item row.
         self.leaf_item = self.sorted_items  # leaves are exactly the sorted items
         # Dense tables: root children [K0] and level-1 children [P0, K1] (node ids, -1 = none).
@@ -141,3 +145,23 @@ class PrefixIndex:
         a = allowed.to(self.device)[:, self.sorted_items].to(torch.int32)  # [B, N] sorted order
         csum = torch.nn.functional.pad(a.cumsum(1), (1, 0))  # [B, N + 1]
         return [csum[:, lt.item_end] - csum[:, lt.item_start] for lt in self.levels]  # [B, P_l] each
+
+    def prefix_log_mass(self, log_prior: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Item log-weights [B, N] (row order of the table; ``-inf`` = no weight) -> (log of each
+        request's total weight [B], per level the log of the weight under each node [B, P_l]).
+
+        Sums run in float64 over ``exp(log_prior - row max)`` (segment sums per level, so a small
+        weight never vanishes in a large running sum); the logs are cast to float32."""
+        if log_prior.ndim != 2 or log_prior.shape[1] != self.n_items:
+            raise ValueError(f"log prior must be [B, {self.n_items}], got {tuple(log_prior.shape)}")
+        lp = log_prior.to(self.device, torch.float64)[:, self.sorted_items]  # [B, N] sorted order
+        top = lp.max(dim=1, keepdim=True).values  # [B, 1]
+        top = torch.where(torch.isfinite(top), top, 0.0)
+        w = torch.exp(lp - top)  # [B, N] in [0, 1]
+        total = (torch.log(w.sum(1)) + top[:, 0]).float()  # [B]
+        levels = []
+        for lv, nodes in enumerate(self.node_of_sorted):
+            mass = torch.zeros((w.shape[0], self.n_nodes(lv)), dtype=w.dtype, device=self.device)
+            mass.index_add_(1, nodes, w)  # [B, P_l]
+            levels.append((torch.log(mass) + top).float())
+        return total, levels

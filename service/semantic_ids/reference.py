@@ -4,7 +4,8 @@ batched search must return (property tests in tests/unit/service/semantic_ids/).
 
 Same arithmetic as the batched search: log-softmax over the full vocabulary of the
 model's float32 logits, float32 running sums, children limited to prefixes with at
-least one allowed item.
+least one allowed item, and with a prior the same per-level term: ``prior_weight`` x (log mass
+of the child - log mass of the node), masses summed in float64 and their logs cast to float32.
 """
 
 from __future__ import annotations
@@ -24,19 +25,30 @@ from service.semantic_ids.beam import StepFn
 class TrieNode:
     children: dict[int, TrieNode] = field(default_factory=dict)
     item: int = -1  # item row at a leaf
+    mass: float = 0.0  # prior weight of the items under the node (relative to the request's largest)
 
 
-def build_trie(sids: npt.ArrayLike, allowed: Sequence[bool] | None = None) -> TrieNode:
-    """Trie of the sids [N, depth] (only rows with ``allowed[row]`` when given)."""
+def build_trie(
+    sids: npt.ArrayLike, allowed: Sequence[bool] | None = None, weights: Sequence[float] | None = None
+) -> TrieNode:
+    """Trie of the sids [N, depth] (only rows with ``allowed[row]`` when given); ``weights``:
+    per-item prior weights summed into every node on the item's path."""
     root = TrieNode()
     for row, sid in enumerate(np.asarray(sids, dtype=np.int64).tolist()):
         if allowed is not None and not allowed[row]:
             continue
+        w = 0.0 if weights is None else float(weights[row])
         node = root
+        node.mass += w
         for code in sid:
             node = node.children.setdefault(code, TrieNode())
+            node.mass += w
         node.item = row
     return root
+
+
+def _log_mass(node: TrieNode, shift: float) -> np.float32:
+    return np.float32(np.log(node.mass) + shift) if node.mass > 0 else np.float32(-np.inf)
 
 
 def reference_beam_search(
@@ -47,15 +59,25 @@ def reference_beam_search(
     beam: int,
     k: int,
     allowed: npt.ArrayLike | None = None,
+    log_prior: npt.ArrayLike | None = None,
+    prior_weight: float = 1.0,
 ) -> tuple[list[list[int]], list[list[float]]]:
     """Per request: (item rows, scores) of the top ``k`` decoded items, best first."""
     mask = None if allowed is None else np.asarray(allowed, dtype=bool)
-    shared = build_trie(sids) if mask is None else None
+    lp = None if log_prior is None or prior_weight <= 0 else np.asarray(log_prior, dtype=np.float64)
+    shared = build_trie(sids) if mask is None and lp is None else None
     all_items: list[list[int]] = []
     all_scores: list[list[float]] = []
     for b in range(batch_size):
-        trie = shared if shared is not None else build_trie(sids, mask[b].tolist() if mask is not None else None)
-        assert trie is not None
+        shift = 0.0
+        weights = None
+        if lp is not None:  # the request's prior weights, relative to its largest
+            top = float(lp[b].max())
+            shift = top if np.isfinite(top) else 0.0
+            weights = np.exp(lp[b] - shift).tolist()
+        trie = shared
+        if trie is None:
+            trie = build_trie(sids, mask[b].tolist() if mask is not None else None, weights)
         beams: list[tuple[np.float32, list[int], TrieNode]] = [(np.float32(0.0), [], trie)]
         for level in range(layout.depth):
             off = layout.level_offset(level)
@@ -65,7 +87,14 @@ def reference_beam_search(
                 logits = step_for_request(step, prefix, b, batch_size)  # [V]
                 logp = torch.log_softmax(logits.float(), dim=-1).numpy()
                 for code, child in node.children.items():
-                    cands.append((np.float32(score + logp[off + code]), [*tokens, off + code], child))
+                    cand = np.float32(score + logp[off + code])
+                    if lp is not None:
+                        parent = _log_mass(node, shift)  # the trie holds the allowed items only
+                        child_mass = _log_mass(child, shift)
+                        if not np.isfinite(child_mass):
+                            continue
+                        cand = np.float32(cand + np.float32(prior_weight) * np.float32(child_mass - parent))
+                    cands.append((cand, [*tokens, off + code], child))
             cands.sort(key=lambda c: -float(c[0]))
             beams = cands[:beam]
         all_items.append([node.item for _, _, node in beams[:k]])

@@ -18,9 +18,11 @@ from fastapi.testclient import TestClient
 
 from service.core.manifest import Manifest
 from service.core.sid import SidError, load_semantic_ids
+from service.core.transitions import TransitionPrior
 from service.recommender.generative import GenerativeRuntime
 from service.semantic_ids.decoder import item_id_embeddings, user_buckets
 from tests.conftest import TinyArtifacts
+from tests.transition_prior import with_transition_prior
 from training.config import GenRecConfig, SemanticIdConfig
 from training.jobs.semantic_ids import build_semantic_ids
 from training.models.genrec import build_genrec
@@ -37,7 +39,7 @@ GEN_CFGS = {
 }
 
 
-def add_generative(root: Path, cfg: GenRecConfig = GEN_CFG) -> None:
+def add_generative(root: Path, cfg: GenRecConfig = GEN_CFG, prior_weight: float = 0.0) -> None:
     """Give an artifact set semantic IDs and a genrec model (what the build's optional stages write)."""
     manifest = Manifest.read(root)
     vectors = np.load(root / manifest.items.text_vectors)
@@ -47,6 +49,8 @@ def add_generative(root: Path, cfg: GenRecConfig = GEN_CFG) -> None:
     model.save_pretrained(str(root / "genrec"))
     manifest.extra["semantic_ids"] = sid.spec.to_dict()
     manifest.extra["genrec"] = {"dir": "genrec", "max_items": GEN_CFG.max_items, "beam": GEN_CFG.beam}
+    if prior_weight:
+        manifest.extra["genrec"]["prior_weight"] = prior_weight
     manifest.record_files(root)
     manifest.write(root)
 
@@ -245,3 +249,42 @@ def test_reindex_assigns_sids_to_new_items_before_the_swap(
     assert [it["item_id"] for it in body["items"]] == []  # NEW1 has no price: a price filter excludes it
     hair = post(client, history=["P0002"], k=20, mode="generative", filters={"categories": ["Hair"]})
     assert "NEW1" in [it["item_id"] for it in hair["items"]]
+
+
+def test_prior_guided_generative_decoding(
+    make_client: Callable[..., TestClient], tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    """With a genrec prior weight and the artifact's transition prior, the beam is guided by
+    log p(j | last item): a strongly counted successor comes first, the response says
+    model+transition_prior, and the result equals a direct prior-guided decode."""
+    sequences = [["P0001", "P0040"]] * 30 + [["P0002", "P0041"]] * 30
+    tiny = with_transition_prior(tiny_artifacts, tmp_path, sequences)
+    add_generative(tiny.root, GEN_CFGS["items+ids"], prior_weight=5.0)
+    client = make_client(artifacts_dir=tiny.artifacts_dir)
+    history = ["P0003", "P0001"]
+    body = post(client, history=history, k=5, mode="generative")
+    assert body["ranking"] == "model+transition_prior"
+    got = [it["item_id"] for it in body["items"]]
+    assert got[0] == "P0040"
+    # The same decode straight from the artifact files, with the prior of the last history item.
+    manifest = Manifest.read(tiny.root)
+    ids = json.loads((tiny.root / manifest.items.ids).read_text())
+    rt = GenerativeRuntime.from_manifest(tiny.root, manifest, ids, "cpu")
+    assert rt.prior_weight == 5.0
+    prior = TransitionPrior.load(tiny.root / "seqrec" / "transitions.npz")
+    cat = rt.catalog("direct", ids, np.load(tiny.root / manifest.items.text_vectors))
+    allowed = np.ones((1, len(ids)), dtype=bool)
+    allowed[0, [ids.index(h) for h in history]] = False
+    hist = np.stack([cat.tokens[ids.index(h)] for h in history])
+    rows, scores = rt.decode([hist], cat, 5, allowed, [None], prior.log_prob([ids.index("P0001")]))
+    assert got == [ids[r] for r in rows[0]]
+    assert [it["score"] for it in body["items"]] == pytest.approx(scores[0].tolist(), abs=1e-4)
+    plain, _ = rt.decode([hist], cat, 5, allowed, [None])
+    assert [ids[r] for r in plain[0]] != got  # the prior changed the decode
+    # A history given by text alone has no known context: the model decodes alone.
+    text_only = post(client, history=[{"item": {"title": "fresh nail polish"}}], k=5, mode="generative")
+    assert text_only["ranking"] == "model" and len(text_only["items"]) == 5
+    with pytest.raises(SidError, match="prior_weight"):
+        GenerativeRuntime(
+            rt.spec, cat.table, rt.codec, ids, rt.model, device=rt.device, beam=4, max_items=4, prior_weight=-1.0
+        )

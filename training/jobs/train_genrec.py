@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from service.core.sid import SidTable
+from service.core.transitions import TransitionPrior
 from service.semantic_ids.beam import beam_search
 from service.semantic_ids.decoder import (
     GENREC_DIR,
@@ -168,13 +169,20 @@ def decode_top(
     cfg: GenRecConfig,
     k: int = 10,
     user_ids: Sequence[str | None] | None = None,
+    prior: TransitionPrior | None = None,
+    prior_weight: float = 0.0,
 ) -> np.ndarray:
     """Top-``k`` item rows per history by constrained beam search: [B, k] (-1 = fewer).
     ``item_tokens``: the items' encoder rows (sid tokens [N, depth]; with the item-ID column for a
-    model with item-ID input). ``user_ids``: the histories' users, for a model with user tokens."""
+    model with item-ID input). ``user_ids``: the histories' users, for a model with user tokens.
+    ``prior``: item -> next item prior added to the beam with ``prior_weight`` (prior-guided decoding)."""
     ids, mask = model_history_tokens(model, item_tokens, histories, cfg.max_items, user_ids)
     step = step_for(model, ids, mask, index.device)
-    return beam_search(step, index, len(histories), max(cfg.beam, k), k).items.cpu().numpy()
+    log_prior = None
+    if prior is not None and prior_weight > 0:
+        log_prior = torch.from_numpy(prior.history_log_prob(histories)).to(index.device)  # [B, N]
+    res = beam_search(step, index, len(histories), max(cfg.beam, k), k, log_prior=log_prior, prior_weight=prior_weight)
+    return res.items.cpu().numpy()
 
 
 def evaluate_generative(
@@ -187,9 +195,12 @@ def evaluate_generative(
     progress: bool = False,
     k: int = 10,
     user_ids: Sequence[str] | None = None,
+    prior: TransitionPrior | None = None,
+    prior_weight: float = 0.0,
 ) -> dict[str, float]:
     """Recall/NDCG@{5,10}: the target's rank is its position in the decoded top-k (miss = k).
-    ``user_ids``: user id per training sequence (``EvalCase.user`` indexes it), for user tokens."""
+    ``user_ids``: user id per training sequence (``EvalCase.user`` indexes it), for user tokens.
+    ``prior`` / ``prior_weight``: prior-guided decoding (:func:`decode_top`)."""
     if not cases:
         raise ValueError("no cases to evaluate")
     model.eval()
@@ -198,7 +209,8 @@ def evaluate_generative(
     for start in tqdm(range(0, len(cases), bs), desc="decode", leave=False, disable=not progress):
         batch = cases[start : start + bs]
         users = None if user_ids is None else [user_ids[c.user] for c in batch]
-        top = decode_top(model, item_tokens, index, [c.history for c in batch], cfg, k, users)  # [B, k]
+        histories = [c.history for c in batch]
+        top = decode_top(model, item_tokens, index, histories, cfg, k, users, prior, prior_weight)  # [B, k]
         targets = np.array([c.target for c in batch])[:, None]
         hit = top == targets  # [B, k]
         ranks.append(np.where(hit.any(1), hit.argmax(1), k))
@@ -206,7 +218,18 @@ def evaluate_generative(
 
 
 # Knobs that only say how long to train: changing them must not stop a run from resuming.
-RUN_LENGTH_FIELDS = ("epochs", "max_minutes", "patience", "threads", "test_users", "eval_batch_size")
+# The prior knobs only change decoding after training.
+RUN_LENGTH_FIELDS = (
+    "epochs",
+    "max_minutes",
+    "patience",
+    "threads",
+    "test_users",
+    "eval_batch_size",
+    "prior_weights",
+    "prior_beta",
+    "prior_counts",
+)
 
 
 def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
@@ -330,6 +353,10 @@ def _train(
         "epochs": result.epochs,
         "stop_reason": result.stop_reason,
     }
+    if cfg.prior_weights:
+        metrics["prior"] = prior_guided_metrics(
+            model, encoder_table, index, split, val, test_cases, cfg, user_ids, result.best_metric
+        )
     section = {
         "dir": GENREC_DIR,
         "max_items": cfg.max_items,
@@ -337,7 +364,51 @@ def _train(
         "metrics": metrics,
         "train_seconds": round(result.train_seconds, 1),
     }
+    if "prior" in metrics:  # served by prior-guided decoding when the artifact set has the transition prior
+        section["prior_weight"] = metrics["prior"]["weight"]
     return GenRecResult(section, metrics, result.train_seconds, result)
+
+
+def prior_guided_metrics(
+    model: Any,
+    encoder_table: np.ndarray,
+    index: PrefixIndex,
+    split: Split,
+    val: Sequence[EvalCase],
+    test_cases: Sequence[EvalCase],
+    cfg: GenRecConfig,
+    user_ids: Sequence[str] | None,
+    val_plain: float,
+) -> dict[str, Any]:
+    """Prior-guided decoding of the trained model: each of ``cfg.prior_weights`` on the validation
+    cases (NDCG@10), the best on test. The prior counts what ``cfg.prior_counts`` names (validation:
+    the training sequences either way)."""
+    from training.jobs.bench_seqrec import counted_sequences
+
+    if any(not math.isfinite(w) or w <= 0 for w in cfg.prior_weights):
+        raise ValueError(f"prior_weights must be > 0, got {cfg.prior_weights}")
+    counted_sequences(split, test_cases, cfg.prior_counts)  # an unknown prior_counts fails before decoding
+    prior = TransitionPrior.from_sequences(
+        counted_sequences(split, val, cfg.prior_counts), split.n_items, cfg.prior_beta
+    )
+    val_ndcg: dict[str, float] = {}
+    for w in tqdm(cfg.prior_weights, desc="prior weights", leave=False):
+        m = evaluate_generative(model, encoder_table, index, val, cfg, user_ids=user_ids, prior=prior, prior_weight=w)
+        val_ndcg[f"{w:g}"] = round(m["ndcg@10"], 4)
+        logger.info("genrec + item->next prior, weight %g: val %s", w, {k: round(v, 4) for k, v in m.items()})
+    best = max(cfg.prior_weights, key=lambda w: val_ndcg[f"{w:g}"])
+    logger.info(
+        "prior weight %g picked on validation (ndcg@10 %.4f; %.4f without)", best, val_ndcg[f"{best:g}"], val_plain
+    )
+    if cfg.prior_counts != "train":
+        prior = TransitionPrior.from_sequences(
+            counted_sequences(split, test_cases, cfg.prior_counts), split.n_items, cfg.prior_beta
+        )
+    test = evaluate_generative(
+        model, encoder_table, index, test_cases, cfg, progress=True, user_ids=user_ids, prior=prior, prior_weight=best
+    )
+    logger.info("genrec + item->next prior test: %s", {k: round(v, 4) for k, v in test.items()})
+    return {"weight": best, "beta": cfg.prior_beta, "counts": cfg.prior_counts, "val_ndcg@10": val_ndcg, "test": test}
 
 
 # ------------------------------------------------------------------ quality table
@@ -418,8 +489,28 @@ def bench_genrec(
         "device_name": device_name(device),
         "threads": cfg.threads or torch.get_num_threads(),
     }
+    new_rows = [row]
+    prior = res.metrics.get("prior")
+    if prior is not None:  # the same trained model, decoded with the item -> next prior
+        pt = prior["test"]
+        new_rows.append(
+            row
+            | {
+                "model": row["model"]
+                + f", + item→next prior (weight {prior['weight']:g})"
+                + (" ‡" if prior["counts"] == "histories" else ""),
+                "recall@10": round(pt["recall@10"], 4),
+                "ndcg@10": round(pt["ndcg@10"], 4),
+                "recall@5": round(pt["recall@5"], 4),
+                "ndcg@5": round(pt["ndcg@5"], 4),
+                "prior_weight": prior["weight"],
+                "prior_counts": prior["counts"],
+                "prior_val_ndcg@10": prior["val_ndcg@10"],
+            }
+        )
     rows = json.loads(results_json.read_text()) if results_json.is_file() else []
-    rows = [r for r in rows if not (r["dataset"] == row["dataset"] and r["model"] == row["model"])] + [row]
+    keys = {(r["dataset"], r["model"]) for r in new_rows}
+    rows = [r for r in rows if (r["dataset"], r["model"]) not in keys] + new_rows
     results_json.parent.mkdir(parents=True, exist_ok=True)
     results_json.write_text(json.dumps(rows, indent=2) + "\n")
     write_generative_section(results_json, BEAM_JSON, results_md or DEFAULT_PATH)

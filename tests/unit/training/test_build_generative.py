@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.mark.parametrize(
     "inputs",
-    [{}, {"history_input": "items", "item_id_input": True, "user_buckets": 20}],
+    [{}, {"history_input": "items", "item_id_input": True, "user_buckets": 20, "prior_weights": [0.5, 2.0]}],
     ids=["tokens", "items+ids+user+cf-sids"],
 )
 def test_stages_off_by_default_and_on_when_configured(tmp_path: Path, inputs: dict[str, Any]) -> None:
@@ -72,6 +72,9 @@ def test_stages_off_by_default_and_on_when_configured(tmp_path: Path, inputs: di
     cat = runtime.catalog("c", ids, vectors)
     rows, _ = runtime.decode([cat.tokens[[0, 1]]], cat, 5, user_ids=["U3"])
     assert ((rows >= 0) & (rows < 40)).all()
+    # prior-guided decoding: the weight picked on validation is what the runtime serves with
+    assert runtime.prior_weight == (extra["genrec"]["prior_weight"] if inputs else 0.0)
+    assert runtime.prior_weight in ((0.5, 2.0) if inputs else (0.0,))
     assert cat.tokens.shape[1] == spec.layout.depth + (1 if inputs.get("item_id_input") else 0)
     # a new item is coded from its text alone (a zero collaborative part where the sids have one)
     assert spec.cf_dim == (4 if inputs else 0)

@@ -209,6 +209,36 @@ def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, mon
     assert all(r["dataset"] == "cyc" and r["epochs"] == 2 and 0 <= r["recall@10"] <= 1 for r in rows)
     page = (tmp_path / "docs/RESULTS.md").read_text()
     assert "| cyc | genrec T5 d32 ff64 2+2L, batch 32, lr 0.002, beam 10, one encoder position per item |" in page
+    # The same run decoded with the item -> next prior: a second row, the plain one kept.
+    prior_args = ["--history-input", "items", "--threads", "1", "--prior-weights", "0.5,2"]
+    assert main([*common, *prior_args]) == 0
+    rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
+    assert len(rows) == 3 and rows[-1]["prior_weight"] in (0.5, 2.0)
+    assert rows[-1]["model"] == rows[1]["model"] + f", + item→next prior (weight {rows[-1]['prior_weight']:g})"
+    # Counting what is known at test time: its own row, marked ‡.
+    assert main([*common, *prior_args, "--prior-counts", "histories"]) == 0
+    rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
+    assert len(rows) == 4 and rows[-1]["model"].endswith(" ‡") and rows[-1]["prior_counts"] == "histories"
+    with pytest.raises(SystemExit, match="comma-separated numbers"):
+        main([*common, "--prior-weights", "0.5,x"])
+
+
+def test_prior_guided_decoding_adds_what_the_counts_know(tmp_path: Path) -> None:
+    """A barely trained model ranks next = last + 1 poorly; the item -> next prior counted on the same
+    training sequences knows it, and prior-guided decoding (weight picked on validation) scores it."""
+    torch.manual_seed(0)
+    split = cyclic_split()
+    table = table_for(split.n_items)
+    cfg = replace(TINY, epochs=1, eval_every=1, prior_weights=[0.5, 4.0])
+    res = train_genrec(split, table, cfg, tmp_path / "genrec")
+    plain, prior = res.metrics["test"], res.metrics["prior"]
+    assert set(prior["val_ndcg@10"]) == {"0.5", "4"} and prior["weight"] in (0.5, 4.0)
+    assert prior["test"]["recall@10"] > 0.9 > plain["recall@10"] + 0.3, (plain, prior)
+    with pytest.raises(ValueError, match="prior_weights must be > 0"):
+        train_genrec(split, table, replace(cfg, prior_weights=[0.0]), tmp_path / "bad")
+    with pytest.raises(ValueError, match="prior_counts must be one of"):
+        train_genrec(split, table, replace(cfg, prior_counts="everything"), tmp_path / "bad")
+    assert res.section["prior_weight"] == prior["weight"]  # what serving decodes with
 
 
 def test_item_dropout_removes_ids_from_history_positions() -> None:

@@ -56,7 +56,24 @@ def cases(draw: st.DrawFn) -> dict[str, object]:
     k = draw(st.integers(1, beam))
     batch = draw(st.integers(1, 3))
     filtered = draw(st.booleans())
-    return {"layout": layout, "seed": seed, "n": n, "beam": beam, "k": k, "batch": batch, "filtered": filtered}
+    prior = draw(st.sampled_from([0.0, 0.5, 1.0, 3.0]))  # prior weight (0 = no prior)
+    return {
+        "layout": layout,
+        "seed": seed,
+        "n": n,
+        "beam": beam,
+        "k": k,
+        "batch": batch,
+        "filtered": filtered,
+        "prior": prior,
+    }
+
+
+def random_log_prior(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
+    """Log-weights [B, n] spread over many orders of magnitude, some items at -inf (never)."""
+    lp = rng.normal(0, 4, (batch, n)).astype(np.float32)
+    lp[rng.random((batch, n)) < 0.15] = -np.inf
+    return lp
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -70,18 +87,24 @@ def test_batched_equals_reference(device: str, case: dict[str, object]) -> None:
     batch, beam, k = int(case["batch"]), int(case["beam"]), int(case["k"])  # type: ignore[call-overload]
     step = table_step(rng, layout, batch, device)
     allowed = rng.random((batch, len(sids))) < 0.5 if case["filtered"] else None
+    weight = float(case["prior"])  # type: ignore[arg-type]
+    log_prior = random_log_prior(rng, batch, len(sids)) if weight > 0 else None
     index = PrefixIndex(sids, layout, torch.device(device))
     mask = None if allowed is None else torch.from_numpy(allowed).to(device)
-    res = beam_search(step, index, batch, beam, k, mask).to_cpu()
-    ref_items, ref_scores = reference_beam_search(step, sids, layout, batch, beam, k, allowed)
+    lp = None if log_prior is None else torch.from_numpy(log_prior).to(device)
+    res = beam_search(step, index, batch, beam, k, mask, log_prior=lp, prior_weight=weight).to_cpu()
+    ref_items, ref_scores = reference_beam_search(
+        step, sids, layout, batch, beam, k, allowed, log_prior=log_prior, prior_weight=weight
+    )
     for b in range(batch):
         got = [int(i) for i in res.items[b] if i >= 0]
         assert got == ref_items[b]
-        np.testing.assert_allclose(res.scores[b, : len(got)].numpy(), ref_scores[b], rtol=0, atol=1e-5)
-        n_allowed = len(sids) if allowed is None else int(allowed[b].sum())
-        assert len(got) == min(k, n_allowed)  # k items whenever k allowed items exist
-        if allowed is not None:
-            assert all(allowed[b, i] for i in got)
+        np.testing.assert_allclose(res.scores[b, : len(got)].numpy(), ref_scores[b], rtol=0, atol=1e-4)
+        usable = np.ones(len(sids), dtype=bool) if allowed is None else allowed[b].copy()
+        if log_prior is not None:
+            usable &= np.isfinite(log_prior[b])  # a prior of -inf rules the item out
+        assert len(got) == min(k, int(usable.sum()))  # k items whenever k usable items exist
+        assert all(usable[i] for i in got)
         assert len(set(got)) == len(got)
         # decoded tokens are the items' sids
         for j, item in enumerate(got):
@@ -108,6 +131,47 @@ def test_full_beam_finds_exact_best_items() -> None:
         assert res.items[b].tolist() == best.tolist()
 
 
+def test_prior_score_is_model_plus_weighted_normalised_prior() -> None:
+    """Exhaustive beam with a prior: the scores are log p_model(sid) + w * log(prior / total prior)
+    (the per-level terms telescope), and the ranking is that of the brute-force sum."""
+    rng = np.random.default_rng(5)
+    layout = SidLayout(3, 4, 2)
+    sids = random_catalog(rng, layout, 25)
+    step = table_step(rng, layout, 2)
+    log_prior = rng.normal(0, 3, (2, 25)).astype(np.float32)
+    weight = 0.7
+    res = beam_search(
+        step, PrefixIndex(sids, layout), 2, beam=64, k=25, log_prior=torch.from_numpy(log_prior), prior_weight=weight
+    )
+    plain = beam_search(step, PrefixIndex(sids, layout), 2, beam=64, k=25)
+    for b in range(2):
+        model = {int(i): float(s) for i, s in zip(plain.items[b], plain.scores[b], strict=True)}
+        norm = log_prior[b].astype(np.float64) - np.log(np.exp(log_prior[b].astype(np.float64)).sum())
+        want = {i: model[i] + weight * norm[i] for i in range(25)}
+        got = {int(i): float(s) for i, s in zip(res.items[b], res.scores[b], strict=True)}
+        assert got.keys() == want.keys()
+        for i in got:
+            assert got[i] == pytest.approx(want[i], abs=1e-4)
+        assert [int(i) for i in res.items[b]] == sorted(want, key=lambda i: -want[i])
+
+
+def test_prior_steers_the_beam_to_its_items() -> None:
+    """A narrow beam without a prior misses an item the model ranks low; a strong prior on it
+    makes the beam decode it first."""
+    rng = np.random.default_rng(6)
+    layout = SidLayout(3, 4, 2)
+    sids = random_catalog(rng, layout, 40)
+    step = table_step(rng, layout, 1)
+    plain = beam_search(step, PrefixIndex(sids, layout), 1, beam=2, k=2)
+    full = beam_search(step, PrefixIndex(sids, layout), 1, beam=64, k=40)
+    worst = int(full.items[0, -1])  # the model's least likely item
+    assert worst not in plain.items[0].tolist()
+    lp = torch.full((1, 40), -20.0)
+    lp[0, worst] = 0.0
+    guided = beam_search(step, PrefixIndex(sids, layout), 1, beam=2, k=2, log_prior=lp, prior_weight=5.0)
+    assert int(guided.items[0, 0]) == worst
+
+
 def test_filter_excluding_everything_returns_no_items() -> None:
     rng = np.random.default_rng(1)
     layout = SidLayout(3, 4, 2)
@@ -128,5 +192,11 @@ def test_bad_arguments_raise() -> None:
         beam_search(step, index, 1, beam=2, k=1, allowed=torch.ones(1, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="rows for a batch"):
         beam_search(step, index, 1, beam=2, k=1, allowed=torch.ones(2, 10, dtype=torch.bool))
+    with pytest.raises(ValueError, match="log prior has"):
+        beam_search(step, index, 1, beam=2, k=1, log_prior=torch.zeros(2, 10))
+    with pytest.raises(ValueError, match="log prior must be"):
+        beam_search(step, index, 1, beam=2, k=1, log_prior=torch.zeros(1, 5))
+    with pytest.raises(ValueError, match="prior_weight"):
+        beam_search(step, index, 1, beam=2, k=1, log_prior=torch.zeros(1, 10), prior_weight=-1.0)
     with pytest.raises(ValueError, match="not unique"):
         PrefixIndex(np.vstack([sids, sids[:1]]), layout)
