@@ -164,7 +164,7 @@ def test_results_section_renders_quality_rows_and_beam_benchmark(tmp_path: Path)
     md = tmp_path / "RESULTS.md"
     write_generative_section(tmp_path / "g.json", tmp_path / "b.json", md)
     text = md.read_text()
-    assert "| Beauty | m | 0.0100 | 0.0050 | 0.9900 | - | - | 10 | cpu, - thread(s) | 0.0648 / 0.0384 |" in text
+    assert "| Beauty | m | 0.0100 | 0.0050 | 0.9900 | - | - | 10 | cpu, - thread(s) | - | 0.0648 / 0.0384 |" in text
     assert "| cpu | 1 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 4.0x | 6.0x | True |" in text
     # the stored list of runs, one per device, renders one row each; GPU quality rows name the GPU
     gpu = beam | {"device": "NVIDIA H200", "threads": 4, "speedup": 12.0}
@@ -175,7 +175,7 @@ def test_results_section_renders_quality_rows_and_beam_benchmark(tmp_path: Path)
     text = md.read_text()
     assert "| cpu | 1 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 4.0x | 6.0x | True |" in text
     assert "| NVIDIA H200 | 4 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 12.0x | 6.0x | True |" in text
-    assert "| Beauty | g | 0.0100 | 0.0050 | 0.9900 | - | - | 10 | H | 0.0648 / 0.0384 |" in text
+    assert "| Beauty | g | 0.0100 | 0.0050 | 0.9900 | - | - | 10 | H | - | 0.0648 / 0.0384 |" in text
 
 
 @pytest.mark.slow
@@ -219,6 +219,10 @@ def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, mon
     assert main([*common, *prior_args, "--prior-counts", "histories"]) == 0
     rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
     assert len(rows) == 4 and rows[-1]["model"].endswith(" ‡") and rows[-1]["prior_counts"] == "histories"
+    assert 0 <= rows[-1]["prior_alone_recall@10"] <= 1
+    page = (tmp_path / "docs/RESULTS.md").read_text()
+    line = next(x for x in page.splitlines() if rows[-1]["model"] in x)
+    assert f"| {rows[-1]['prior_alone_recall@10']:.4f} / {rows[-1]['prior_alone_ndcg@10']:.4f} |" in line
     with pytest.raises(SystemExit, match="comma-separated numbers"):
         main([*common, "--prior-weights", "0.5,x"])
 
@@ -234,6 +238,8 @@ def test_prior_guided_decoding_adds_what_the_counts_know(tmp_path: Path) -> None
     plain, prior = res.metrics["test"], res.metrics["prior"]
     assert set(prior["val_ndcg@10"]) == {"0.5", "4"} and prior["weight"] in (0.5, 4.0)
     assert prior["test"]["recall@10"] > 0.9 > plain["recall@10"] + 0.3, (plain, prior)
+    # the prior by itself knows next = last + 1 exactly (counted on the training sequences)
+    assert prior["prior_alone_test"]["recall@10"] > 0.9
     with pytest.raises(ValueError, match="prior_weights must be > 0"):
         train_genrec(split, table, replace(cfg, prior_weights=[0.0]), tmp_path / "bad")
     with pytest.raises(ValueError, match="prior_counts must be one of"):
