@@ -548,6 +548,13 @@ def write_generative_section(results_json: Path, beam_json: Path, results_md: Pa
     write_section("generative", render_section(rows, beam), results_md)
 
 
+def _guided(b: dict[str, Any]) -> str:
+    """The prior-guided decoding cell of a beam benchmark run (runs from before it: -)."""
+    if "prior_guided_per_s" not in b:
+        return "-"
+    return f"{b['prior_guided_per_s']} ({b['prior_guided_cost']:.2f}x the time)"
+
+
 def _device_label(r: dict[str, Any]) -> str:
     device = str(r.get("device", "cpu"))
     if device.startswith("cpu"):
@@ -615,20 +622,21 @@ def render_section(
             " `docs/results/generative_beam.json`, one run per device; the GPU row is"
             " `python -m benchmarks.beam --json --device cuda --threads 4 --out docs/results/generative_beam.json`"
             " on a lent machine): our batched decoder vs Hugging Face `generate` with"
-            " `prefix_allowed_tokens_fn`, same T5 weights and catalog.",
+            " `prefix_allowed_tokens_fn`, same T5 weights and catalog. `prior-guided`: the same batched search"
+            " guided by a per-request item log-prior (given; `prior_guided_cost` = its time / the plain search's).",
             "",
             "`encoder input`: `tokens` = one encoder position per sid token (TIGER), `items` = one per history"
             " item (the sum of its token embeddings; `GenRecConfig.history_input`).",
             "",
             "| device | threads | encoder input | items | batch x beam | batched req/s | generate req/s | speedup |"
-            " speedup without the shared encoder pass | same top-k |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            " speedup without the shared encoder pass | same top-k | prior-guided req/s (cost) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for b in runs:
             lines.append(
                 f"| {b['device']} | {b['threads']} | {b.get('history_input', 'tokens')} | {b['items']} |"
                 f" {b['batch']} x {b['beam']} |"
                 f" {b['batched_per_s']} | {b['reference_per_s']} | {b['speedup']}x |"
-                f" {b.get('decode_speedup_excl_encoder', '-')}x | {b['same_topk']} |"
+                f" {b.get('decode_speedup_excl_encoder', '-')}x | {b['same_topk']} | {_guided(b)} |"
             )
     return "\n".join(lines)

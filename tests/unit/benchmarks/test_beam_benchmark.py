@@ -37,6 +37,8 @@ def test_benchmark_reports_same_topk_as_hf_generate(
     assert np.isclose(printed["speedup"], printed["batched_per_s"] / printed["reference_per_s"], rtol=0.05)
     assert printed["encoder_s_per_batch"] > 0
     assert printed["history_input"] == history_input
+    assert printed["prior_guided_per_s"] > 0
+    assert np.isclose(printed["prior_guided_cost"], printed["batched_per_s"] / printed["prior_guided_per_s"], rtol=0.05)
 
 
 def test_saved_runs_keep_one_run_per_device(tmp_path: Path) -> None:

@@ -165,7 +165,7 @@ def test_results_section_renders_quality_rows_and_beam_benchmark(tmp_path: Path)
     write_generative_section(tmp_path / "g.json", tmp_path / "b.json", md)
     text = md.read_text()
     assert "| Beauty | m | 0.0100 | 0.0050 | 0.9900 | - | - | 10 | cpu, - thread(s) | - | 0.0648 / 0.0384 |" in text
-    assert "| cpu | 1 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 4.0x | 6.0x | True |" in text
+    assert "| cpu | 1 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 4.0x | 6.0x | True | - |" in text
     # the stored list of runs, one per device, renders one row each; GPU quality rows name the GPU
     gpu = beam | {"device": "NVIDIA H200", "threads": 4, "speedup": 12.0}
     (tmp_path / "b.json").write_text(json.dumps([beam, gpu]))
@@ -173,8 +173,8 @@ def test_results_section_renders_quality_rows_and_beam_benchmark(tmp_path: Path)
     (tmp_path / "g.json").write_text(json.dumps([*rows, gpu_row]))
     write_generative_section(tmp_path / "g.json", tmp_path / "b.json", md)
     text = md.read_text()
-    assert "| cpu | 1 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 4.0x | 6.0x | True |" in text
-    assert "| NVIDIA H200 | 4 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 12.0x | 6.0x | True |" in text
+    assert "| cpu | 1 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 4.0x | 6.0x | True | - |" in text
+    assert "| NVIDIA H200 | 4 | tokens | 12000 | 32 x 20 | 60.0 | 15.0 | 12.0x | 6.0x | True | - |" in text
     assert "| Beauty | g | 0.0100 | 0.0050 | 0.9900 | - | - | 10 | H | - | 0.0648 / 0.0384 |" in text
 
 
