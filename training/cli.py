@@ -394,7 +394,7 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = {}
     keys = ("max_minutes", "epochs", "threads", "device", "val_users", "beam", "history_input", "user_buckets")
-    for key in (*keys, "item_id_input", "lr", "lr_schedule", "warmup_steps"):
+    for key in (*keys, "item_id_input", "lr", "lr_schedule", "warmup_steps", "prior_train_weight"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     if args.prior_weights is not None:
@@ -472,6 +472,13 @@ def _add_genrec_commands(sub: Any) -> None:
         default=None,
         help="what the prior counts: the training sequences, or everything known at evaluation time"
         " (test: plus each user's validation item; rows marked ‡) (default: config)",
+    )
+    g.add_argument(
+        "--prior-train-weight",
+        type=float,
+        default=None,
+        help="train the model next to the item -> next item prior with this weight (product of experts;"
+        " validation, test and serving decode with it; 0 = plain training; default: config)",
     )
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: config)")
     g.add_argument("--device", default=None, help="torch device (cpu, cuda)")

@@ -234,6 +234,12 @@ class GenRecConfig:
     # What the prior counts (training.jobs.bench_seqrec.PRIOR_COUNTS): "train" = the training sequences;
     # "histories" = everything known at evaluation time (for test: plus each user's validation item).
     prior_counts: str = "train"
+    # > 0: train the model as the second expert next to that prior (product of experts): at each level the
+    # training loss is the cross-entropy of softmax(logits + prior_train_weight * log prior mass of each
+    # child code) over the valid codes, the prior counted on the training sequences with the predicted
+    # transition left out (prior_beta smoothing); validation, test and serving decode with the same
+    # renormalised prior-guided beam. The model learns what the counts miss instead of relearning them.
+    prior_train_weight: float = 0.0
     eval_batch_size: int = 64
     val_users: int = 2000  # validation cases sampled for early stopping (0 = all)
     test_users: int = 0  # test cases scored after training (0 = all: the protocol; builds may cap it)

@@ -99,6 +99,9 @@ class GenerativeRuntime:
         # Weight of the item -> next item prior in prior-guided decoding (0 = none; the build picks it on
         # validation, service.semantic_ids.beam explains the decoding); the prior is the artifact's.
         self.prior_weight = float(prior_weight)
+        # A model trained next to the prior (GenRecConfig.prior_train_weight) is decoded with the beam's
+        # renormalised steps, the distribution its loss was the cross-entropy of.
+        self.renormalize = float(getattr(model.config, "prior_train_weight", 0.0) or 0.0) > 0
         self._base: dict[str, tuple[int, ...]] = {
             iid: tuple(row) for iid, row in zip(item_ids, table.sids.tolist(), strict=True)
         }
@@ -226,5 +229,7 @@ class GenerativeRuntime:
         prior_t = None
         if log_prior is not None and self.prior_weight > 0:
             prior_t = torch.from_numpy(np.ascontiguousarray(log_prior, dtype=np.float32)).to(self.device)
-        res = beam_search(step, catalog.index, b, max(self.beam, k), k, allowed_t, prior_t, self.prior_weight)
+        res = beam_search(
+            step, catalog.index, b, max(self.beam, k), k, allowed_t, prior_t, self.prior_weight, self.renormalize
+        )
         return res.items.cpu().numpy(), res.scores.cpu().numpy()

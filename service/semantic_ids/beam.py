@@ -25,6 +25,14 @@ product of the two experts, prior normalised over the allowed items), and the pr
 the beam at every level instead of re-ranking a finished beam. A prefix whose prior mass
 is zero (every item under it at ``-inf``) is pruned like a filtered one.
 
+``renormalize``: each step's term (model log-probability, plus the prior term when given) is
+renormalised over the beam's valid children (a log-softmax over them), so a decoded item's
+score is the log-probability of a distribution over the allowed items that factorises level
+by level: ``q(code | prefix) ∝ p_model(code | prefix) * M(child) ** prior_weight``. That is
+what a model trained next to the prior (``GenRecConfig.prior_train_weight``: the training loss
+is this distribution's cross-entropy) must be decoded with; without a prior it is the model's
+softmax restricted to valid codes.
+
 ``reference.py`` holds the plain trie walk this must agree with (property tests).
 """
 
@@ -64,13 +72,15 @@ def beam_search(
     allowed: Tensor | None = None,
     log_prior: Tensor | None = None,
     prior_weight: float = 1.0,
+    renormalize: bool = False,
 ) -> BeamResult:
     """Top-``k`` items per request by constrained beam search of width ``beam`` (``k <= beam``).
 
     ``allowed``: optional item mask [B, N] (rows of the sid table); disallowed items are
     never decoded (their prefixes are pruned while decoding, not filtered afterwards).
     ``log_prior``: optional item log-prior [B, N] (need not be normalised; ``-inf`` = never),
-    added with ``prior_weight`` level by level (module docstring).
+    added with ``prior_weight`` level by level (module docstring). ``renormalize``: each step's
+    term is a log-softmax over the valid children (module docstring).
     """
     if not 1 <= k <= beam:
         raise ValueError(f"need 1 <= k <= beam, got k={k}, beam={beam}")
@@ -109,12 +119,19 @@ def beam_search(
         if counts is not None:
             c = counts[level].gather(1, child.clamp_min(0).view(b, -1)).view(b, w, ksz)  # [B, W, K]
             valid &= c > 0
-        cand = scores[:, :, None] + logp  # [B, W, K]
         if use_prior:
             mc = prior_mass[level].gather(1, child.clamp_min(0).view(b, -1)).view(b, w, ksz)  # [B, W, K]
             mp = prior_total[:, None] if level == 0 else prior_mass[level - 1].gather(1, nodes.clamp_min(0))  # [B, W]
             valid &= torch.isfinite(mc)
-            cand = cand + prior_weight * (mc - mp[:, :, None])
+        if renormalize:  # log-softmax of the step's term over each beam's valid children
+            term = logp + prior_weight * (mc - mp[:, :, None]) if use_prior else logp  # [B, W, K]
+            term = torch.where(valid, term, float("-inf"))
+            lse = torch.logsumexp(term, dim=-1, keepdim=True)  # [B, W, 1]; -inf: no valid child
+            cand = scores[:, :, None] + (term - torch.where(torch.isfinite(lse), lse, 0.0))
+        else:
+            cand = scores[:, :, None] + logp  # [B, W, K]
+            if use_prior:
+                cand = cand + prior_weight * (mc - mp[:, :, None])
         cand = torch.where(valid, cand, float("-inf")).view(b, w * ksz)  # [B, W*K]
         width = min(beam, w * ksz)
         scores, flat = cand.topk(width, dim=1)  # [B, W'] sorted descending

@@ -6,6 +6,8 @@ Same arithmetic as the batched search: log-softmax over the full vocabulary of t
 model's float32 logits, float32 running sums, children limited to prefixes with at
 least one allowed item, and with a prior the same per-level term: ``prior_weight`` x (log mass
 of the child - log mass of the node), masses summed in float64 and their logs cast to float32.
+With ``renormalize`` each beam's per-child terms go through a float32 ``torch.logsumexp`` over
+its valid children, as the batched search's log-softmax over them.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def reference_beam_search(
     allowed: npt.ArrayLike | None = None,
     log_prior: npt.ArrayLike | None = None,
     prior_weight: float = 1.0,
+    renormalize: bool = False,
 ) -> tuple[list[list[int]], list[list[float]]]:
     """Per request: (item rows, scores) of the top ``k`` decoded items, best first."""
     mask = None if allowed is None else np.asarray(allowed, dtype=bool)
@@ -86,6 +89,23 @@ def reference_beam_search(
                 prefix = torch.tensor(tokens, dtype=torch.long).view(1, 1, len(tokens))
                 logits = step_for_request(step, prefix, b, batch_size)  # [V]
                 logp = torch.log_softmax(logits.float(), dim=-1).numpy()
+                if renormalize:
+                    terms: list[tuple[np.float32, int, TrieNode]] = []
+                    for code, child in node.children.items():
+                        term = np.float32(logp[off + code])
+                        if lp is not None:
+                            child_mass = _log_mass(child, shift)
+                            if not np.isfinite(child_mass):
+                                continue
+                            gain = np.float32(child_mass - _log_mass(node, shift))
+                            term = np.float32(term + np.float32(prior_weight) * gain)
+                        terms.append((term, code, child))
+                    if not terms:
+                        continue
+                    lse = np.float32(torch.logsumexp(torch.tensor([t for t, _, _ in terms]), dim=0).item())
+                    for term, code, child in terms:
+                        cands.append((np.float32(score + np.float32(term - lse)), [*tokens, off + code], child))
+                    continue
                 for code, child in node.children.items():
                     cand = np.float32(score + logp[off + code])
                     if lp is not None:

@@ -288,3 +288,35 @@ def test_prior_guided_generative_decoding(
         GenerativeRuntime(
             rt.spec, cat.table, rt.codec, ids, rt.model, device=rt.device, beam=4, max_items=4, prior_weight=-1.0
         )
+
+
+def test_model_trained_next_to_the_prior_is_served_renormalised(
+    make_client: Callable[..., TestClient], tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    """A genrec model saved with prior_train_weight decodes with the renormalised prior-guided beam:
+    served scores are log-probabilities of one distribution over the allowed items (exhaustive
+    decode sums to 1) and the response equals the runtime's own decode."""
+    sequences = [["P0001", "P0040"]] * 30 + [["P0002", "P0041"]] * 30
+    tiny = with_transition_prior(tiny_artifacts, tmp_path, sequences)
+    add_generative(tiny.root, replace(GEN_CFGS["items+ids"], prior_train_weight=1.0), prior_weight=1.0)
+    client = make_client(artifacts_dir=tiny.artifacts_dir)
+    history = ["P0003", "P0001"]
+    body = post(client, history=history, k=5, mode="generative")
+    assert body["ranking"] == "model+transition_prior"
+    manifest = Manifest.read(tiny.root)
+    ids = json.loads((tiny.root / manifest.items.ids).read_text())
+    rt = GenerativeRuntime.from_manifest(tiny.root, manifest, ids, "cpu")
+    assert rt.renormalize and rt.prior_weight == 1.0
+    prior = TransitionPrior.load(tiny.root / "seqrec" / "transitions.npz")
+    cat = rt.catalog("direct", ids, np.load(tiny.root / manifest.items.text_vectors))
+    allowed = np.ones((1, len(ids)), dtype=bool)
+    allowed[0, [ids.index(h) for h in history]] = False
+    hist = np.stack([cat.tokens[ids.index(h)] for h in history])
+    log_prior = prior.log_prob([ids.index("P0001")])
+    rows, scores = rt.decode([hist], cat, 5, allowed, [None], log_prior)
+    assert [it["item_id"] for it in body["items"]] == [ids[r] for r in rows[0]]
+    assert [it["score"] for it in body["items"]] == pytest.approx(scores[0].tolist(), abs=1e-4)
+    n_allowed = int(allowed.sum())
+    every, every_scores = rt.decode([hist], cat, n_allowed, allowed, [None], log_prior)
+    assert sorted(every[0].tolist()) == np.flatnonzero(allowed[0]).tolist()
+    assert float(np.exp(every_scores[0].astype(np.float64)).sum()) == pytest.approx(1.0, abs=1e-3)

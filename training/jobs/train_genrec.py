@@ -92,12 +92,47 @@ def training_examples(
 LENGTH_BUCKET = 32  # batches per length-sorted window (GenRecBatches.epoch)
 
 
+class PriorBias:
+    """Training-time logit bias of a model trained next to the item -> next item prior
+    (``GenRecConfig.prior_train_weight``): for each example and sid level, ``weight`` x the log prior
+    mass under each valid child of the target's prefix, ``-inf`` on every other token. The
+    prior conditions on the example's last history item with the example's own transition left
+    out of the counts (:meth:`TransitionPrior.log_prob`), so the model is not trained against
+    counts that already hold its answer."""
+
+    def __init__(self, prior: TransitionPrior, index: PrefixIndex, vocab_size: int, weight: float) -> None:
+        if prior.n_items != index.n_items:
+            raise ValueError(f"prior over {prior.n_items} items for a catalog of {index.n_items}")
+        if not (math.isfinite(weight) and weight > 0):
+            raise ValueError(f"prior bias weight must be > 0, got {weight}")
+        self.prior, self.index, self.vocab_size, self.weight = prior, index, vocab_size, weight
+        position = torch.empty_like(index.sorted_items)  # item row -> position in sorted order
+        position[index.sorted_items] = torch.arange(index.n_items, device=index.device)
+        self.node_of_item = [nodes[position] for nodes in index.node_of_sorted]  # per level [N]
+
+    def __call__(self, last: np.ndarray, targets: np.ndarray) -> torch.Tensor:
+        """last [B] (history's newest item), targets [B] -> bias [B, depth, V] float32."""
+        layout = self.index.layout
+        lp = torch.from_numpy(self.prior.log_prob(last, leave_out=targets))  # [B, N]
+        _, mass = self.index.prefix_log_mass(lp)  # per level [B, P_l]
+        t = torch.as_tensor(targets, device=self.index.device)
+        bias = torch.full((len(targets), layout.depth, self.vocab_size), float("-inf"), device=self.index.device)
+        for level in range(layout.depth):
+            parents = torch.zeros_like(t) if level == 0 else self.node_of_item[level - 1][t]  # [B]
+            child = self.index.children(level, parents)  # [B, K]
+            m = mass[level].gather(1, child.clamp_min(0))  # [B, K]
+            off, k = layout.level_offset(level), layout.level_size(level)
+            bias[:, level, off : off + k] = torch.where(child >= 0, self.weight * m, float("-inf"))
+        return bias
+
+
 class GenRecBatches:
     """Training batches. ``user_tokens`` [len(train)] + ``no_user``: each training sequence's user
     token and the anonymous one, for a model with user tokens (a ``cfg.user_dropout`` share of
     examples, drawn per epoch, gets ``no_user``). ``history_table``: the items' encoder rows when
     they differ from their sid tokens (item-ID column, :func:`with_item_ids`; a ``cfg.item_dropout``
-    share of history positions gets no ID)."""
+    share of history positions gets no ID). ``prior_bias``: each batch's logit bias for a model
+    trained next to the prior."""
 
     def __init__(
         self,
@@ -108,6 +143,7 @@ class GenRecBatches:
         user_tokens: np.ndarray | None = None,
         no_user: int = 0,
         history_table: np.ndarray | None = None,
+        prior_bias: PriorBias | None = None,
     ) -> None:
         self.item_tokens = item_tokens  # [N, depth]: the targets' tokens
         self.history_table = item_tokens if history_table is None else history_table  # [N, depth (+ 1)]
@@ -121,6 +157,7 @@ class GenRecBatches:
         self.cfg = cfg
         self.device = device
         self.bucket = LENGTH_BUCKET
+        self.prior_bias = prior_bias
 
     def __len__(self) -> int:
         return math.ceil(len(self.targets) / self.cfg.batch_size)
@@ -154,10 +191,14 @@ class GenRecBatches:
             if self.id_column and self.cfg.item_dropout > 0:  # some positions lose their ID, as new items have none
                 ids[..., -1] = np.where(rng.random(ids.shape[:2]) < self.cfg.item_dropout, 0, ids[..., -1])
             labels = self.item_tokens[self.targets[idx]]  # [B, depth]
+            bias = None
+            if self.prior_bias is not None:
+                bias = self.prior_bias(np.array([self.hist[i][-1] for i in idx]), self.targets[idx]).to(self.device)
             yield GenRecBatch(
                 torch.from_numpy(ids).to(self.device),
                 torch.from_numpy(mask).long().to(self.device),
                 torch.from_numpy(labels).to(self.device),
+                bias,
             )
 
 
@@ -171,17 +212,28 @@ def decode_top(
     user_ids: Sequence[str | None] | None = None,
     prior: TransitionPrior | None = None,
     prior_weight: float = 0.0,
+    renormalize: bool = False,
 ) -> np.ndarray:
     """Top-``k`` item rows per history by constrained beam search: [B, k] (-1 = fewer).
     ``item_tokens``: the items' encoder rows (sid tokens [N, depth]; with the item-ID column for a
     model with item-ID input). ``user_ids``: the histories' users, for a model with user tokens.
-    ``prior``: item -> next item prior added to the beam with ``prior_weight`` (prior-guided decoding)."""
+    ``prior``: item -> next item prior added to the beam with ``prior_weight`` (prior-guided decoding);
+    ``renormalize``: the beam's renormalised steps (a model trained next to the prior)."""
     ids, mask = model_history_tokens(model, item_tokens, histories, cfg.max_items, user_ids)
     step = step_for(model, ids, mask, index.device)
     log_prior = None
     if prior is not None and prior_weight > 0:
         log_prior = torch.from_numpy(prior.history_log_prob(histories)).to(index.device)  # [B, N]
-    res = beam_search(step, index, len(histories), max(cfg.beam, k), k, log_prior=log_prior, prior_weight=prior_weight)
+    res = beam_search(
+        step,
+        index,
+        len(histories),
+        max(cfg.beam, k),
+        k,
+        log_prior=log_prior,
+        prior_weight=prior_weight,
+        renormalize=renormalize,
+    )
     return res.items.cpu().numpy()
 
 
@@ -197,10 +249,11 @@ def evaluate_generative(
     user_ids: Sequence[str] | None = None,
     prior: TransitionPrior | None = None,
     prior_weight: float = 0.0,
+    renormalize: bool = False,
 ) -> dict[str, float]:
     """Recall/NDCG@{5,10}: the target's rank is its position in the decoded top-k (miss = k).
     ``user_ids``: user id per training sequence (``EvalCase.user`` indexes it), for user tokens.
-    ``prior`` / ``prior_weight``: prior-guided decoding (:func:`decode_top`)."""
+    ``prior`` / ``prior_weight`` / ``renormalize``: prior-guided decoding (:func:`decode_top`)."""
     if not cases:
         raise ValueError("no cases to evaluate")
     model.eval()
@@ -210,7 +263,7 @@ def evaluate_generative(
         batch = cases[start : start + bs]
         users = None if user_ids is None else [user_ids[c.user] for c in batch]
         histories = [c.history for c in batch]
-        top = decode_top(model, item_tokens, index, histories, cfg, k, users, prior, prior_weight)  # [B, k]
+        top = decode_top(model, item_tokens, index, histories, cfg, k, users, prior, prior_weight, renormalize)
         targets = np.array([c.target for c in batch])[:, None]
         hit = top == targets  # [B, k]
         ranks.append(np.where(hit.any(1), hit.argmax(1), k))
@@ -245,6 +298,10 @@ def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
     if cfg.lr_schedule == "constant":
         conf.pop("lr_schedule")
         conf.pop("warmup_steps")
+    if not cfg.prior_train_weight:
+        conf.pop("prior_train_weight")
+    else:  # the prior's smoothing shapes the training loss too
+        conf["prior_beta"] = cfg.prior_beta
     payload = [conf, table.sids.shape, int(table.sids.sum()), len(split.train)]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
@@ -297,7 +354,18 @@ def _train(
         tokens = model_user_tokens(model, [*user_ids, None])  # the last one: no user
         assert tokens is not None
         user_tokens, no_user = tokens[:-1], int(tokens[-1])
-    batches = GenRecBatches(item_tokens, split.train, cfg, device, user_tokens, no_user, history_table)
+    # A model trained next to the prior is validated, tested (and served) decoded with it.
+    train_prior = None
+    prior_bias = None
+    if cfg.prior_train_weight > 0:
+        train_prior = TransitionPrior.from_sequences(split.train, split.n_items, cfg.prior_beta)
+        prior_bias = PriorBias(train_prior, index, int(model.config.vocab_size), cfg.prior_train_weight)
+    guided = {
+        "prior": train_prior,
+        "prior_weight": cfg.prior_train_weight,
+        "renormalize": cfg.prior_train_weight > 0,
+    }
+    batches = GenRecBatches(item_tokens, split.train, cfg, device, user_tokens, no_user, history_table, prior_bias)
     rng = np.random.default_rng(cfg.seed)
     val = split.val
     if cfg.val_users and len(val) > cfg.val_users:
@@ -332,7 +400,7 @@ def _train(
         batches.epoch,
         len(batches),
         genrec_loss,  # type: ignore[arg-type]
-        lambda m: evaluate_generative(m, encoder_table, index, val, cfg, user_ids=user_ids),
+        lambda m: evaluate_generative(m, encoder_table, index, val, cfg, user_ids=user_ids, **guided),  # type: ignore[arg-type]
         loop,
         ckpt_dir,
         fingerprint=fingerprint,
@@ -342,7 +410,16 @@ def _train(
     test_cases = split.test
     if cfg.test_users and len(test_cases) > cfg.test_users:
         test_cases = [test_cases[i] for i in sorted(rng.choice(len(test_cases), cfg.test_users, replace=False))]
-    test = evaluate_generative(model, encoder_table, index, test_cases, cfg, progress=True, user_ids=user_ids)
+    test = evaluate_generative(
+        model,
+        encoder_table,
+        index,
+        test_cases,
+        cfg,
+        progress=True,
+        user_ids=user_ids,
+        **guided,  # type: ignore[arg-type]
+    )
     logger.info("genrec test: %s", {k: round(v, 4) for k, v in test.items()})
     model.save_pretrained(str(out_dir))
     metrics: dict[str, Any] = {
@@ -366,6 +443,8 @@ def _train(
     }
     if "prior" in metrics:  # served by prior-guided decoding when the artifact set has the transition prior
         section["prior_weight"] = metrics["prior"]["weight"]
+    elif cfg.prior_train_weight > 0:
+        section["prior_weight"] = cfg.prior_train_weight
     return GenRecResult(section, metrics, result.train_seconds, result)
 
 
@@ -388,24 +467,39 @@ def prior_guided_metrics(
     if any(not math.isfinite(w) or w <= 0 for w in cfg.prior_weights):
         raise ValueError(f"prior_weights must be > 0, got {cfg.prior_weights}")
     counted_sequences(split, test_cases, cfg.prior_counts)  # an unknown prior_counts fails before decoding
+    renorm = cfg.prior_train_weight > 0  # a model trained next to the prior decodes renormalised
     prior = TransitionPrior.from_sequences(
         counted_sequences(split, val, cfg.prior_counts), split.n_items, cfg.prior_beta
     )
     val_ndcg: dict[str, float] = {}
     for w in tqdm(cfg.prior_weights, desc="prior weights", leave=False):
-        m = evaluate_generative(model, encoder_table, index, val, cfg, user_ids=user_ids, prior=prior, prior_weight=w)
+        m = evaluate_generative(
+            model, encoder_table, index, val, cfg, user_ids=user_ids, prior=prior, prior_weight=w, renormalize=renorm
+        )
         val_ndcg[f"{w:g}"] = round(m["ndcg@10"], 4)
         logger.info("genrec + item->next prior, weight %g: val %s", w, {k: round(v, 4) for k, v in m.items()})
     best = max(cfg.prior_weights, key=lambda w: val_ndcg[f"{w:g}"])
     logger.info(
-        "prior weight %g picked on validation (ndcg@10 %.4f; %.4f without)", best, val_ndcg[f"{best:g}"], val_plain
+        "prior weight %g picked on validation (ndcg@10 %.4f; %.4f as decoded in training)",
+        best,
+        val_ndcg[f"{best:g}"],
+        val_plain,
     )
     if cfg.prior_counts != "train":
         prior = TransitionPrior.from_sequences(
             counted_sequences(split, test_cases, cfg.prior_counts), split.n_items, cfg.prior_beta
         )
     test = evaluate_generative(
-        model, encoder_table, index, test_cases, cfg, progress=True, user_ids=user_ids, prior=prior, prior_weight=best
+        model,
+        encoder_table,
+        index,
+        test_cases,
+        cfg,
+        progress=True,
+        user_ids=user_ids,
+        prior=prior,
+        prior_weight=best,
+        renormalize=renorm,
     )
     logger.info("genrec + item->next prior test: %s", {k: round(v, 4) for k, v in test.items()})
     alone = prior_alone_metrics(prior, test_cases)
@@ -448,7 +542,10 @@ def model_name(cfg: GenRecConfig) -> str:
     )
     name += ", one encoder position per item" if cfg.history_input == "items" else ""
     name += ", item ID input" if cfg.item_id_input else ""
-    return name + (f", user token ({cfg.user_buckets} buckets)" if cfg.user_buckets else "")
+    name += f", user token ({cfg.user_buckets} buckets)" if cfg.user_buckets else ""
+    if cfg.prior_train_weight:
+        name += f", trained with the item→next prior (weight {cfg.prior_train_weight:g})"
+    return name
 
 
 def bench_genrec(
@@ -587,7 +684,13 @@ def render_section(
         " retraining; `--prior-weights`, w picked on validation NDCG@10); the prior counts the training"
         " sequences, or with ‡ everything known at evaluation time (for test also each user's validation item,"
         " `--prior-counts histories`, as the ‡ rows of the sequential table). `prior alone`: the same prior"
-        " ranking the full catalog by itself, on the same test cases: what the generative model adds to it.",
+        " ranking the full catalog by itself, on the same test cases: what the generative model adds to it."
+        " `trained with the item→next prior (weight w)`: the model trained as the second expert next to that"
+        " prior (`--prior-train-weight w`): at each sid level the loss is the cross-entropy of softmax(logits +"
+        " w log prior mass of each child code) over the valid codes, the prior counted on the training"
+        " sequences with the predicted transition left out; every decode of such a model (its plain row"
+        " included) is the renormalised prior-guided beam (`renormalize` in `beam.py`) with the training"
+        " counts, so its rows compare with the `+ item→next prior` rows, not with the model alone.",
         "Leave-one-out, full catalog; the target's rank is its position in the constrained beam search's top-10",
         "(not returned = miss). Published TIGER numbers are from the paper (richer item text than here).",
         "`train s` = RQ-VAE + genrec training wall-clock on the listed device (CPU rows: that many threads of",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -57,7 +59,9 @@ def cases(draw: st.DrawFn) -> dict[str, object]:
     batch = draw(st.integers(1, 3))
     filtered = draw(st.booleans())
     prior = draw(st.sampled_from([0.0, 0.5, 1.0, 3.0]))  # prior weight (0 = no prior)
+    renormalize = draw(st.booleans())
     return {
+        "renormalize": renormalize,
         "layout": layout,
         "seed": seed,
         "n": n,
@@ -92,9 +96,10 @@ def test_batched_equals_reference(device: str, case: dict[str, object]) -> None:
     index = PrefixIndex(sids, layout, torch.device(device))
     mask = None if allowed is None else torch.from_numpy(allowed).to(device)
     lp = None if log_prior is None else torch.from_numpy(log_prior).to(device)
-    res = beam_search(step, index, batch, beam, k, mask, log_prior=lp, prior_weight=weight).to_cpu()
+    renorm = bool(case["renormalize"])
+    res = beam_search(step, index, batch, beam, k, mask, log_prior=lp, prior_weight=weight, renormalize=renorm).to_cpu()
     ref_items, ref_scores = reference_beam_search(
-        step, sids, layout, batch, beam, k, allowed, log_prior=log_prior, prior_weight=weight
+        step, sids, layout, batch, beam, k, allowed, log_prior=log_prior, prior_weight=weight, renormalize=renorm
     )
     for b in range(batch):
         got = [int(i) for i in res.items[b] if i >= 0]
@@ -153,6 +158,48 @@ def test_prior_score_is_model_plus_weighted_normalised_prior() -> None:
         for i in got:
             assert got[i] == pytest.approx(want[i], abs=1e-4)
         assert [int(i) for i in res.items[b]] == sorted(want, key=lambda i: -want[i])
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.7, 2.0])
+def test_renormalized_scores_are_a_distribution_over_allowed_items(weight: float) -> None:
+    """Exhaustive renormalised beam: the scores are log-probabilities summing to 1 over the allowed
+    items, each the product over levels of softmax(model log-prob + w * log child mass) over the
+    node's valid children (checked by brute force on the trie)."""
+    rng = np.random.default_rng(8)
+    layout = SidLayout(3, 4, 2)
+    sids = random_catalog(rng, layout, 30)
+    step = table_step(rng, layout, 2)
+    allowed = rng.random((2, 30)) < 0.7
+    log_prior = rng.normal(0, 3, (2, 30)).astype(np.float32)
+    res = beam_search(
+        step,
+        PrefixIndex(sids, layout),
+        2,
+        beam=64,
+        k=30,
+        allowed=torch.from_numpy(allowed),
+        log_prior=torch.from_numpy(log_prior) if weight else None,
+        prior_weight=weight,
+        renormalize=True,
+    )
+    for b in range(2):
+        got = {int(i): float(s) for i, s in zip(res.items[b], res.scores[b], strict=True) if i >= 0}
+        assert set(got) == set(np.flatnonzero(allowed[b]).tolist())
+        assert sum(math.exp(s) for s in got.values()) == pytest.approx(1.0, abs=1e-4)
+        mass = np.where(allowed[b], np.exp(log_prior[b].astype(np.float64)), 0.0)
+        for item, score in got.items():
+            want = 0.0
+            for level in range(layout.depth):
+                prefix = sids[item, :level]
+                under = (sids[:, :level] == prefix).all(axis=1) & allowed[b]  # items under the node
+                codes = sorted(set(sids[under, level].tolist()))
+                tokens = torch.tensor(layout.to_tokens(sids[item])[:level]).view(1, 1, level).expand(2, 1, level)
+                logp = torch.log_softmax(step(tokens)[b, 0].double(), dim=-1).numpy()
+                off = layout.level_offset(level)
+                term = {c: logp[off + c] + weight * np.log(mass[under & (sids[:, level] == c)].sum()) for c in codes}
+                top = max(term.values())
+                want += term[int(sids[item, level])] - (top + np.log(sum(np.exp(t - top) for t in term.values())))
+            assert score == pytest.approx(want, abs=1e-4)
 
 
 def test_prior_steers_the_beam_to_its_items() -> None:
