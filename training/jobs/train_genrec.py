@@ -430,6 +430,8 @@ def _train(
         "epochs": result.epochs,
         "stop_reason": result.stop_reason,
     }
+    if train_prior is not None:  # the test decode above used it: what the counts alone score
+        metrics["prior_alone_test"] = prior_alone_metrics(train_prior, test_cases)
     if cfg.prior_weights:
         metrics["prior"] = prior_guided_metrics(
             model, encoder_table, index, split, val, test_cases, cfg, user_ids, result.best_metric
@@ -606,6 +608,9 @@ def bench_genrec(
         "device_name": device_name(device),
         "threads": cfg.threads or torch.get_num_threads(),
     }
+    if "prior_alone_test" in res.metrics:  # a model trained next to the prior: the prior by itself beside it
+        row["prior_alone_recall@10"] = round(res.metrics["prior_alone_test"]["recall@10"], 4)
+        row["prior_alone_ndcg@10"] = round(res.metrics["prior_alone_test"]["ndcg@10"], 4)
     new_rows = [row]
     prior = res.metrics.get("prior")
     if prior is not None:  # the same trained model, decoded with the item -> next prior

@@ -227,6 +227,12 @@ def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, mon
     page = (tmp_path / "docs/RESULTS.md").read_text()
     line = next(x for x in page.splitlines() if rows[-1]["model"] in x)
     assert f"| {rows[-1]['prior_alone_recall@10']:.4f} / {rows[-1]['prior_alone_ndcg@10']:.4f} |" in line
+    # Trained next to the prior: its own row, with the prior alone beside it.
+    assert main([*common, "--history-input", "items", "--threads", "1", "--prior-train-weight", "1"]) == 0
+    rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
+    assert len(rows) == 5
+    assert rows[-1]["model"].endswith("one encoder position per item, trained with the item→next prior (weight 1)")
+    assert 0 <= rows[-1]["prior_alone_recall@10"] <= 1 and "prior_weight" not in rows[-1]
     with pytest.raises(SystemExit, match="comma-separated numbers"):
         main([*common, "--prior-weights", "0.5,x"])
 
@@ -370,6 +376,7 @@ def test_model_trained_next_to_the_prior_is_decoded_with_it(tmp_path: Path) -> N
     res = train_genrec(split, table, cfg, tmp_path / "genrec")
     assert res.metrics["test"]["recall@10"] > 0.9
     assert res.section["prior_weight"] == 1.0
+    assert res.metrics["prior_alone_test"]["recall@10"] > 0.9  # the counts it was decoded with, by themselves
     assert load_genrec(tmp_path / "genrec").config.prior_train_weight == 1.0
     plain = train_genrec(split, table, replace(cfg, prior_train_weight=0.0), tmp_path / "plain")
     assert plain.metrics["test"]["recall@10"] < 0.6, plain.metrics["test"]
