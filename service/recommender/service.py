@@ -148,6 +148,12 @@ class Recommender:
         self.transitions = transitions
         self.transition_pool = transition_pool
         self.generative = generative
+        if generative is not None and generative.renormalize and transitions is None:
+            logger.warning(
+                "the generative model was trained next to the item -> next item prior, but no transition prior "
+                "is served (none in the artifact set, or RECSVC_TRANSITION_PRIOR=false): generative and hybrid "
+                "modes decode the model alone, which ranks worse than a plainly trained model"
+            )
         self.profiles = profiles
         self.store = store
         self.seqrec = seqrec

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import replace
@@ -320,3 +321,18 @@ def test_model_trained_next_to_the_prior_is_served_renormalised(
     every, every_scores = rt.decode([hist], cat, n_allowed, allowed, [None], log_prior)
     assert sorted(every[0].tolist()) == np.flatnonzero(allowed[0]).tolist()
     assert float(np.exp(every_scores[0].astype(np.float64)).sum()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_prior_trained_model_served_without_the_prior_warns_and_decodes_alone(
+    make_client: Callable[..., TestClient],
+    tiny_artifacts: TinyArtifacts,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tiny = with_transition_prior(tiny_artifacts, tmp_path, [["P0001", "P0040"]] * 30)
+    add_generative(tiny.root, replace(GEN_CFGS["items+ids"], prior_train_weight=1.0), prior_weight=1.0)
+    with caplog.at_level(logging.WARNING, logger="service.recommender.service"):
+        client = make_client(artifacts_dir=tiny.artifacts_dir, transition_prior=False)
+    assert "trained next to the item -> next item prior" in caplog.text
+    body = post(client, history=["P0003", "P0001"], k=5, mode="generative")
+    assert body["ranking"] == "model" and len(body["items"]) == 5
