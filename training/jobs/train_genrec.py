@@ -650,6 +650,37 @@ def write_generative_section(results_json: Path, beam_json: Path, results_md: Pa
     write_section("generative", render_section(rows, beam), results_md)
 
 
+PRIOR_LABEL = "item→next prior"  # in the model label of every row decoded with the prior
+
+
+def _best_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Per dataset, the best row (NDCG@10) of each kind: the generative model alone, decoded with the
+    prior counted on the training sequences, and with the ‡ prior; the prior alone beside them."""
+    out: list[str] = []
+    kinds = (
+        ("the generative model alone", lambda m: PRIOR_LABEL not in m),
+        ("with the prior (training counts)", lambda m: PRIOR_LABEL in m and not m.endswith("‡")),
+        ("with the prior ‡", lambda m: m.endswith("‡")),
+    )
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        parts = []
+        for name, keep in kinds:
+            cands = [r for r in rows if r["dataset"] == dataset and keep(r["model"])]
+            if not cands:
+                continue
+            b = max(cands, key=lambda r: r["ndcg@10"])
+            alone = (
+                f" (the prior alone {b['prior_alone_recall@10']:.4f} / {b['prior_alone_ndcg@10']:.4f})"
+                if "prior_alone_recall@10" in b
+                else ""
+            )
+            parts.append(f"{name} {b['recall@10']:.4f} / {b['ndcg@10']:.4f}{alone}")
+        pub = TIGER_PUBLISHED.get(dataset)
+        ref = f"; published TIGER {pub[0]:.4f} / {pub[1]:.4f}" if pub else ""
+        out.append(f"- {dataset}, best Recall@10 / NDCG@10 by NDCG@10: " + "; ".join(parts) + ref + ".")
+    return ["", *out] if out else []
+
+
 def _guided(b: dict[str, Any]) -> str:
     """The prior-guided decoding cell of a beam benchmark run (runs from before it: -)."""
     if "prior_guided_per_s" not in b:
@@ -722,6 +753,7 @@ def render_section(
             f"{r['unique_prefix_share']:.4f} | {r.get('epochs', '-')} | {r.get('stop_reason', '-')} | "
             f"{r['train_seconds']:.0f} | {_device_label(r)} | {alone} | {ref} |"
         )
+    lines += _best_rows(rows)
     runs = [beam] if isinstance(beam, dict) else list(beam or [])
     if runs:
         lines += [

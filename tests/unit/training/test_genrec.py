@@ -182,6 +182,26 @@ def test_results_section_renders_quality_rows_and_beam_benchmark(tmp_path: Path)
     assert "| Beauty | g | 0.0100 | 0.0050 | 0.9900 | - | - | 10 | H | - | 0.0648 / 0.0384 |" in text
 
 
+def test_results_section_lists_the_best_row_of_each_kind() -> None:
+    base = {"dataset": "Beauty", "unique_prefix_share": 1.0, "train_seconds": 1.0}
+    alone = {"prior_alone_recall@10": 0.05, "prior_alone_ndcg@10": 0.03}
+    rows = [
+        base | {"model": "a", "recall@10": 0.02, "ndcg@10": 0.010},
+        base | {"model": "b", "recall@10": 0.01, "ndcg@10": 0.012},
+        base | {"model": "b, + item→next prior (weight 8)", "recall@10": 0.06, "ndcg@10": 0.04} | alone,
+        base | {"model": "c, trained with the item→next prior (weight 1)", "recall@10": 0.07, "ndcg@10": 0.03},
+        base | {"model": "b, + item→next prior (weight 8) ‡", "recall@10": 0.08, "ndcg@10": 0.05} | alone,
+        {**base, "dataset": "Sports", "model": "s", "recall@10": 0.02, "ndcg@10": 0.01},
+    ]
+    text = render_section(rows)
+    assert (
+        "- Beauty, best Recall@10 / NDCG@10 by NDCG@10: the generative model alone 0.0100 / 0.0120; with the"
+        " prior (training counts) 0.0600 / 0.0400 (the prior alone 0.0500 / 0.0300); with the prior ‡ 0.0800 /"
+        " 0.0500 (the prior alone 0.0500 / 0.0300); published TIGER 0.0648 / 0.0384." in text
+    )
+    assert "- Sports, best Recall@10 / NDCG@10 by NDCG@10: the generative model alone 0.0200 / 0.0100;" in text
+
+
 @pytest.mark.slow
 def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """recsvc-train bench-genrec on a dataset folder (text vectors given) adds its row and the page section."""
