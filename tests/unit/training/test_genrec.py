@@ -243,10 +243,12 @@ def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, mon
     assert main([*common, *prior_args, "--prior-counts", "histories"]) == 0
     rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
     assert len(rows) == 4 and rows[-1]["model"].endswith(" ‡") and rows[-1]["prior_counts"] == "histories"
-    assert 0 <= rows[-1]["prior_alone_recall@10"] <= 1
+    assert 0 <= rows[-1]["prior_alone_recall@10"] <= 1 and 0 <= rows[-1]["prior_beam_recall@10"] <= 1
     page = (tmp_path / "docs/RESULTS.md").read_text()
     line = next(x for x in page.splitlines() if rows[-1]["model"] in x)
-    assert f"| {rows[-1]['prior_alone_recall@10']:.4f} / {rows[-1]['prior_alone_ndcg@10']:.4f} |" in line
+    r = rows[-1]
+    want = f"| {r['prior_alone_recall@10']:.4f} / {r['prior_alone_ndcg@10']:.4f}; in the beam"
+    assert f"{want} {r['prior_beam_recall@10']:.4f} / {r['prior_beam_ndcg@10']:.4f} |" in line
     # Trained next to the prior: its own row, with the prior alone beside it.
     assert main([*common, "--history-input", "items", "--threads", "1", "--prior-train-weight", "1"]) == 0
     rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
@@ -268,8 +270,10 @@ def test_prior_guided_decoding_adds_what_the_counts_know(tmp_path: Path) -> None
     plain, prior = res.metrics["test"], res.metrics["prior"]
     assert set(prior["val_ndcg@10"]) == {"0.5", "4"} and prior["weight"] in (0.5, 4.0)
     assert prior["test"]["recall@10"] > 0.9 > plain["recall@10"] + 0.3, (plain, prior)
-    # the prior by itself knows next = last + 1 exactly (counted on the training sequences)
+    # the prior by itself knows next = last + 1 exactly (counted on the training sequences), in the
+    # full ranking and through the beam
     assert prior["prior_alone_test"]["recall@10"] > 0.9
+    assert prior["prior_beam_test"]["recall@10"] > 0.9
     with pytest.raises(ValueError, match="prior_weights must be > 0"):
         train_genrec(split, table, replace(cfg, prior_weights=[0.0]), tmp_path / "bad")
     with pytest.raises(ValueError, match="prior_counts must be one of"):
@@ -397,6 +401,7 @@ def test_model_trained_next_to_the_prior_is_decoded_with_it(tmp_path: Path) -> N
     assert res.metrics["test"]["recall@10"] > 0.9
     assert res.section["prior_weight"] == 1.0
     assert res.metrics["prior_alone_test"]["recall@10"] > 0.9  # the counts it was decoded with, by themselves
+    assert res.metrics["prior_beam_test"]["recall@10"] > 0.9
     assert load_genrec(tmp_path / "genrec").config.prior_train_weight == 1.0
     plain = train_genrec(split, table, replace(cfg, prior_train_weight=0.0), tmp_path / "plain")
     assert plain.metrics["test"]["recall@10"] < 0.6, plain.metrics["test"]
