@@ -123,15 +123,16 @@ def beam_search(
             mc = prior_mass[level].gather(1, child.clamp_min(0).view(b, -1)).view(b, w, ksz)  # [B, W, K]
             mp = prior_total[:, None] if level == 0 else prior_mass[level - 1].gather(1, nodes.clamp_min(0))  # [B, W]
             valid &= torch.isfinite(mc)
+            gain = prior_weight * (mc - mp[:, :, None])  # [B, W, K]
         if renormalize:  # log-softmax of the step's term over each beam's valid children
-            term = logp + prior_weight * (mc - mp[:, :, None]) if use_prior else logp  # [B, W, K]
+            term = logp + gain if use_prior else logp  # [B, W, K]
             term = torch.where(valid, term, float("-inf"))
             lse = torch.logsumexp(term, dim=-1, keepdim=True)  # [B, W, 1]; -inf: no valid child
             cand = scores[:, :, None] + (term - torch.where(torch.isfinite(lse), lse, 0.0))
         else:
             cand = scores[:, :, None] + logp  # [B, W, K]
             if use_prior:
-                cand = cand + prior_weight * (mc - mp[:, :, None])
+                cand = cand + gain
         cand = torch.where(valid, cand, float("-inf")).view(b, w * ksz)  # [B, W*K]
         width = min(beam, w * ksz)
         scores, flat = cand.topk(width, dim=1)  # [B, W'] sorted descending

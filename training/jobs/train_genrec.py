@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -90,6 +90,14 @@ def training_examples(
 
 
 LENGTH_BUCKET = 32  # batches per length-sorted window (GenRecBatches.epoch)
+
+
+class Guided(TypedDict):
+    """How a decode uses the item -> next item prior (the keyword arguments of :func:`evaluate_generative`)."""
+
+    prior: TransitionPrior | None
+    prior_weight: float
+    renormalize: bool
 
 
 class PriorBias:
@@ -264,10 +272,14 @@ def evaluate_generative(
         users = None if user_ids is None else [user_ids[c.user] for c in batch]
         histories = [c.history for c in batch]
         top = decode_top(model, item_tokens, index, histories, cfg, k, users, prior, prior_weight, renormalize)
-        targets = np.array([c.target for c in batch])[:, None]
-        hit = top == targets  # [B, k]
-        ranks.append(np.where(hit.any(1), hit.argmax(1), k))
+        ranks.append(decoded_ranks(top, batch))
     return metrics_from_ranks(np.concatenate(ranks))
+
+
+def decoded_ranks(top: np.ndarray, cases: Sequence[EvalCase]) -> np.ndarray:
+    """Decoded top-k item rows [B, k] -> each case's target rank [B] (not decoded = k)."""
+    hit = top == np.array([c.target for c in cases])[:, None]  # [B, k]
+    return np.where(hit.any(1), hit.argmax(1), top.shape[1])
 
 
 # Knobs that only say how long to train: changing them must not stop a run from resuming.
@@ -360,11 +372,7 @@ def _train(
     if cfg.prior_train_weight > 0:
         train_prior = TransitionPrior.from_sequences(split.train, split.n_items, cfg.prior_beta)
         prior_bias = PriorBias(train_prior, index, int(model.config.vocab_size), cfg.prior_train_weight)
-    guided = {
-        "prior": train_prior,
-        "prior_weight": cfg.prior_train_weight,
-        "renormalize": cfg.prior_train_weight > 0,
-    }
+    guided = Guided(prior=train_prior, prior_weight=cfg.prior_train_weight, renormalize=cfg.prior_train_weight > 0)
     batches = GenRecBatches(item_tokens, split.train, cfg, device, user_tokens, no_user, history_table, prior_bias)
     rng = np.random.default_rng(cfg.seed)
     val = split.val
@@ -400,7 +408,7 @@ def _train(
         batches.epoch,
         len(batches),
         genrec_loss,  # type: ignore[arg-type]
-        lambda m: evaluate_generative(m, encoder_table, index, val, cfg, user_ids=user_ids, **guided),  # type: ignore[arg-type]
+        lambda m: evaluate_generative(m, encoder_table, index, val, cfg, user_ids=user_ids, **guided),
         loop,
         ckpt_dir,
         fingerprint=fingerprint,
@@ -410,16 +418,7 @@ def _train(
     test_cases = split.test
     if cfg.test_users and len(test_cases) > cfg.test_users:
         test_cases = [test_cases[i] for i in sorted(rng.choice(len(test_cases), cfg.test_users, replace=False))]
-    test = evaluate_generative(
-        model,
-        encoder_table,
-        index,
-        test_cases,
-        cfg,
-        progress=True,
-        user_ids=user_ids,
-        **guided,  # type: ignore[arg-type]
-    )
+    test = evaluate_generative(model, encoder_table, index, test_cases, cfg, progress=True, user_ids=user_ids, **guided)
     logger.info("genrec test: %s", {k: round(v, 4) for k, v in test.items()})
     model.save_pretrained(str(out_dir))
     metrics: dict[str, Any] = {
@@ -470,15 +469,14 @@ def prior_guided_metrics(
     if any(not math.isfinite(w) or w <= 0 for w in cfg.prior_weights):
         raise ValueError(f"prior_weights must be > 0, got {cfg.prior_weights}")
     counted_sequences(split, test_cases, cfg.prior_counts)  # an unknown prior_counts fails before decoding
-    renorm = cfg.prior_train_weight > 0  # a model trained next to the prior decodes renormalised
     prior = TransitionPrior.from_sequences(
         counted_sequences(split, val, cfg.prior_counts), split.n_items, cfg.prior_beta
     )
+    renorm = cfg.prior_train_weight > 0  # a model trained next to the prior decodes renormalised
     val_ndcg: dict[str, float] = {}
     for w in tqdm(cfg.prior_weights, desc="prior weights", leave=False):
-        m = evaluate_generative(
-            model, encoder_table, index, val, cfg, user_ids=user_ids, prior=prior, prior_weight=w, renormalize=renorm
-        )
+        guided = Guided(prior=prior, prior_weight=w, renormalize=renorm)
+        m = evaluate_generative(model, encoder_table, index, val, cfg, user_ids=user_ids, **guided)
         val_ndcg[f"{w:g}"] = round(m["ndcg@10"], 4)
         logger.info("genrec + item->next prior, weight %g: val %s", w, {k: round(v, 4) for k, v in m.items()})
     best = max(cfg.prior_weights, key=lambda w: val_ndcg[f"{w:g}"])
@@ -492,18 +490,8 @@ def prior_guided_metrics(
         prior = TransitionPrior.from_sequences(
             counted_sequences(split, test_cases, cfg.prior_counts), split.n_items, cfg.prior_beta
         )
-    test = evaluate_generative(
-        model,
-        encoder_table,
-        index,
-        test_cases,
-        cfg,
-        progress=True,
-        user_ids=user_ids,
-        prior=prior,
-        prior_weight=best,
-        renormalize=renorm,
-    )
+    guided = Guided(prior=prior, prior_weight=best, renormalize=renorm)
+    test = evaluate_generative(model, encoder_table, index, test_cases, cfg, progress=True, user_ids=user_ids, **guided)
     logger.info("genrec + item->next prior test: %s", {k: round(v, 4) for k, v in test.items()})
     alone = prior_alone_metrics(prior, test_cases)
     in_beam = prior_beam_metrics(prior, index, test_cases, cfg)
@@ -548,8 +536,7 @@ def prior_beam_metrics(
         part = cases[start : start + cfg.eval_batch_size]
         lp = torch.from_numpy(prior.history_log_prob([c.history for c in part])).to(index.device)  # [B, N]
         res = beam_search(step, index, len(part), max(cfg.beam, k), k, log_prior=lp, renormalize=True)
-        hit = res.items.cpu().numpy() == np.array([c.target for c in part])[:, None]  # [B, k]
-        ranks.append(np.where(hit.any(1), hit.argmax(1), k))
+        ranks.append(decoded_ranks(res.items.cpu().numpy(), part))
     return metrics_from_ranks(np.concatenate(ranks))
 
 
@@ -635,10 +622,7 @@ def bench_genrec(
         "threads": cfg.threads or torch.get_num_threads(),
     }
     if "prior_alone_test" in res.metrics:  # a model trained next to the prior: the prior by itself beside it
-        row["prior_alone_recall@10"] = round(res.metrics["prior_alone_test"]["recall@10"], 4)
-        row["prior_alone_ndcg@10"] = round(res.metrics["prior_alone_test"]["ndcg@10"], 4)
-        row["prior_beam_recall@10"] = round(res.metrics["prior_beam_test"]["recall@10"], 4)
-        row["prior_beam_ndcg@10"] = round(res.metrics["prior_beam_test"]["ndcg@10"], 4)
+        row |= prior_alone_fields(res.metrics)
     new_rows = [row]
     prior = res.metrics.get("prior")
     if prior is not None:  # the same trained model, decoded with the item -> next prior
@@ -656,11 +640,8 @@ def bench_genrec(
                 "prior_weight": prior["weight"],
                 "prior_counts": prior["counts"],
                 "prior_val_ndcg@10": prior["val_ndcg@10"],
-                "prior_alone_recall@10": round(prior["prior_alone_test"]["recall@10"], 4),
-                "prior_alone_ndcg@10": round(prior["prior_alone_test"]["ndcg@10"], 4),
-                "prior_beam_recall@10": round(prior["prior_beam_test"]["recall@10"], 4),
-                "prior_beam_ndcg@10": round(prior["prior_beam_test"]["ndcg@10"], 4),
             }
+            | prior_alone_fields(prior)
         )
     rows = json.loads(results_json.read_text()) if results_json.is_file() else []
     keys = {(r["dataset"], r["model"]) for r in new_rows}
@@ -669,6 +650,15 @@ def bench_genrec(
     results_json.write_text(json.dumps(rows, indent=2) + "\n")
     write_generative_section(results_json, BEAM_JSON, results_md or DEFAULT_PATH)
     return row
+
+
+def prior_alone_fields(metrics: dict[str, Any]) -> dict[str, float]:
+    """A result row's prior-alone columns from ``prior_alone_test`` / ``prior_beam_test`` metrics."""
+    return {
+        f"prior_{kind}_{m}": round(metrics[f"prior_{kind}_test"][m], 4)
+        for kind in ("alone", "beam")
+        for m in ("recall@10", "ndcg@10")
+    }
 
 
 def write_generative_section(results_json: Path, beam_json: Path, results_md: Path) -> None:
