@@ -29,6 +29,7 @@ from typing import Any
 from service.core.manifest import Manifest, ManifestError, latest_version
 from service.core.sid import HISTORY_INPUTS
 from training.config import (
+    ITEM_ID_INITS,
     LR_SCHEDULES,
     BuildConfig,
     DemoConfig,
@@ -394,7 +395,7 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = {}
     keys = ("max_minutes", "epochs", "threads", "device", "val_users", "beam", "history_input", "user_buckets")
-    for key in (*keys, "item_id_input", "lr", "lr_schedule", "warmup_steps", "prior_train_weight"):
+    for key in (*keys, "item_id_input", "item_id_init", "lr", "lr_schedule", "warmup_steps", "prior_train_weight"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     if args.prior_weights is not None:
@@ -458,8 +459,19 @@ def _add_genrec_commands(sub: Any) -> None:
         help="semantic IDs from text + a co-occurrence vector of this rank (0 = text only; default: sid config)",
     )
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: config)")
-    g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None, help="constant, or TIGER's inverse square root")
-    g.add_argument("--warmup-steps", type=int, default=None, help="linear warmup steps of inverse_sqrt")
+    g.add_argument(
+        "--item-id-init",
+        choices=ITEM_ID_INITS,
+        default=None,
+        help="start of the item ID vectors: random, or the principal components of the coded vectors (default: config)",
+    )
+    g.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=None,
+        help="constant, TIGER's inverse square root, or cosine to 0 over --epochs",
+    )
+    g.add_argument("--warmup-steps", type=int, default=None, help="linear warmup steps of inverse_sqrt / cosine")
     g.add_argument(
         "--prior-weights",
         default=None,

@@ -181,7 +181,8 @@ class SemanticIdConfig:
     device: str = "cpu"
 
 
-LR_SCHEDULES = ("constant", "inverse_sqrt")  # GenRecConfig.lr_schedule
+LR_SCHEDULES = ("constant", "inverse_sqrt", "cosine")  # GenRecConfig.lr_schedule
+ITEM_ID_INITS = ("random", "vectors")  # GenRecConfig.item_id_init
 
 
 @dataclass
@@ -213,9 +214,16 @@ class GenRecConfig:
     # (and history items given by text) have none when served.
     item_id_input: bool = False
     item_dropout: float = 0.1
+    # How the item ID vectors start (ITEM_ID_INITS): "random" (normal, the scale of T5's token embeddings),
+    # or "vectors": the top-d_model principal components of what the RQ-VAE coded (text vectors, plus the
+    # co-occurrence part with cf_dim), scaled to the same overall std, so items that read alike or are
+    # bought together start close and a transition learned for one item carries to its neighbours.
+    item_id_init: str = "random"
     lr: float = 2e-3
     # LR_SCHEDULES: "constant", or "inverse_sqrt" (TIGER's): linear warmup over warmup_steps to lr, then
     # lr * sqrt(warmup_steps / step). No total step count needed, so budget-bound runs keep it.
+    # "cosine": linear warmup, then a half cosine from lr down to 0 at the end of `epochs` (set epochs to
+    # the run's intended length: a run stopped by max_minutes or patience stops before the decay ends).
     lr_schedule: str = "constant"
     warmup_steps: int = 0
     weight_decay: float = 0.01

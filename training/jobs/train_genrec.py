@@ -42,7 +42,7 @@ from service.semantic_ids.decoder import (
     with_item_ids,
 )
 from service.semantic_ids.prefix_index import PrefixIndex
-from training.config import LR_SCHEDULES, GenRecConfig
+from training.config import ITEM_ID_INITS, LR_SCHEDULES, GenRecConfig
 from training.data.split import EvalCase, Split
 from training.loop import FitResult, LoopConfig, device_name, fit, resolve_device
 from training.metrics import metrics_from_ranks, target_ranks
@@ -59,15 +59,44 @@ class GenRecResult:
     fit: FitResult
 
 
-def lr_at(step: int, cfg: GenRecConfig) -> float:
-    """Learning rate of 0-based ``step`` under ``cfg.lr_schedule``."""
+def lr_at(step: int, cfg: GenRecConfig, total_steps: int = 0) -> float:
+    """Learning rate of 0-based ``step`` under ``cfg.lr_schedule``; ``total_steps``: the run's
+    intended length (``cfg.epochs`` x batches per epoch), which the cosine schedule decays over."""
     if cfg.lr_schedule == "constant":
         return cfg.lr
-    if cfg.lr_schedule != "inverse_sqrt":
+    if cfg.lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {cfg.lr_schedule!r}")
     n = step + 1
     warm = max(cfg.warmup_steps, 1)
-    return cfg.lr * (n / warm if n < warm else math.sqrt(warm / n))
+    if n < warm:
+        return cfg.lr * n / warm
+    if cfg.lr_schedule == "inverse_sqrt":
+        return cfg.lr * math.sqrt(warm / n)
+    if total_steps < 1:
+        raise ValueError("the cosine lr schedule needs the run's total steps (epochs x batches per epoch)")
+    progress = min(max((n - warm) / max(total_steps - warm, 1), 0.0), 1.0)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def item_id_init_rows(vectors: np.ndarray, dim: int, std: float) -> np.ndarray:
+    """Starting ID vectors [N, dim] from item vectors [N, F] (``GenRecConfig.item_id_init: vectors``):
+    the centred vectors projected on their top ``dim`` principal components (fewer when F < dim, the
+    rest zero), the whole matrix scaled to standard deviation ``std`` (that of a random start), so the
+    ID vectors' geometry is that of the vectors: neighbours start as neighbours."""
+    x = np.asarray(vectors, dtype=np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"item vectors must be a non-empty [N, F] array, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("item vectors hold NaN or inf")
+    x = x - x.mean(0, keepdims=True)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)  # rows: principal directions, largest first
+    k = min(dim, vt.shape[0])
+    out = np.zeros((len(x), dim))
+    out[:, :k] = x @ vt[:k].T
+    spread = float(out.std())
+    if spread > 0:
+        out *= std / spread
+    return out.astype(np.float32)
 
 
 def training_examples(
@@ -307,6 +336,10 @@ def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
     if not cfg.item_id_input:
         conf.pop("item_id_input")
         conf.pop("item_dropout")
+    if cfg.item_id_init == "random":
+        conf.pop("item_id_init")
+    if cfg.lr_schedule == "cosine":  # the decay spans the configured epochs: another length is another run
+        conf["epochs"] = cfg.epochs
     if cfg.lr_schedule == "constant":
         conf.pop("lr_schedule")
         conf.pop("warmup_steps")
@@ -325,13 +358,24 @@ def train_genrec(
     out_dir: Path,
     ckpt_dir: Path | None = None,
     user_ids: Sequence[str] | None = None,
+    item_vectors: np.ndarray | None = None,
 ) -> GenRecResult:
     """Train on ``split.train``, early-stop on validation NDCG@10, score the test cases, save to ``out_dir``.
 
     ``ckpt_dir``: resumable checkpoints (kept outside the artifact set). ``user_ids``: the user id of
-    each training sequence (``Dataset.sequences`` order), needed when ``cfg.user_buckets`` > 0."""
+    each training sequence (``Dataset.sequences`` order), needed when ``cfg.user_buckets`` > 0.
+    ``item_vectors``: what the RQ-VAE coded [N, F] (``semantic_ids.codec_inputs``), the start of the
+    item ID vectors when ``cfg.item_id_init`` is ``vectors``."""
     if len(table) != split.n_items:
         raise ValueError(f"sid table has {len(table)} rows but the split has {split.n_items} items")
+    if cfg.item_id_init not in ITEM_ID_INITS:
+        raise ValueError(f"item_id_init must be one of {ITEM_ID_INITS}, got {cfg.item_id_init!r}")
+    if cfg.item_id_init == "vectors":
+        if not cfg.item_id_input:
+            raise ValueError("item_id_init: vectors needs item_id_input (there are no item ID vectors to start)")
+        if item_vectors is None or len(item_vectors) != len(table):
+            got = "none" if item_vectors is None else f"{len(item_vectors)} rows"
+            raise ValueError(f"item_id_init: vectors needs one item vector per sid table row ({len(table)}), got {got}")
     if cfg.user_buckets:
         if user_ids is None:
             raise ValueError("user_buckets > 0 needs the user id of every training sequence")
@@ -341,7 +385,8 @@ def train_genrec(
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train(split, table, cfg, out_dir, ckpt_dir, user_ids if cfg.user_buckets else None)
+        users = user_ids if cfg.user_buckets else None
+        return _train(split, table, cfg, out_dir, ckpt_dir, users, item_vectors)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -353,11 +398,17 @@ def _train(
     out_dir: Path,
     ckpt_dir: Path | None,
     user_ids: Sequence[str] | None,
+    item_vectors: np.ndarray | None,
 ) -> GenRecResult:
     device = resolve_device(cfg.device)
     item_tokens = table.tokens()  # [N, depth]
     index = PrefixIndex(table.sids, table.layout, device)
     model = build_genrec(table.layout, cfg, seed=cfg.seed, n_items=len(table))
+    if cfg.item_id_init == "vectors" and item_vectors is not None and model.item_id_embedding is not None:
+        rows = item_id_init_rows(item_vectors, int(model.config.d_model), float(model.config.initializer_factor))
+        with torch.no_grad():  # row 0 stays the zero "no ID" vector
+            model.item_id_embedding.weight[1:] = torch.from_numpy(rows)
+        logger.info("genrec: item ID vectors start from %d principal components of the coded vectors", rows.shape[1])
     # Encoder rows of the items: sid tokens, plus the ID column for a model with item-ID input.
     history_table = with_item_ids(item_tokens, np.arange(len(table))) if cfg.item_id_input else None
     encoder_table = item_tokens if history_table is None else history_table
@@ -397,11 +448,12 @@ def _train(
         device=cfg.device,
     )
     fingerprint = run_fingerprint(cfg, table, split)
-    lr_at(0, cfg)  # an unknown schedule fails here, before training
+    total_steps = cfg.epochs * len(batches)
+    lr_at(0, cfg, total_steps)  # an unknown schedule fails here, before training
 
     def schedule(step: int, optimizer: torch.optim.Optimizer) -> None:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = lr_at(step, cfg, total_steps)
 
     result = fit(
         model,
@@ -551,12 +603,15 @@ TIGER_PUBLISHED = {"Beauty": (0.0648, 0.0384), "Sports": (0.0400, 0.0225)}
 def model_name(cfg: GenRecConfig) -> str:
     """The table's model label: architecture and the optimisation settings that tell runs apart."""
     sched = "" if cfg.lr_schedule == "constant" else f" {cfg.lr_schedule} (warmup {cfg.warmup_steps})"
+    if cfg.lr_schedule == "cosine":
+        sched = f" cosine to 0 over {cfg.epochs} epochs (warmup {cfg.warmup_steps})"
     name = (
         f"genrec T5 d{cfg.d_model} ff{cfg.d_ff} {cfg.encoder_layers}+{cfg.decoder_layers}L,"
         f" batch {cfg.batch_size}, lr {cfg.lr:g}{sched}, beam {cfg.beam}"
     )
     name += ", one encoder position per item" if cfg.history_input == "items" else ""
     name += ", item ID input" if cfg.item_id_input else ""
+    name += " (started from the coded vectors)" if cfg.item_id_input and cfg.item_id_init == "vectors" else ""
     name += f", user token ({cfg.user_buckets} buckets)" if cfg.user_buckets else ""
     if cfg.prior_train_weight:
         name += f", trained with the item→next prior (weight {cfg.prior_train_weight:g})"
@@ -579,7 +634,7 @@ def bench_genrec(
 
     from training.data.loader import load_dataset
     from training.data.split import leave_one_out
-    from training.jobs.semantic_ids import build_semantic_ids
+    from training.jobs.semantic_ids import build_semantic_ids, codec_inputs
     from training.results_doc import DEFAULT_PATH
 
     dataset = load_dataset(data_dir, allow_empty_titles=True)
@@ -599,7 +654,10 @@ def bench_genrec(
     sid = build_semantic_ids(vectors, sid_cfg, work_dir, split.train)
     sid_seconds = time.perf_counter() - t0
     user_ids = [seq.user_id for seq in dataset.sequences]
-    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints", user_ids)
+    item_vectors = None
+    if cfg.item_id_init == "vectors":  # what the RQ-VAE coded (same inputs, same seed: the same vectors)
+        item_vectors = codec_inputs(vectors, sid_cfg, split.train)
+    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints", user_ids, item_vectors)
     device = resolve_device(cfg.device)
     test = res.metrics["test"]
     row = {

@@ -21,7 +21,16 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.mark.parametrize(
     "inputs",
-    [{}, {"history_input": "items", "item_id_input": True, "user_buckets": 20, "prior_weights": [0.5, 2.0]}],
+    [
+        {},
+        {
+            "history_input": "items",
+            "item_id_input": True,
+            "item_id_init": "vectors",  # started from what the RQ-VAE coded (text + co-occurrence)
+            "user_buckets": 20,
+            "prior_weights": [0.5, 2.0],
+        },
+    ],
     ids=["tokens", "items+ids+user+cf-sids"],
 )
 def test_stages_off_by_default_and_on_when_configured(tmp_path: Path, inputs: dict[str, Any]) -> None:
