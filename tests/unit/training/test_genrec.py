@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -325,7 +326,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero_at_the_end() -> None:
     assert lr_at(1099, cfg, 1100) == pytest.approx(0.0, abs=1e-12)
     assert lr_at(5000, cfg, 1100) == pytest.approx(0.0, abs=1e-12)  # past the end it stays at 0
     lrs = [lr_at(s, cfg, 1100) for s in range(99, 1100)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(lrs))
     with pytest.raises(ValueError, match="total steps"):
         lr_at(200, cfg)
 
