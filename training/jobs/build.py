@@ -49,7 +49,7 @@ from training.jobs.bench_seqrec import markov_eval
 from training.jobs.embed_items import embed_items
 from training.jobs.embed_profiles import ProfileInputs, profile_inputs, torch_embedder
 from training.jobs.export_encoder import export_encoder
-from training.jobs.semantic_ids import build_semantic_ids, codec_inputs
+from training.jobs.semantic_ids import build_semantic_ids
 from training.jobs.train_genrec import train_genrec
 from training.jobs.train_seqrec import SeqRecResult, build_model, cold_id_rule, train_seqrec, with_cold_ids
 from training.loop import resolve_device
@@ -302,11 +302,8 @@ def generative_stages(
             extra["semantic_ids"] = sid.spec.to_dict()
         if cfg.with_genrec:
             with stages.run("train genrec"):
-                item_vectors = None
-                if cfg.genrec.item_id_init == "vectors":  # the ID vectors start from what the RQ-VAE coded
-                    item_vectors = codec_inputs(text_vectors, cfg.semantic_ids, split.train)
                 gen = train_genrec(
-                    split, sid.table, cfg.genrec, staging / GENREC_DIR, user_ids=user_ids, item_vectors=item_vectors
+                    split, sid.table, cfg.genrec, staging / GENREC_DIR, user_ids=user_ids, item_vectors=sid.inputs
                 )
                 extra["genrec"] = gen.section
                 metrics = {"genrec": gen.metrics, "genrec_train_seconds": round(gen.train_seconds, 1)}

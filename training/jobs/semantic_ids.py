@@ -45,6 +45,7 @@ class SemanticIdResult:
     train_seconds: float
     final_recon_loss: float
     torch_codec_agreement: float  # share of items the torch model and the numpy codec code identically
+    inputs: np.ndarray  # [N, F] what the RQ-VAE coded (codec_inputs): text vectors (+ co-occurrence part)
 
 
 def codec_from_model(model: RQVAE) -> SidCodec:
@@ -220,7 +221,7 @@ def build_semantic_ids(
         agreement,
         seconds,
     )
-    return SemanticIdResult(spec, table, codec, seconds, recon, agreement)
+    return SemanticIdResult(spec, table, codec, seconds, recon, agreement, vectors)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -602,9 +602,11 @@ TIGER_PUBLISHED = {"Beauty": (0.0648, 0.0384), "Sports": (0.0400, 0.0225)}
 
 def model_name(cfg: GenRecConfig) -> str:
     """The table's model label: architecture and the optimisation settings that tell runs apart."""
-    sched = "" if cfg.lr_schedule == "constant" else f" {cfg.lr_schedule} (warmup {cfg.warmup_steps})"
+    sched = ""
     if cfg.lr_schedule == "cosine":
         sched = f" cosine to 0 over {cfg.epochs} epochs (warmup {cfg.warmup_steps})"
+    elif cfg.lr_schedule != "constant":
+        sched = f" {cfg.lr_schedule} (warmup {cfg.warmup_steps})"
     name = (
         f"genrec T5 d{cfg.d_model} ff{cfg.d_ff} {cfg.encoder_layers}+{cfg.decoder_layers}L,"
         f" batch {cfg.batch_size}, lr {cfg.lr:g}{sched}, beam {cfg.beam}"
@@ -634,7 +636,7 @@ def bench_genrec(
 
     from training.data.loader import load_dataset
     from training.data.split import leave_one_out
-    from training.jobs.semantic_ids import build_semantic_ids, codec_inputs
+    from training.jobs.semantic_ids import build_semantic_ids
     from training.results_doc import DEFAULT_PATH
 
     dataset = load_dataset(data_dir, allow_empty_titles=True)
@@ -654,10 +656,7 @@ def bench_genrec(
     sid = build_semantic_ids(vectors, sid_cfg, work_dir, split.train)
     sid_seconds = time.perf_counter() - t0
     user_ids = [seq.user_id for seq in dataset.sequences]
-    item_vectors = None
-    if cfg.item_id_init == "vectors":  # what the RQ-VAE coded (same inputs, same seed: the same vectors)
-        item_vectors = codec_inputs(vectors, sid_cfg, split.train)
-    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints", user_ids, item_vectors)
+    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints", user_ids, sid.inputs)
     device = resolve_device(cfg.device)
     test = res.metrics["test"]
     row = {
