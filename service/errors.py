@@ -34,7 +34,9 @@ class ErrorInfo(BaseModel):
     code: str = Field(description="Stable machine-readable code, e.g. `invalid_request`, `limit_exceeded`.")
     message: str = Field(description="What is wrong and how to fix it, for people; never contains secrets.")
     details: Any = Field(
-        description="Structured context or null: field errors (422), `{field, limit, actual}` (413), ids (404, 422)."
+        default=None,
+        description="Structured context or null (always sent): field errors (422), `{field, limit, actual}` (413), "
+        "ids (404, 422).",
     )
 
 
@@ -159,8 +161,8 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     model_schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, sub in model_schema.pop("$defs", {}).items():
-        components.setdefault(name, sub)
-    components.setdefault("ErrorResponse", model_schema)
+        components[name] = sub
+    components["ErrorResponse"] = model_schema
     for path, item in schema.get("paths", {}).items():
         for method, op in item.items():
             if method not in ("get", "post", "put", "patch", "delete"):
