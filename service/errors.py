@@ -55,6 +55,10 @@ def _example(summary: str, code: str, message: str, details: Any = None) -> dict
 # Status -> (description, examples). Every error response in the OpenAPI document uses ErrorResponse
 # with these examples; routes declare which statuses they answer through :func:`error_responses`.
 ERROR_DOCS: dict[int, tuple[str, dict[str, dict[str, Any]]]] = {
+    400: (
+        "The request could not be read.",
+        {"bad_request": _example("Unreadable body", "bad_request", "There was an error parsing the body")},
+    ),
     401: (
         "Missing, malformed or wrong admin bearer token (or a token sent in the URL).",
         {"unauthorized": _example("No bearer token", "unauthorized", "missing bearer token")},
@@ -154,7 +158,7 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     """Make the generated OpenAPI document describe the error bodies the server really sends (in place).
 
     Every operation gets: 500; 422 when it takes parameters or a body (replacing FastAPI's
-    ``{"detail": ...}`` ``HTTPValidationError``); 413 and 415 when it takes a body; 404 when its path
+    ``{"detail": ...}`` ``HTTPValidationError``); 400, 413 and 415 when it takes a body; 404 when its path
     has parameters. Any error response without a body schema gets :class:`ErrorResponse`; declared
     non-error models (``/readyz``'s 503 status body) are kept. FastAPI's validation schemas are dropped.
     """
@@ -173,7 +177,7 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
             if params or "requestBody" in op:
                 wanted.add(422)
             if "requestBody" in op:
-                wanted |= {413, 415}
+                wanted |= {400, 413, 415}
             if any(p.get("in") == "path" for p in params) or "{" in path:
                 wanted.add(404)
             for status in sorted(wanted):
@@ -362,8 +366,18 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body("invalid_request", f"invalid request: {where}: {first['msg']}", details), status_code=422
         )
 
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):  # FastAPI: "error parsing the body"
+            return await service_error(
+                request,
+                InvalidRequestError(
+                    f"invalid request: body: not UTF-8 text ({cause.reason} at byte {cause.start}); "
+                    "send the JSON body encoded as UTF-8",
+                    [{"loc": ["body"], "msg": "not UTF-8 text", "type": "utf8_invalid"}],
+                ),
+            )
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         return JSONResponse(
             error_body(_http_code(exc.status_code), message), status_code=exc.status_code, headers=exc.headers
