@@ -129,6 +129,23 @@ ERROR_DOCS: dict[int, tuple[str, dict[str, dict[str, Any]]]] = {
 }
 
 
+# Headers some error answers carry (documented, not required: not every answer of the status has them).
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": 'The scheme to use: `Bearer realm="recsvc-admin"`.',
+            "schema": {"type": "string"},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying (sent when the service sheds load).",
+            "schema": {"type": "string"},
+        }
+    },
+}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for routes and routers: each status documented with :class:`ErrorResponse` and examples."""
     out: dict[int | str, dict[str, Any]] = {}
@@ -139,6 +156,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "description": description,
             "content": {"application/json": {"examples": examples}},
         }
+        if status in ERROR_HEADERS:
+            out[status]["headers"] = ERROR_HEADERS[status]
     return out
 
 
@@ -187,6 +206,8 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
                     continue
                 media = resp.get("content", {}).get("application/json", {})
                 ref = media.get("schema", {}).get("$ref", "")
+                if int(code) in ERROR_HEADERS:
+                    resp.setdefault("headers", ERROR_HEADERS[int(code)])
                 if not media.get("schema") or ref.rsplit("/", 1)[-1] in _FASTAPI_VALIDATION_SCHEMAS:
                     resp["content"] = _error_content(int(code))
                     if resp.get("description") in (None, "", "Validation Error"):
