@@ -383,9 +383,10 @@ def install_error_handlers(app: FastAPI) -> None:
         details = validation_details(exc)
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
-        return JSONResponse(
-            error_body("invalid_request", f"invalid request: {where}: {first['msg']}", details), status_code=422
-        )
+        message = f"invalid request: {where}: {first['msg']}"
+        if first["loc"] == ["body"] and first.get("type") == "missing":
+            message = "invalid request: the request has no body: send JSON with `Content-Type: application/json`"
+        return JSONResponse(error_body("invalid_request", message, details), status_code=422)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

@@ -107,6 +107,8 @@ def test_a_body_not_sent_as_json_names_the_content_type_header(make_client: Call
     assert ok.status_code == 200
     err = assert_error(client.post("/embed", content=b"items=1", headers={}), 415, "unsupported_media_type")
     assert "no Content-Type header" in err["message"]
+    err = assert_error(client.post("/recommend"), 422, "invalid_request")  # no body at all
+    assert "no body" in err["message"] and "Content-Type: application/json" in err["message"]
 
 
 def test_tokens_in_the_url_are_refused(make_client: Callable[..., TestClient]) -> None:
