@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 
-.PHONY: system-deps help setup demo demo-data demo-build serve test test-fast lint format bench bench-dense bench-beam bench-genrec-train clean
+.PHONY: system-deps help setup admin-token demo demo-data demo-build serve test test-fast lint format bench bench-dense bench-beam bench-genrec-train clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | column -t -s $$'\t'
@@ -40,8 +40,17 @@ demo-data: setup $(DEMO_DATA)/items.jsonl  ## generate the seeded synthetic demo
 
 demo-build: setup var/.demo-built  ## build demo artifacts (encoder export, text vectors, seqrec) and the Qdrant index
 
-demo: demo-build  ## set up, build the demo and serve it on http://$(HOST):$(PORT)
-	RECSVC_ADMIN_TOKEN=$${RECSVC_ADMIN_TOKEN:-$$(cat var/admin-token 2>/dev/null || (mkdir -p var && head -c 24 /dev/urandom | base64 | tr -d '/+=' | tee var/admin-token))} \
+# The demo's admin token: a random secret only its owner can read (0600, also fixed on a file made before).
+ADMIN_TOKEN_FILE ?= var/admin-token
+$(ADMIN_TOKEN_FILE):
+	@mkdir -p $(@D)
+	@(umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > $@)
+
+admin-token: $(ADMIN_TOKEN_FILE)  ## create var/admin-token (random, mode 0600) if missing
+	@chmod 600 $(ADMIN_TOKEN_FILE)
+
+demo: demo-build admin-token  ## set up, build the demo and serve it on http://$(HOST):$(PORT)
+	RECSVC_ADMIN_TOKEN=$${RECSVC_ADMIN_TOKEN:-$$(cat $(ADMIN_TOKEN_FILE))} \
 	  $(BIN)/recsvc-serve --host $(HOST) --port $(PORT)
 
 serve: setup  ## serve the latest artifact set

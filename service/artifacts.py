@@ -1,7 +1,8 @@
 """Load an artifact set and refuse it unless it is whole and matches the live models.
 
 Checks, in order (each failure is an :class:`ArtifactError` naming the file and
-the fix): manifest readable; every listed file present with its sha256; item
+the fix): manifest readable; every listed file present with its sha256 (all of
+them hashed before any is loaded: :func:`verify_artifact_set`); item
 ids unique and as many as the manifest says; text vectors ``[N, encoder.dim]``
 and finite; the catalog snapshot holds exactly those ids; the golden vectors
 reproduced by the *live* encoder above the manifest's threshold for the
@@ -104,6 +105,17 @@ def _fail(root: Path, message: str) -> ArtifactError:
     return ArtifactError(f"artifact set {root}: {message}")
 
 
+def verify_artifact_set(root: Path) -> Manifest:
+    """Read the manifest of ``root`` and check every listed file's size and sha256, before any of
+    them is loaded (an altered ONNX or numpy file is refused, never parsed)."""
+    try:
+        manifest = Manifest.read(root)
+        manifest.verify_files(root)
+    except ManifestError as exc:
+        raise _fail(root, f"{exc} (rebuild it with `make demo-build` or `recsvc-train build`)") from exc
+    return manifest
+
+
 def load_artifacts(
     root: Path,
     encoder: Encoder,
@@ -112,13 +124,11 @@ def load_artifacts(
     device: str = "auto",
     threads: int = 0,
     seqrec: SeqRecRuntime | None = None,
+    verified: Manifest | None = None,
 ) -> LoadedArtifacts:
-    """Verify and load ``root``. ``seqrec`` may be passed prebuilt (else built from the manifest)."""
-    try:
-        manifest = Manifest.read(root)
-        manifest.verify_files(root)
-    except ManifestError as exc:
-        raise _fail(root, f"{exc} (rebuild it with `make demo-build` or `recsvc-train build`)") from exc
+    """Verify and load ``root``. ``seqrec`` may be passed prebuilt (else built from the manifest).
+    ``verified``: the manifest :func:`verify_artifact_set` returned for ``root`` (its files are not hashed again)."""
+    manifest = verified if verified is not None else verify_artifact_set(root)
 
     # ---- items
     try:

@@ -6,16 +6,35 @@ More than one worker needs state every worker can share: a Qdrant server
 (RECSVC_QDRANT__URL; embedded Qdrant is a folder that one process locks) and
 Redis (RECSVC_REDIS__URL; otherwise the cache, the reindex lock, job state and
 the alias-moved messages live inside one process).
+
+A start-up failure (configuration, missing or altered artifact set, unreachable
+Redis or Qdrant) prints one line ``recsvc-serve: <what is wrong and the fix>``
+and exits 2 (1 for an unexpected error); ``--log-level debug`` adds the traceback.
+With ``--workers N`` the parent checks the settings and the artifact files'
+sha256 before starting workers; failures inside a worker are logged by uvicorn.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
+import socket
 import sys
+import traceback
+from typing import TYPE_CHECKING
 
+from service.api.middleware import install_access_log_redaction
 from service.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from service.config import Settings
+
+logger = logging.getLogger("service.cli")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,44 +66,112 @@ def check_workers(workers: int, *, qdrant_url: str | None, redis_url: str | None
     return None
 
 
+def _one_line(exc: BaseException) -> str:
+    """A start-up failure as one line: config errors carry their own message, anything else its type."""
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    if isinstance(exc, ConfigurationError):
+        return text
+    return f"start-up failed: {exc.__class__.__name__}: {text} (run with --log-level debug for the traceback)"
+
+
+def _fail(exc: BaseException, debug: bool) -> int:
+    """Print the one line (the traceback too at debug level) and give the exit status."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"recsvc-serve: {_one_line(exc)}", file=sys.stderr)
+    return 2 if isinstance(exc, ConfigurationError) else 1
+
+
+def _preflight(settings: Settings) -> None:
+    """What can be checked before workers start: the artifact set exists and every file's sha256 holds."""
+    from service.artifacts import ArtifactError, verify_artifact_set
+    from service.state import Components, resolve_artifact_root
+
+    root = resolve_artifact_root(settings, Components())
+    try:
+        verify_artifact_set(root)
+    except ArtifactError as exc:
+        raise ConfigurationError(str(exc)) from exc
+
+
+def _serve_one(app: FastAPI, args: argparse.Namespace) -> None:
+    """One worker: the app's lifespan is entered here, before uvicorn binds the port, so a start-up
+    failure surfaces as the exception itself (not uvicorn's traceback dump); uvicorn's own shutdown
+    (SIGTERM/SIGINT, graceful) closes it, while uvicorn still holds the signals."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        def __init__(self, config: uvicorn.Config, stack: contextlib.AsyncExitStack) -> None:
+            super().__init__(config)
+            self._stack = stack
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets=sockets)
+            logger.info("Waiting for application shutdown.")
+            await self._stack.aclose()
+            logger.info("Application shutdown complete.")
+
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        proxy_headers=args.proxy_headers,
+        timeout_graceful_shutdown=30,
+        lifespan="off",
+    )
+    install_access_log_redaction()  # after uvicorn configured its loggers
+
+    async def run() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            await _Server(config, stack).serve()
+
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(run())
+
+
 def serve(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Requests run concurrently on the event loop and in threads; a BLAS thread pool per process
     # fights them for the cores (small mat-vecs got 10-30x slower under load). Set before numpy loads.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    import uvicorn
-
-    from service.main import load_settings
-
-    try:
-        settings = load_settings()
-    except ConfigurationError as exc:
-        print(f"recsvc-serve: {exc}", file=sys.stderr)
-        return 2
-    problem = check_workers(args.workers, qdrant_url=settings.qdrant.url, redis_url=settings.redis.url)
-    if problem is not None:
-        print(f"recsvc-serve: {problem}", file=sys.stderr)
-        return 2
-    problem = settings.admin_token_problem()
-    if problem is not None:
-        print(
-            f"recsvc-serve: {problem}; set RECSVC_ADMIN_TOKEN to a random secret (e.g. `openssl rand -hex 24`) "
-            "or RECSVC_ENABLE_ADMIN=false",
-            file=sys.stderr,
-        )
-        return 2
+    debug = args.log_level == "debug"
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        "service.main:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        proxy_headers=args.proxy_headers,
-        timeout_graceful_shutdown=30,
-    )
-    return 0
+    try:
+        import uvicorn
+
+        from service.main import create_app, load_settings
+
+        settings = load_settings()
+        problem = check_workers(args.workers, qdrant_url=settings.qdrant.url, redis_url=settings.redis.url)
+        if problem is not None:
+            raise ConfigurationError(problem)
+        problem = settings.admin_token_problem()
+        if problem is not None:
+            raise ConfigurationError(
+                f"{problem}; set RECSVC_ADMIN_TOKEN to a random secret (e.g. `openssl rand -hex 24`) "
+                "or RECSVC_ENABLE_ADMIN=false"
+            )
+        if args.workers == 1:
+            _serve_one(create_app(settings), args)
+            return 0
+        _preflight(settings)
+        uvicorn.run(
+            "service.main:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            proxy_headers=args.proxy_headers,
+            timeout_graceful_shutdown=30,
+        )
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        return _fail(exc, debug)
 
 
 def main() -> None:

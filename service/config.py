@@ -6,6 +6,7 @@ Nested sections use ``__``: ``RECSVC_QDRANT__URL``, ``RECSVC_REDIS__URL``,
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,14 @@ PLACEHOLDER_TOKENS = frozenset(
     {"changeme", "change-me", "change_me", "secret", "password", "token", "admin", "default", "xxx", "todo"}
 )
 MIN_TOKEN_LENGTH = 16
+# An artifact version is the plain name of a folder inside artifacts_dir: no separators, no `..`,
+# not absolute (RECSVC_ARTIFACT_VERSION=../../x must not serve a set from elsewhere).
+ARTIFACT_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+
+
+def is_artifact_version(name: str) -> bool:
+    """True for a plain folder name an artifact set may have."""
+    return re.fullmatch(ARTIFACT_VERSION_PATTERN, name) is not None and ".." not in name
 
 
 class QdrantSettings(BaseModel):
@@ -78,7 +87,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("var"), description="Writable state: embedded Qdrant, local files.")
     artifacts_dir: Path = Field(default=Path("artifacts"), description="Folder of artifact sets (`<version>/`).")
     artifact_version: str | None = Field(
-        default=None, description="Artifact set to serve. None: the latest (`artifacts_dir/LATEST` or newest)."
+        default=None,
+        description="Artifact set to serve: the plain name of a folder inside `artifacts_dir` (letters, digits, "
+        "`.`, `_`, `-`; no path). None: the latest (`artifacts_dir/LATEST` or newest).",
     )
     catalog_path: Path | None = Field(
         default=None, description="Catalog (items.jsonl) a reindex reads. None: the artifact set's catalog."
@@ -129,6 +140,18 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: object) -> object:
         return v.upper() if isinstance(v, str) else v
+
+    @field_validator("artifact_version")
+    @classmethod
+    def _plain_version(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if not is_artifact_version(v):
+            raise ValueError(
+                f"{v!r} is not an artifact version: give the plain name of a folder inside RECSVC_ARTIFACTS_DIR "
+                "(letters, digits, '.', '_', '-'; no '/', '\\', '..' or absolute path), e.g. 20260101-120000-demo"
+            )
+        return v
 
     @model_validator(mode="after")
     def _default_qdrant_path(self) -> Settings:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service.api.middleware import has_secret_param
 from service.errors import NotReadyError, UnauthorizedError
 from service.state import AppState
 
@@ -25,12 +26,24 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 
 def require_admin(
-    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """Bearer token check in constant time (``secrets.compare_digest`` on bytes)."""
+    """Bearer token check in constant time (``secrets.compare_digest`` on bytes).
+
+    A token in the URL (``?token=...``) is refused whatever its value: URLs end up in access logs,
+    proxies and browser history (the access log redacts it, see ``RedactSecretsFilter``)."""
     token = state.settings.admin_token
     if token is None:  # create_app refuses to start admin routes without a token; defence in depth
         raise UnauthorizedError("admin routes are not configured")
+    in_url = has_secret_param(list(request.query_params.keys()))
+    if in_url:
+        raise UnauthorizedError(
+            f"credentials in the URL are refused (query parameter {in_url[0]!r}): send the header "
+            "`Authorization: Bearer <token>` instead, and treat that token as leaked if it was real",
+            {"parameters": in_url},
+        )
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UnauthorizedError("missing bearer token")
     given = credentials.credentials.encode("utf-8")

@@ -11,22 +11,36 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from service.api import admin, embed, health, recommend
 from service.api.metrics import Metrics, MetricsMiddleware
-from service.api.middleware import BodySizeLimitMiddleware
+from service.api.middleware import BodySizeLimitMiddleware, install_access_log_redaction
 from service.config import Settings
-from service.errors import ConfigurationError, install_error_handlers
+from service.errors import ConfigurationError, document_errors, error_responses, install_error_handlers
 from service.state import Components, build_state
 
 logger = logging.getLogger(__name__)
 
 API_VERSION = "0.1.0"
+
+# Swagger UI 5 and ReDoc files, served by the service itself so /docs works offline (no CDN).
+DOCS_ASSETS_URL = "/static/docs"
+
+
+def docs_assets_dir() -> Path:
+    """Folder of the Swagger UI / ReDoc files (shipped by the ``fastapi-offline`` package)."""
+    return Path(str(resources.files("fastapi_offline") / "static"))
+
 
 # Declared, not assigned: the first access goes through the module __getattr__ below.
 app: FastAPI
@@ -76,17 +90,25 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         title="recsvc",
         version=API_VERSION,
         summary="Recommendations grounded in item text: embed items, recommend from histories, reindex.",
+        description="Every 4xx and 5xx answer has one body: `ErrorResponse`, "
+        '`{"error": {"code": ..., "message": ..., "details": ...}}`.',
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.recsvc = None
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
-    app.include_router(embed.router)
-    app.include_router(recommend.router)
+    install_access_log_redaction()
+    # Declared per router; document_errors adds what follows from each route's shape (422 for
+    # parameters, 413/415 for bodies, 404 for path ids, 500 everywhere) and replaces FastAPI's 422.
+    app.include_router(embed.router, responses=error_responses(503))
+    app.include_router(recommend.router, responses=error_responses(503))
     if settings.enable_admin:
-        app.include_router(admin.router)
+        app.include_router(admin.router, responses=error_responses(401, 409, 503))
     app.include_router(health.router)
+    _install_docs(app)
 
     # Added innermost first: metrics sees every request, including 413s from the size limit.
     if settings.cors_origins:
@@ -99,6 +121,44 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI), /redoc and /openapi.json with error bodies documented, assets served locally."""
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def __getattr__(name: str) -> Any:

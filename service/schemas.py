@@ -1,9 +1,14 @@
 """Request and response models of the HTTP API.
 
-The bounds written here are hard caps that hold whatever the configuration
-says; the configured limits (``Settings.limits``, usually tighter) are checked
-by :func:`check_embed_limits` / :func:`check_recommend_limits` and answered
-with 413 ``limit_exceeded``.
+Sizes with a configured limit (``Settings.limits``: items per /embed, history
+length, ``k``, text length) have no cap in the models: they are checked by
+:func:`check_embed_limits` / :func:`check_recommend_limits` and answered with
+413 ``limit_exceeded`` naming the configured number, however far over it a
+request goes (a model cap would answer 422 quoting the cap instead). The
+request body size limit (``limits.max_request_bytes``, checked before parsing)
+bounds what a request can hold. Other bounds here (tags per item, id length)
+are schema constraints (422). Numbers and booleans are strict: ``true`` is not
+``1`` and ``"5"`` is not ``5``.
 """
 
 from __future__ import annotations
@@ -17,9 +22,8 @@ from service.config import LimitSettings
 from service.core.items import Item, item_text
 from service.errors import LimitExceededError
 
-HARD_MAX_TEXT = 100_000
-HARD_MAX_LIST = 4096
 HARD_MAX_TAGS = 256
+StrictFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 class ItemText(BaseModel):
@@ -40,10 +44,11 @@ class ItemText(BaseModel):
         },
     )
 
-    text: str | None = Field(default=None, min_length=1, max_length=HARD_MAX_TEXT, description="Raw text, used as is.")
-    title: str | None = Field(default=None, min_length=1, max_length=HARD_MAX_TEXT)
-    description: str = Field(default="", max_length=HARD_MAX_TEXT)
-    brand: str = Field(default="", max_length=HARD_MAX_TEXT)
+    # Text lengths: at most limits.max_text_chars each (413 limit_exceeded), checked after parsing.
+    text: str | None = Field(default=None, min_length=1, description="Raw text, used as is.")
+    title: str | None = Field(default=None, min_length=1)
+    description: str = ""
+    brand: str = ""
     categories: list[str] = Field(default_factory=list, max_length=HARD_MAX_TAGS)
     features: list[str] = Field(default_factory=list, max_length=HARD_MAX_TAGS)
     attributes: dict[str, str] = Field(default_factory=dict, max_length=HARD_MAX_TAGS)
@@ -110,8 +115,12 @@ class EmbedRequest(BaseModel):
         },
     )
 
-    items: list[ItemText] = Field(min_length=1, max_length=HARD_MAX_LIST, description="Items to embed, in order.")
-    return_payload: bool = Field(default=False, description="Also return each item's fields and encoder text.")
+    items: list[ItemText] = Field(
+        min_length=1,
+        description="Items to embed, in order: at most limits.max_embed_items (default 256; more: 413 "
+        "limit_exceeded); each text field at most limits.max_text_chars characters (default 10000).",
+    )
+    return_payload: StrictBool = Field(default=False, description="Also return each item's fields and encoder text.")
 
 
 class EmbedResponse(BaseModel):
@@ -167,12 +176,10 @@ class Filters(BaseModel):
     categories: list[str] = Field(
         default_factory=list, max_length=HARD_MAX_TAGS, description="Keep items in any of these categories."
     )
-    price_min: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="Keep items priced at least this (inclusive)."
+    price_min: StrictFloat | None = Field(
+        default=None, ge=0, description="Keep items priced at least this (inclusive)."
     )
-    price_max: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="Keep items priced at most this (inclusive)."
-    )
+    price_max: StrictFloat | None = Field(default=None, ge=0, description="Keep items priced at most this (inclusive).")
 
     @model_validator(mode="after")
     def _range(self) -> Filters:
@@ -203,11 +210,13 @@ class RecommendRequest(BaseModel):
     )
 
     history: list[ItemId | HistoryEntry] = Field(
-        max_length=HARD_MAX_LIST,
-        description="Oldest first: item ids (string or {item_id}), or {item: {...}} for an item not in the catalog.",
+        description="Oldest first: item ids (string or {item_id}), or {item: {...}} for an item not in the catalog; "
+        "at most limits.max_history entries (default 200; more: 413 limit_exceeded).",
     )
-    k: int = Field(default=10, ge=1, le=1000, description="How many items to return (at most limits.max_k).")
-    exclude_history: bool = Field(default=True, description="Never return items of the history.")
+    k: StrictInt = Field(
+        default=10, ge=1, description="How many items to return: at most limits.max_k (default 100; more: 413)."
+    )
+    exclude_history: StrictBool = Field(default=True, description="Never return items of the history.")
     filters: Filters | None = None
     mode: Literal["dense", "generative", "hybrid"] = Field(
         default="dense",

@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from service.api.metrics import Metrics
-from service.artifacts import ArtifactError, LoadedArtifacts, load_artifacts
-from service.config import Settings
-from service.core.manifest import Manifest, ManifestError, latest_version
+from service.artifacts import ArtifactError, LoadedArtifacts, load_artifacts, verify_artifact_set
+from service.config import Settings, is_artifact_version
+from service.core.manifest import ManifestError, latest_version
 from service.encoding.base import Encoder
 from service.encoding.batcher import DynamicBatcher
 from service.errors import ConfigurationError
@@ -106,14 +106,22 @@ def resolve_artifact_root(settings: Settings, components: Components) -> Path:
                 f"artifact set {settings.artifact_version!r} not found under {base} "
                 "(unset RECSVC_ARTIFACT_VERSION to serve the latest, or run `make demo-build`)"
             )
-        return root
-    try:
-        return latest_version(base)
-    except (ManifestError, OSError) as exc:
+    else:
+        try:
+            root = latest_version(base)
+        except (ManifestError, OSError) as exc:
+            raise ConfigurationError(
+                f"no artifact set to serve under {base.resolve()}: run `make demo-build` (demo data) or "
+                "`recsvc-train build --data DIR` first, or point RECSVC_ARTIFACTS_DIR at a built set"
+            ) from exc
+    # Settings only accept plain names, but LATEST is a file: what is served must be named like a
+    # version and sit directly inside artifacts_dir (LATEST holding `../x` or `/abs` is refused).
+    if root.parent != base or not is_artifact_version(root.name):
         raise ConfigurationError(
-            f"no artifact set to serve under {base.resolve()}: run `make demo-build` (demo data) or "
-            "`recsvc-train build --data DIR` first, or point RECSVC_ARTIFACTS_DIR at a built set"
-        ) from exc
+            f"artifact set {str(root)!r} is not a folder directly inside RECSVC_ARTIFACTS_DIR ({base}): "
+            f"fix {base / 'LATEST'} or RECSVC_ARTIFACT_VERSION to name one (letters, digits, '.', '_', '-')"
+        )
+    return root
 
 
 async def _maybe_await(value: Any) -> None:
@@ -150,10 +158,10 @@ async def _build(
     settings: Settings, components: Components, stack: contextlib.AsyncExitStack, metrics: Metrics
 ) -> AppState:
     root = resolve_artifact_root(settings, components)
-    try:
-        manifest = Manifest.read(root)
-    except ManifestError as exc:
-        raise ConfigurationError(f"artifact set {root}: {exc} (rebuild it with `make demo-build`)") from exc
+    try:  # every file's sha256 checked before any model is loaded from it
+        manifest = await asyncio.to_thread(verify_artifact_set, root)
+    except ArtifactError as exc:
+        raise ConfigurationError(str(exc)) from exc
     device = resolve_device(settings.device)
     logger.info("serving artifact set %s from %s on %s", manifest.version, root, device)
 
@@ -183,6 +191,7 @@ async def _build(
             device=device,
             threads=settings.onnx_threads,
             seqrec=components.seqrec,
+            verified=manifest,
         )
     except ArtifactError as exc:
         raise ConfigurationError(str(exc)) from exc

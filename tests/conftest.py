@@ -304,3 +304,17 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ------------------------------------------------------ tests write only to tmp
+@pytest.fixture(scope="session", autouse=True)
+def repo_untouched() -> Iterator[None]:
+    """Fails the session when a test wrote into the checkout (see tests/repo_guard.py)."""
+    from tests.repo_guard import REPO, repo_writes, snapshot
+
+    before = snapshot(REPO)
+    yield
+    found = repo_writes(before, snapshot(REPO))
+    if found:
+        shown = "\n  ".join(found[:40]) + (f"\n  ... and {len(found) - 40} more" if len(found) > 40 else "")
+        pytest.fail(f"tests wrote into the checkout {REPO} (write to tmp_path instead):\n  {shown}", pytrace=False)

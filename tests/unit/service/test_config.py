@@ -73,3 +73,39 @@ def test_module_app_is_lazy() -> None:
     import service.main as main
 
     assert "app" not in vars(main)  # importing the module built nothing
+
+
+@pytest.mark.parametrize(
+    "bad", ["../../x", "..", "/etc", "a/b", "a\\b", "../20260101-000000-tiny", "x/../y", ".hidden", "a b", "v\n"]
+)
+def test_artifact_version_is_a_plain_name(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    monkeypatch.setenv("RECSVC_ARTIFACT_VERSION", bad)
+    with pytest.raises(ConfigurationError, match=r"RECSVC_ARTIFACT_VERSION: .*plain name of a folder inside"):
+        load_settings()
+
+
+def test_artifact_version_names_that_are_fine() -> None:
+    for good in ("20260101-000000-demo", "demo-profile", "v1.2_rc"):
+        assert Settings(_env_file=None, artifact_version=good).artifact_version == good  # type: ignore[call-arg]
+    assert Settings(_env_file=None, artifact_version="").artifact_version is None  # type: ignore[call-arg]
+
+
+def test_latest_pointing_outside_the_artifacts_folder_is_refused(tmp_path: Path) -> None:
+    from service.state import Components, resolve_artifact_root
+
+    base = tmp_path / "artifacts"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "manifest.json").write_text("{}")
+    base.mkdir()
+    (base / "LATEST").write_text("../elsewhere\n")
+    settings = Settings(_env_file=None, artifacts_dir=base)  # type: ignore[call-arg]
+    with pytest.raises(ConfigurationError, match="not a folder directly inside RECSVC_ARTIFACTS_DIR"):
+        resolve_artifact_root(settings, Components())
+    (base / "LATEST").write_text(f"{outside}\n")
+    with pytest.raises(ConfigurationError, match="not a folder directly inside"):
+        resolve_artifact_root(settings, Components())
+    (base / "v1").mkdir()
+    (base / "v1" / "manifest.json").write_text("{}")
+    (base / "LATEST").write_text("v1\n")
+    assert resolve_artifact_root(settings, Components()) == base / "v1"

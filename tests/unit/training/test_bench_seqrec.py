@@ -160,12 +160,14 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
         results_md=str(tmp_path / "out/RESULTS.md"),
         plot=str(tmp_path / "out/seqrec.png"),
         cache_dir=str(tmp_path / "cache"),
+        models_dir=str(tmp_path / "models"),  # the default (var/models) is inside the checkout
         seqrec=SeqRecConfig(hidden=16, n_layers=1, max_len=10, epochs=2, max_minutes=0.1, pq_m=4, pq_k=8, pq_iters=3),
     )
     cache = tmp_path / "cache" / ds.name
     _seed_cache(cache, [item_text(it) for it in ds.items], cfg.embed)
     _seed_cache(cache, profile_sentences(ds), cfg.embed)
     rows = bench(data, cfg, progress=False)
+    assert list((tmp_path / "models").rglob("seed0.pt")), "trained weights go to cfg.models_dir"
     mc = ["sasrec+mc", "fusion+mc"]  # cfg.markov_models: the same trained models plus the transition prior
     assert sorted(r["model"] for r in rows) == sorted(cfg.models + mc)
     saved = json.loads(Path(cfg.results_json).read_text())
