@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import ValidationError
 
-from service.api import admin, embed, health, openai_compat, recommend
+from service.api import admin, embed, health, openai_compat, recommend, search
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.middleware import BodySizeLimitMiddleware
 from service.config import Settings
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     install_error_handlers(app)
     app.include_router(embed.router)
     app.include_router(recommend.router)
+    app.include_router(search.router)
     app.include_router(openai_compat.router)
     if settings.enable_admin:
         app.include_router(admin.router)
