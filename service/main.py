@@ -22,6 +22,7 @@ from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.middleware import BodySizeLimitMiddleware
 from service.config import Settings
 from service.errors import ConfigurationError, install_error_handlers
+from service.logging_setup import RequestIdMiddleware, configure_logging
 from service.state import Components, build_state
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
             "(e.g. `openssl rand -hex 24`) or disable them with RECSVC_ENABLE_ADMIN=false"
         )
     _configure_logging(settings.log_level)
+    configure_logging(settings.log_format)
     metrics = Metrics()
 
     @asynccontextmanager
@@ -100,6 +102,8 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outermost: every response (413s, errors) carries the request id, every log line of the request names it.
+    app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)
     return app
 
 
