@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import ValidationError
 
-from service.api import admin, embed, health, openai_compat, recommend, search
+from service.api import admin, embed, health, openai_compat, recommend, search, ui
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.middleware import BodySizeLimitMiddleware
 from service.config import Settings
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     app.include_router(recommend.router)
     app.include_router(search.router)
     app.include_router(openai_compat.router)
+    app.include_router(ui.router)
     if settings.enable_admin:
         app.include_router(admin.router)
     app.include_router(health.router)
