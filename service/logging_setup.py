@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import error_body
+
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_ID_LENGTH = 128
 _SAFE_ID = re.compile(rf"^[A-Za-z0-9._:-]{{1,{MAX_REQUEST_ID_LENGTH}}}$")
@@ -39,6 +41,7 @@ EXTRA_FIELDS = ("method", "path", "route", "status", "duration_ms")
 
 request_id: ContextVar[str | None] = ContextVar("recsvc_request_id", default=None)
 access_logger = logging.getLogger("service.access")
+logger = logging.getLogger(__name__)
 
 LogFormat = Literal["text", "json"]
 
@@ -142,19 +145,29 @@ class RequestIdMiddleware:
         rid = given if given is not None and valid_request_id(given) else new_request_id()
         header = (REQUEST_ID_HEADER.lower().encode(), rid.encode())
         status = [500]
+        started = [False]
         t0 = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                started[0] = True
                 status[0] = int(message["status"])
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
                 message = {**message, "headers": [*headers, header]}
             await send(message)
 
         token = request_id.set(rid)
-        await self.app(scope, receive, send_with_id)
-        # Reset only after a normal return: on an exception the id stays set in this request's task,
-        # so the lines Starlette's error middleware and the server log about it name the request too.
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            if started[0]:
+                raise  # the response is on its way: the server logs the error and drops the connection
+            # Answered here rather than by Starlette's outer error middleware, so the 500 carries the id too.
+            logger.exception("unhandled error on %s %s", scope.get("method", "GET"), _printable(scope.get("path", "")))
+            body = json.dumps(error_body("internal_error", "internal server error")).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send_with_id({"type": "http.response.start", "status": 500, "headers": headers})
+            await send_with_id({"type": "http.response.body", "body": body})
         if self.access_log:
             route = getattr(scope.get("route"), "path", None)
             ms = round((time.perf_counter() - t0) * 1000, 2)

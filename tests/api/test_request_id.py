@@ -139,3 +139,23 @@ def test_configure_logging_formats_console_handlers() -> None:
     finally:
         logger.removeHandler(handler)
         logger.propagate = before
+
+
+def test_an_unhandled_error_is_a_500_with_the_id_in_header_and_log(
+    make_client: Callable[..., TestClient], json_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    client = make_client()
+
+    async def boom() -> None:
+        raise RuntimeError("internal detail that must not leak")
+
+    client.app.add_api_route("/boom", boom)  # type: ignore[attr-defined]
+    resp = client.get("/boom", headers={"X-Request-ID": "boom-1"})
+    assert resp.status_code == 500 and resp.headers["x-request-id"] == "boom-1"
+    assert resp.json() == {"error": {"code": "internal_error", "message": "internal server error", "details": None}}
+    lines = [ln for ln in json_lines() if ln["request_id"] == "boom-1"]
+    errors = [ln for ln in lines if ln["level"] == "ERROR"]
+    assert errors and "RuntimeError: internal detail" in errors[0]["exc_info"]
+    assert any(ln["logger"] == "service.access" and ln["status"] == 500 for ln in lines)
+    metrics = client.get("/metrics").text
+    assert 'recsvc_requests_total{method="GET",route="/boom",status="500"} 1.0' in metrics
