@@ -103,6 +103,7 @@ def run_flow(browser: Any, base: str, query: str, out: Path | None = None) -> Fl
         page.wait_for_function("n => document.querySelectorAll('#history .chip').length === n", arg=i + 1)
     res.history = page.eval_on_selector_all("#history .chip", "els => els.map(e => e.dataset.itemId)")
     dense = '.mode[data-mode="dense"]'
+    page.wait_for_selector('#modes[data-history-len="2"]')  # the round for the whole history
     page.wait_for_selector(f"{dense} li.item")
     res.dense = page.eval_on_selector_all(f"{dense} li.item", "els => els.map(e => e.dataset.itemId)")
     res.unavailable_modes = page.eval_on_selector_all(".mode.unavailable", "els => els.map(e => e.dataset.mode)")
@@ -113,8 +114,10 @@ def run_flow(browser: Any, base: str, query: str, out: Path | None = None) -> Fl
     categories = [c for c in payload.get("categories", []) if c]
     res.filtered_category = categories[-1] if categories else ""
     if res.filtered_category:
+        seq = int(page.get_attribute("#modes", "data-seq") or 0)
         page.fill("#f-category", res.filtered_category)
         page.click("#recommend-btn")
+        page.wait_for_function("n => Number(document.querySelector('#modes').dataset.seq) > n", arg=seq)
         page.wait_for_function(
             "cat => { const f = [...document.querySelectorAll('.mode[data-mode=\"dense\"] li.item .facts')];"
             " return f.length > 0 && f.every(e => e.textContent.includes(cat)); }",

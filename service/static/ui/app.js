@@ -7,7 +7,7 @@ const state = {
   config: null,
   history: [], // {kind: "item", item_id, title} | {kind: "new", item, title}
   categories: new Set(),
-  lastNew: null,
+  recSeq: 0, // the latest /recommend round: older answers are dropped, not rendered
 };
 
 const $ = (id) => document.getElementById(id);
@@ -182,12 +182,16 @@ function modeColumn(mode) {
 async function recommend(event) {
   if (event) event.preventDefault();
   const modes = (state.config && state.config.modes) || ["dense"];
+  const seq = ++state.recSeq;
+  const current = () => seq === state.recSeq;
   if (!state.history.length) {
     for (const mode of ALL_MODES) {
       const col = modeColumn(mode);
       col.querySelector(".meta").textContent = modes.includes(mode) ? "add items to the history" : "not available in this artifact set";
       col.querySelector(".results").replaceChildren();
     }
+    $("modes").dataset.historyLen = "0";
+    $("modes").dataset.seq = String(seq);
     return;
   }
   const k = Math.max(1, Math.min(Number($("f-k").value) || 8, (state.config && state.config.max_k) || 100));
@@ -208,6 +212,7 @@ async function recommend(event) {
       col.classList.remove("unavailable");
       meta.textContent = "…";
       const r = await api("POST", "/recommend", Object.assign({ mode }, base));
+      if (!current()) return;
       if (!r.ok) {
         meta.textContent = `error ${r.status}: ${(r.data && r.data.error && r.data.error.message) || ""}`;
         list.replaceChildren();
@@ -217,6 +222,9 @@ async function recommend(event) {
       renderList(list, r.data.items, "nothing matches these filters");
     })
   );
+  if (!current()) return;
+  $("modes").dataset.historyLen = String(base.history.length);
+  $("modes").dataset.seq = String(seq);
   setStatus(`recommended from ${state.history.length} history items`, "ok");
 }
 
