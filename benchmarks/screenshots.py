@@ -112,7 +112,7 @@ def run_flow(browser: Any, base: str, query: str, out: Path | None = None) -> Fl
     first = page.locator(f"{dense} li.item").first
     payload = json.loads(first.locator("pre.payload").text_content() or "{}")
     categories = [c for c in payload.get("categories", []) if c]
-    res.filtered_category = categories[-1] if categories else ""
+    res.filtered_category = categories[1] if len(categories) > 1 else (categories[0] if categories else "")
     if res.filtered_category:
         seq = int(page.get_attribute("#modes", "data-seq") or 0)
         page.fill("#f-category", res.filtered_category)
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--artifacts", type=Path, default=Path("artifacts"), help="artifact sets to serve (make demo-build)"
     )
-    ap.add_argument("--query", default="gentle shampoo", help="the search the flow starts with")
+    ap.add_argument("--query", default="tea tree shampoo", help="the search the flow starts with")
     args = ap.parse_args(argv)
     chromium = find_chromium()
     if chromium is None:

@@ -44,11 +44,16 @@ def test_page_and_assets_are_served_with_a_strict_csp(make_client: Callable[...,
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
+def chromium() -> str:
     if CHROMIUM is None:
         pytest.skip("no chromium binary installed (apt-get install -y chromium); CI installs it")
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed (dev extra)")
-    with launch(CHROMIUM) as b:
+    return CHROMIUM
+
+
+@pytest.fixture
+def browser(chromium: str) -> Iterator[Any]:
+    with launch(chromium) as b:
         yield b
 
 
@@ -92,3 +97,19 @@ def test_new_item_history_and_reindex_token_not_stored(browser: Any, live_servic
     # the only console error is the browser's own line about the refused (401) request
     assert all("401" in e for e in errors), errors
     assert httpx.get(f"{base}/readyz").status_code == 200
+
+
+def test_screenshots_command_writes_pngs_where_asked(
+    chromium: str,
+    live_service: Callable[..., str],  # noqa: F811
+    tmp_path: Any,
+) -> None:
+    from benchmarks.screenshots import main
+
+    base = live_service()
+    out = tmp_path / "img"
+    assert main(["--out", str(out), "--url", base, "--query", "Skin product fresh"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["ui-add-item.png", "ui-payload.png", "ui-recommend.png", "ui-search.png"]
+    for p in out.iterdir():
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000, p
