@@ -69,13 +69,13 @@ test-fast: setup  ## unit + api tests only
 	$(BIN)/python -m pytest -q -m "not slow and not integration"
 
 lint: setup  ## ruff + mypy
-	$(BIN)/ruff check service training benchmarks tests
-	$(BIN)/ruff format --check service training benchmarks tests
-	$(BIN)/mypy service training benchmarks
+	$(BIN)/ruff check service training benchmarks tests recsvc_client
+	$(BIN)/ruff format --check service training benchmarks tests recsvc_client
+	$(BIN)/mypy service training benchmarks recsvc_client
 
 format: setup
-	$(BIN)/ruff format service training benchmarks tests
-	$(BIN)/ruff check --fix service training benchmarks tests
+	$(BIN)/ruff format service training benchmarks tests recsvc_client
+	$(BIN)/ruff check --fix service training benchmarks tests recsvc_client
 
 bench: setup  ## print the embed benchmark (torch vs ONNX fp32 vs int8)
 	$(BIN)/python -m benchmarks.embed

@@ -132,6 +132,14 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     batcher: BatcherSettings = Field(default_factory=BatcherSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Root log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Console log lines: text (readable, with [request id]) or json (one object per line: ts, level, "
+        "logger, message, request_id, ...).",
+    )
+    access_log: bool = Field(
+        default=True, description="Log one line per request (method, path, status, ms, request id) on service.access."
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description='Origins allowed by CORS (JSON list, e.g. ["https://app.example"]).'
     )

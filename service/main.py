@@ -22,11 +22,12 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
-from service.api import admin, embed, health, recommend
+from service.api import admin, embed, health, openai_compat, recommend, search, ui
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.middleware import BodySizeLimitMiddleware, install_access_log_redaction
 from service.config import Settings
 from service.errors import ConfigurationError, document_errors, error_responses, install_error_handlers
+from service.logging_setup import RequestIdMiddleware, configure_logging
 from service.state import Components, build_state
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
             "(e.g. `openssl rand -hex 24`) or disable them with RECSVC_ENABLE_ADMIN=false"
         )
     _configure_logging(settings.log_level)
+    configure_logging(settings.log_format)
     metrics = Metrics()
 
     @asynccontextmanager
@@ -105,6 +107,9 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     # parameters, 413/415 for bodies, 404 for path ids, 500 everywhere) and replaces FastAPI's 422.
     app.include_router(embed.router, responses=error_responses(503))
     app.include_router(recommend.router, responses=error_responses(503))
+    app.include_router(search.router, responses=error_responses(503))
+    app.include_router(openai_compat.router)
+    app.include_router(ui.router)
     if settings.enable_admin:
         app.include_router(admin.router, responses=error_responses(401, 409, 503))
     app.include_router(health.router)
@@ -120,6 +125,8 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outermost: every response (413s, errors) carries the request id, every log line of the request names it.
+    app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)
     return app
 
 
