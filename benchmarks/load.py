@@ -678,6 +678,7 @@ def run(opts: Options) -> dict[str, Any]:
         sample = pools["long"][0][:8] + pools["short"][0][:8]
         result["agreement"] = asyncio.run(agreement(systems, sample))
         for name, a in result["agreement"].items():
+            logger.info("%s vs ours: min cosine %.5f, mean %.5f", name, a["min_cosine"], a["mean_cosine"])
             if a["min_cosine"] < MIN_AGREEMENT:
                 logger.warning("%s disagrees with ours (min cosine %.4f): its rows are skipped", name, a["min_cosine"])
                 result["systems"][name]["status"] = "disagrees"
@@ -688,9 +689,9 @@ def run(opts: Options) -> dict[str, Any]:
             floor = Floor(root, opts.variant, opts.startup_timeout_s)
             stack.callback(floor.close)
         for name, system in systems.items():  # every system sees every shape before timing
-            for w in plan.embed:
-                warm = EmbedWorkload(w.texts, min(w.clients, 4), w.items, min(w.requests, 4), 30.0)
-                asyncio.run(measure_embed(system, warm, pools[w.texts][0], 0))
+            for texts, items in {(w.texts, w.items) for w in plan.embed}:
+                warm = EmbedWorkload(texts, 1, items, 2, 30.0)
+                asyncio.run(measure_embed(system, warm, pools[texts][0], 0))
             logger.info("%s warmed up", name)
 
         item_ids: list[str] = json.loads((root / manifest.items.ids).read_text())
