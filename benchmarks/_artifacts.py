@@ -21,7 +21,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path("var/bench-demo")
-SMALL_DEMO = {"items": 1200, "users": 2500, "seqrec_minutes": 1.0, "seqrec_epochs": 6}
+SMALL_DEMO: dict[str, float] = {"items": 1200, "users": 2500, "seqrec_minutes": 1.0, "seqrec_epochs": 6}
 
 
 def find_set(path: Path) -> Path | None:
@@ -41,18 +41,22 @@ def find_set(path: Path) -> Path | None:
     return root if (root / "manifest.json").is_file() else None
 
 
-def build_small_demo(out: Path, *, timeout_s: float = 1200, threads: int = 2) -> Path:
+def build_small_demo(
+    out: Path, *, timeout_s: float = 1800, threads: int = 2, sizes: dict[str, float] | None = None
+) -> Path:
     """Generate the small demo shop and build its artifact set under ``out/artifacts`` (child processes:
-    the encoder export must not share a process with other torch work); the set's folder."""
+    the encoder export must not share a process with other torch work); the set's folder.
+    ``sizes`` overrides entries of ``SMALL_DEMO`` (items, users, seqrec_minutes, seqrec_epochs)."""
+    size = {**SMALL_DEMO, **(sizes or {})}
     data = out / "data"
     artifacts = out / "artifacts"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     steps = [
         [sys.executable, "-m", "training.data.demo", "--out", str(data),
-         "--items", str(SMALL_DEMO["items"]), "--users", str(SMALL_DEMO["users"])],
+         "--items", str(int(size["items"])), "--users", str(int(size["users"]))],
         [sys.executable, "-m", "training.cli", "build", "--data", str(data), "--out", str(artifacts),
          "--name", "benchdemo", "--no-push", "--threads", str(threads),
-         "--seqrec-minutes", str(SMALL_DEMO["seqrec_minutes"]), "--seqrec-epochs", str(SMALL_DEMO["seqrec_epochs"])],
+         "--seqrec-minutes", str(size["seqrec_minutes"]), "--seqrec-epochs", str(int(size["seqrec_epochs"]))],
     ]  # fmt: skip
     t0 = time.monotonic()
     for cmd in steps:

@@ -723,7 +723,7 @@ def _start_systems(
     ours = start_ours(root, work, opts.threads, opts.ours_env, opts.startup_timeout_s)
     stack.callback(ours.server.stop)
     systems[OURS] = ours
-    status[OURS] = {"status": "ok", "startup_s": round(ours.startup_s, 1)}
+    status[OURS] = {"status": "ok", "startup_s": round(ours.startup_s, 1), "url": ours.server.base_url}
     logger.info("ours ready in %.1fs", ours.startup_s)
     python, info = (None, "not run (--no-peers)") if not opts.peers else find_infinity(opts.infinity_python)
     if python is None:
@@ -744,7 +744,12 @@ def _start_systems(
             continue
         stack.callback(system.server.stop)
         systems[name] = system
-        status[name] = {"status": "ok", "startup_s": round(system.startup_s, 1), "infinity_emb": info}
+        status[name] = {
+            "status": "ok",
+            "startup_s": round(system.startup_s, 1),
+            "url": system.server.base_url,
+            "infinity_emb": info,
+        }
         logger.info("%s ready in %.1fs", name, system.startup_s)
     return systems
 
