@@ -270,11 +270,13 @@ def ours_env(root: Path, data_dir: Path, threads: int, extra: dict[str, str]) ->
     return env
 
 
-def start_ours(root: Path, work: Path, threads: int, extra_env: dict[str, str], timeout_s: float) -> System:
+def start_ours(
+    root: Path, work: Path, threads: int, extra_env: dict[str, str], timeout_s: float, workers: int = 1
+) -> System:
     port = free_port()
     server = ServerProcess(
         name=OURS,
-        cmd=[sys.executable, "-m", "service.cli", "--host", LOOPBACK, "--port", str(port), "--workers", "1",
+        cmd=[sys.executable, "-m", "service.cli", "--host", LOOPBACK, "--port", str(port), "--workers", str(workers),
              "--log-level", "warning"],
         base_url=f"http://{LOOPBACK}:{port}",
         log_path=work / "ours.log",
@@ -636,6 +638,7 @@ class Options:
     giveup_peers: bool = False
     recommend: bool = True
     ours_env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1  # of our server (the peers run one)
     startup_timeout_s: float = 300.0
     plan: Plan | None = None  # None: make_plan(quick)
 
@@ -720,7 +723,7 @@ def _start_systems(
 ) -> dict[str, System]:
     """Ours, then the peers that are installed and start; ``status`` says what happened to each."""
     systems: dict[str, System] = {}
-    ours = start_ours(root, work, opts.threads, opts.ours_env, opts.startup_timeout_s)
+    ours = start_ours(root, work, opts.threads, opts.ours_env, opts.startup_timeout_s, opts.workers)
     stack.callback(ours.server.stop)
     systems[OURS] = ours
     status[OURS] = {"status": "ok", "startup_s": round(ours.startup_s, 1), "url": ours.server.base_url}
@@ -876,8 +879,10 @@ def render_markdown(res: dict[str, Any]) -> str:
         f"{' --neighbour' if opts.get('neighbour') else ''} --out docs/results/serving.json` "
         f"(then `python -m benchmarks.load --results-md docs/RESULTS.md --from docs/results/serving.json`). "
         f"Run {res.get('started_at', '?')} on {res.get('machine', {}).get('cpus', '?')} cores, "
-        f"artifact set `{res.get('artifacts', {}).get('version', '?')}`, {opts.get('threads')} intra-op threads and "
-        f"one worker per system, {opts.get('rounds')} rounds with the systems alternating; medians over rounds, "
+        f"artifact set `{res.get('artifacts', {}).get('version', '?')}`, {opts.get('threads')} intra-op threads "
+        f"per system, {opts.get('workers', 1)} worker(s) of ours and one of each peer (infinity's ONNX sessions use "
+        f"onnxruntime's default thread count, one per core), {opts.get('rounds')} rounds with the systems "
+        f"alternating; medians over rounds, "
         f"1-minute load average (min–max over rounds) beside each figure. Only ratios measured in one run count.",
         "",
     ]
@@ -986,6 +991,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-giveup", action="store_true", help="skip the give-up scenario")
     ap.add_argument("--giveup-peers", action="store_true", help="run the give-up scenario on the peers too")
     ap.add_argument("--neighbour", action="store_true", help="a CPU-bound busy loop on one core during the run")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes of our server (peers run one)")
     ap.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE", help="extra env of our server")
     ap.add_argument("--results-md", type=Path, default=None, help="write the serving section of this page")
     ap.add_argument("--from", dest="from_json", type=Path, default=None, help="render this JSON (no run)")
@@ -1003,8 +1009,8 @@ def main(argv: list[str] | None = None) -> int:
         res = json.loads(args.from_json.read_text())
         write_results_md(res, args.results_md)
         return 0
-    if args.rounds < 1 or args.threads < 1:
-        ap.error("--rounds and --threads must be >= 1")
+    if args.rounds < 1 or args.threads < 1 or args.workers < 1:
+        ap.error("--rounds, --threads and --workers must be >= 1")
     try:
         extra_env = _env_pairs(args.ours_env)
     except argparse.ArgumentTypeError as exc:
@@ -1015,7 +1021,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick, rounds=args.rounds, threads=args.threads, variant=args.encoder, artifacts=args.artifacts,
         peers=not args.no_peers, infinity_python=args.infinity_python, neighbour=args.neighbour,
         giveup=not args.no_giveup, giveup_peers=args.giveup_peers, recommend=not args.no_recommend,
-        ours_env=extra_env, plan=make_plan(args.quick, args.tiny),
+        ours_env=extra_env, workers=args.workers, plan=make_plan(args.quick, args.tiny),
     )  # fmt: skip
     with _terminate_as_interrupt(), busy_neighbour(args.neighbour):
         res = run(opts)
