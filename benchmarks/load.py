@@ -142,7 +142,7 @@ def make_plan(quick: bool, tiny: bool = False) -> Plan:
         deadline, floor_n = 30.0, 5
         giveup = GiveUp(clients=8, items=4, client_timeout_s=1.0, texts="short", probe_timeout_s=60.0)
     elif quick:
-        embed_requests = {(1, 1): 8, (32, 1): 64, (4, 32): 8}
+        embed_requests = {(1, 1): 6, (32, 1): 32, (4, 32): 4}  # one request per client: a burst
         rec = ((1, 30), (20, 120), (100, 200))
         deadline, floor_n = 15.0, 40
         giveup = GiveUp(clients=200, items=32, client_timeout_s=5.0, texts="short", probe_timeout_s=90.0)
