@@ -497,12 +497,16 @@ async def measure_giveup(system: System, g: GiveUp, pool: list[str]) -> dict[str
     la_burst = loadavg()
     async with async_client(system.server.base_url, 1) as client:
         t0 = time.perf_counter()
+        after: float | None = None
+        timed_out, status = False, 200
         try:
             await _embed_once(client, system, probe, g.probe_timeout_s)
-            after: float | None = (time.perf_counter() - t0) * 1000
-            timed_out = False
+            after = (time.perf_counter() - t0) * 1000
         except httpx.TimeoutException:
-            after, timed_out = None, True
+            timed_out = True
+        except httpx.HTTPStatusError as exc:  # e.g. shed: the figure is then how long the answer took
+            status = exc.response.status_code
+            after = (time.perf_counter() - t0) * 1000
     idle_ms = median(idle[1:])
     return {
         "clients": g.clients,
@@ -514,6 +518,7 @@ async def measure_giveup(system: System, g: GiveUp, pool: list[str]) -> dict[str
         "idle_ms": round(idle_ms, 2),
         "after_ms": None if after is None else round(after, 2),
         "after_timed_out": timed_out,
+        "after_status": status,
         "after_limit_s": g.probe_timeout_s,
         "after_over_idle": None if after is None else round(after / idle_ms, 2),
         "loadavg": loadavg(),
@@ -547,16 +552,18 @@ class Floor:
     """The same dense scoring called in process, in a child pinned to one core (no HTTP, no
     response building): what one core does per request, the reference of the /recommend rows."""
 
-    def __init__(self, root: Path, variant: str, timeout_s: float) -> None:
+    def __init__(self, root: Path, variant: str, timeout_s: float, log_path: Path) -> None:
+        self.log_path = log_path
         repo = Path(__file__).resolve().parents[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECSVC_")}
         env.update({"PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                     "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})  # fmt: skip
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", FLOOR_CHILD, str(root), variant],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
-            start_new_session=True,
-        )  # fmt: skip
+        with log_path.open("wb") as log:  # a file, not a pipe: a chatty child can never block on it
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", FLOOR_CHILD, str(root), variant],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
+                start_new_session=True,
+            )  # fmt: skip
         self._read(timeout_s)
 
     def _read(self, timeout_s: float) -> dict[str, Any]:
@@ -565,7 +572,7 @@ class Floor:
         line = self.proc.stdout.readline() if ready else ""
         if not line:
             self.close()
-            err = self.proc.stderr.read()[-2000:] if self.proc.stderr is not None else ""
+            err = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
             raise RuntimeError(f"in-process floor did not answer within {timeout_s:.0f}s:\n{err}")
         return dict(json.loads(line))
 
@@ -689,7 +696,7 @@ def run(opts: Options) -> dict[str, Any]:
 
         floor = None
         if opts.recommend:
-            floor = Floor(root, opts.variant, opts.startup_timeout_s)
+            floor = Floor(root, opts.variant, opts.startup_timeout_s, work / "floor.log")
             stack.callback(floor.close)
         for name, system in systems.items():  # every system sees every shape before timing
             for texts, items in {(w.texts, w.items) for w in plan.embed}:
@@ -951,6 +958,8 @@ def render_markdown(res: dict[str, Any]) -> str:
         for name, g in res["giveup"].items():
             b = g["burst"]
             after = f"> {g['after_limit_s'] * 1000:,.0f}" if g["after_timed_out"] else _f(g["after_ms"])
+            if g.get("after_status", 200) != 200:
+                after += f" ({g['after_status']})"
             lines.append(
                 f"| {name} | {g['clients']} × {g['items']} {g['texts']}, {g['client_timeout_s']:.0f} s timeout | "
                 f"{b['ok']} / {b['timeouts']} / {b['shed']} | {_f(g['idle_ms'])} | {after} | "
