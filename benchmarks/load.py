@@ -73,6 +73,7 @@ from benchmarks._http import (
     percentile,
     ratio,
     run_clients,
+    run_raw_clients,
 )
 
 logger = logging.getLogger("benchmarks.load")
@@ -219,16 +220,6 @@ class System:
     body: Callable[[list[str]], dict[str, Any]]
     vectors: Callable[[dict[str, Any]], list[list[float]]]
     startup_s: float = 0.0
-
-    def check(self, n: int) -> Callable[[httpx.Response], str | None]:
-        def _check(r: httpx.Response) -> str | None:
-            try:
-                got = len(self.vectors(r.json()))
-            except (ValueError, KeyError, TypeError) as exc:
-                return f"bad body: {exc}"
-            return None if got == n else f"{got} vectors for {n} texts"
-
-        return _check
 
 
 def _ours_body(texts: list[str]) -> dict[str, Any]:
@@ -434,15 +425,70 @@ def _bodies(system: System, pool: list[str], n: int, items: int, offset: int) ->
     return out
 
 
-async def measure_embed(system: System, w: EmbedWorkload, pool: list[str], offset: int) -> dict[str, Any]:
-    bodies = _bodies(system, pool, w.requests, w.items, offset)
-    async with async_client(system.server.base_url, w.clients) as client:
+CLIENTS = ("raw", "httpx")
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        import orjson
+
+        return orjson.loads(data)
+    except ImportError:
+        return json.loads(data)
+
+
+def _count_check(count: Callable[[Any], int], n: int) -> Callable[[bytes], str | None]:
+    """A body check: the answer parses and ``count`` of it is ``n``."""
+
+    def check(data: bytes) -> str | None:
+        try:
+            got = count(_loads(data))
+        except (ValueError, KeyError, TypeError) as exc:
+            return f"bad body: {exc}"
+        return None if got == n else f"{got} results for {n} expected"
+
+    return check
+
+
+async def _drive(
+    base_url: str,
+    path: str,
+    bodies: list[dict[str, Any]],
+    *,
+    clients: int,
+    items: int,
+    timeout_s: float,
+    deadline_s: float,
+    check: Callable[[bytes], str | None],
+    client: str,
+) -> tuple[LoadResult, float]:
+    """Send ``bodies`` with ``clients`` concurrent clients of kind ``client`` (raw or httpx); the
+    result and the load generator's CPU seconds (this process) while it ran."""
+    if client == "raw":
+        encoded = [json.dumps(b).encode() for b in bodies]  # before the clock starts
+        cpu0 = time.process_time()
+        res = await run_raw_clients(
+            base_url, path, encoded, clients=clients, items_per_request=items, timeout_s=timeout_s,
+            deadline_s=deadline_s, check=lambda _status, data: check(data),
+        )  # fmt: skip
+        return res, time.process_time() - cpu0
+    async with async_client(base_url, clients) as http:
         cpu0 = time.process_time()
         res = await run_clients(
-            client, system.embed_path, bodies, clients=w.clients, items_per_request=w.items,
-            timeout_s=60.0, deadline_s=w.deadline_s, check=system.check(w.items),
+            http, path, bodies, clients=clients, items_per_request=items, timeout_s=timeout_s,
+            deadline_s=deadline_s, check=lambda r: check(r.content),
         )  # fmt: skip
-        cpu = time.process_time() - cpu0
+        return res, time.process_time() - cpu0
+
+
+async def measure_embed(
+    system: System, w: EmbedWorkload, pool: list[str], offset: int, client: str = "raw"
+) -> dict[str, Any]:
+    bodies = _bodies(system, pool, w.requests, w.items, offset)
+    res, cpu = await _drive(
+        system.server.base_url, system.embed_path, bodies, clients=w.clients, items=w.items, timeout_s=60.0,
+        deadline_s=w.deadline_s, check=_count_check(lambda d: len(system.vectors(d)), w.items), client=client,
+    )  # fmt: skip
     return _summary(res, cpu)
 
 
@@ -459,48 +505,39 @@ def recommend_bodies(item_ids: list[str], n: int, seed: int, history: int = 5) -
     return [{"history": rng.sample(item_ids, history), "k": 10, "mode": "dense"} for _ in range(n)]
 
 
-def _check_recommend(r: httpx.Response) -> str | None:
-    try:
-        items = r.json()["items"]
-    except (ValueError, KeyError, TypeError) as exc:
-        return f"bad body: {exc}"
-    return None if isinstance(items, list) and items else "no items"
-
-
-async def measure_recommend(system: System, w: RecommendWorkload, bodies: list[dict[str, Any]]) -> dict[str, Any]:
-    async with async_client(system.server.base_url, w.clients) as client:
-        cpu0 = time.process_time()
-        res = await run_clients(
-            client, "/recommend", bodies, clients=w.clients, items_per_request=1, timeout_s=60.0,
-            deadline_s=w.deadline_s, check=_check_recommend,
-        )  # fmt: skip
-        cpu = time.process_time() - cpu0
+async def measure_recommend(
+    system: System, w: RecommendWorkload, bodies: list[dict[str, Any]], client: str = "raw"
+) -> dict[str, Any]:
+    res, cpu = await _drive(
+        system.server.base_url, "/recommend", bodies, clients=w.clients, items=1, timeout_s=60.0,
+        deadline_s=w.deadline_s, check=_count_check(lambda d: len(d["items"]), 10), client=client,
+    )  # fmt: skip
     return _summary(res, cpu)
 
 
-async def measure_giveup(system: System, g: GiveUp, pool: list[str]) -> dict[str, Any]:
+async def measure_giveup(system: System, g: GiveUp, pool: list[str], client: str = "raw") -> dict[str, Any]:
     """Idle single-request latency, then ``g.clients`` concurrent big requests that give up after
     ``g.client_timeout_s``, then the next single request's latency (bounded by ``g.probe_timeout_s``)."""
     probe = [pool[0]]
-    async with async_client(system.server.base_url, 4) as client:
+    async with async_client(system.server.base_url, 4) as http:
         idle = []
         for _ in range(5):
             t0 = time.perf_counter()
-            await _embed_once(client, system, probe, 60.0)
+            await _embed_once(http, system, probe, 60.0)
             idle.append((time.perf_counter() - t0) * 1000)
     bodies = _bodies(system, pool, g.clients, g.items, 7)
-    async with async_client(system.server.base_url, g.clients) as burst:
-        res = await run_clients(
-            burst, system.embed_path, bodies, clients=g.clients, items_per_request=g.items,
-            timeout_s=g.client_timeout_s, deadline_s=g.client_timeout_s + 5, check=system.check(g.items),
-        )  # fmt: skip
+    res, _ = await _drive(
+        system.server.base_url, system.embed_path, bodies, clients=g.clients, items=g.items,
+        timeout_s=g.client_timeout_s, deadline_s=g.client_timeout_s + 5,
+        check=_count_check(lambda d: len(system.vectors(d)), g.items), client=client,
+    )  # fmt: skip
     la_burst = loadavg()
-    async with async_client(system.server.base_url, 1) as client:
+    async with async_client(system.server.base_url, 1) as http:
         t0 = time.perf_counter()
         after: float | None = None
         timed_out, status = False, 200
         try:
-            await _embed_once(client, system, probe, g.probe_timeout_s)
+            await _embed_once(http, system, probe, g.probe_timeout_s)
             after = (time.perf_counter() - t0) * 1000
         except httpx.TimeoutException:
             timed_out = True
@@ -646,6 +683,7 @@ class Options:
     recommend: bool = True
     ours_env: dict[str, str] = field(default_factory=dict)
     workers: int = 1  # of our server (the peers run one)
+    client: str = "raw"  # load generator: "raw" (asyncio streams) or "httpx"
     startup_timeout_s: float = 300.0
     plan: Plan | None = None  # None: make_plan(quick)
 
@@ -701,11 +739,13 @@ def run(opts: Options) -> dict[str, Any]:
         for name, system in systems.items():  # every system sees every shape before timing
             for texts, items in {(w.texts, w.items) for w in plan.embed}:
                 warm = EmbedWorkload(texts, 1, items, 2, 30.0)
-                asyncio.run(measure_embed(system, warm, pools[texts][0], 0))
+                asyncio.run(measure_embed(system, warm, pools[texts][0], 0, opts.client))
             logger.info("%s warmed up", name)
 
         item_ids: list[str] = json.loads((root / manifest.items.ids).read_text())
-        embed_rounds, rec_rounds, floor_rounds = _rounds(opts.rounds, plan, systems, pools, floor, item_ids)
+        embed_rounds, rec_rounds, floor_rounds = _rounds(
+            opts.rounds, plan, systems, pools, floor, item_ids, opts.client
+        )
         result["embed"] = _embed_rows(plan, pools, embed_rounds)
         if floor is not None:
             floor.close()
@@ -714,7 +754,7 @@ def run(opts: Options) -> dict[str, Any]:
             result["giveup"] = {}
             for name in [OURS, *(p for p in systems if p != OURS and opts.giveup_peers)]:
                 logger.info("give-up scenario on %s", name)
-                g = asyncio.run(measure_giveup(systems[name], plan.giveup, pools[plan.giveup.texts][0]))
+                g = asyncio.run(measure_giveup(systems[name], plan.giveup, pools[plan.giveup.texts][0], opts.client))
                 result["giveup"][name] = g
                 logger.info("give-up on %s: next request %s ms, idle %.1f ms", name, g["after_ms"], g["idle_ms"])
                 systems[name].server.stop()  # its backlog would slow whoever comes next
@@ -774,6 +814,7 @@ def _rounds(
     pools: dict[str, tuple[list[str], float]],
     floor: Floor | None,
     item_ids: list[str],
+    client: str = "raw",
 ) -> tuple[dict[str, Rounds], Rounds, list[dict[str, Any]]]:
     """Every workload on every system, ``n_rounds`` times, the order rotating; the floor runs before
     the /recommend rows in odd rounds and after them in even ones."""
@@ -785,7 +826,7 @@ def _rounds(
         for wi, w in enumerate(plan.embed):
             for name in rotated(names, r + wi):
                 offset = (r * 131 + wi * 17) % len(pools[w.texts][0])
-                s = asyncio.run(measure_embed(systems[name], w, pools[w.texts][0], offset))
+                s = asyncio.run(measure_embed(systems[name], w, pools[w.texts][0], offset, client))
                 embed_rounds[w.name][name].append(s)
                 _log_row(r, w.name, name, s, "items_per_s")
         if floor is None:
@@ -795,7 +836,7 @@ def _rounds(
             floor_rounds.append(floor.run(floor_bodies, 600))
         for rw in plan.recommend:
             bodies = recommend_bodies(item_ids, rw.requests, 1000 * r + rw.clients)
-            s = asyncio.run(measure_recommend(systems[OURS], rw, bodies))
+            s = asyncio.run(measure_recommend(systems[OURS], rw, bodies, client))
             rec_rounds[rw.name].append(s)
             _log_row(r, rw.name, OURS, s, "req_per_s")
         if r % 2 == 0:
@@ -1000,6 +1041,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-giveup", action="store_true", help="skip the give-up scenario")
     ap.add_argument("--giveup-peers", action="store_true", help="run the give-up scenario on the peers too")
     ap.add_argument("--neighbour", action="store_true", help="a CPU-bound busy loop on one core during the run")
+    ap.add_argument("--client", default="raw", choices=CLIENTS, help="load generator (raw: asyncio streams)")
     ap.add_argument("--workers", type=int, default=1, help="worker processes of our server (peers run one)")
     ap.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE", help="extra env of our server")
     ap.add_argument("--results-md", type=Path, default=None, help="write the serving section of this page")
@@ -1030,7 +1072,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick, rounds=args.rounds, threads=args.threads, variant=args.encoder, artifacts=args.artifacts,
         peers=not args.no_peers, infinity_python=args.infinity_python, neighbour=args.neighbour,
         giveup=not args.no_giveup, giveup_peers=args.giveup_peers, recommend=not args.no_recommend,
-        ours_env=extra_env, workers=args.workers, plan=make_plan(args.quick, args.tiny),
+        ours_env=extra_env, workers=args.workers, client=args.client, plan=make_plan(args.quick, args.tiny),
     )  # fmt: skip
     with _terminate_as_interrupt(), busy_neighbour(args.neighbour):
         res = run(opts)

@@ -23,13 +23,12 @@ from hypothesis import strategies as st
 from benchmarks import load
 from benchmarks._http import (
     ServerProcess,
-    async_client,
     check_loopback,
     free_port,
     median,
     percentile,
     ratio,
-    run_clients,
+    run_raw_clients,
 )
 
 
@@ -176,12 +175,24 @@ def test_server_process_stops_its_whole_group(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------ load client
 class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn serves
+
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        code = {"ok": 200, "shed": 503, "bad": 500}[body["kind"]]
-        payload = json.dumps({"vectors": [[1.0]] * body.get("n", 1)}).encode()
+        kind = body["kind"]
+        if kind == "slow":
+            time.sleep(1.0)
+        code = {"ok": 200, "shed": 503, "bad": 500, "slow": 200, "chunked": 200}[kind]
+        payload = json.dumps({"vectors": [[1.0]] * body.get("n", 2)}).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
+        if kind == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            half = len(payload) // 2
+            for part in (payload[:half], payload[half:], b""):
+                self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            return
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -193,6 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def http_server() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -202,36 +214,70 @@ def http_server() -> Iterator[str]:
         server.server_close()
 
 
-def test_run_clients_counts_ok_shed_errors_and_bad_bodies(http_server: str) -> None:
-    bodies = [{"kind": "ok", "n": 2}] * 6 + [{"kind": "shed"}] * 3 + [{"kind": "bad"}] * 2 + [{"kind": "ok", "n": 1}]
+def _two_vectors(data: bytes) -> str | None:
+    n = len(json.loads(data)["vectors"])
+    return None if n == 2 else f"{n} vectors"
 
-    def check(r: Any) -> str | None:
-        n = len(r.json()["vectors"])
-        return None if n == 2 else f"{n} vectors"
 
-    async def go() -> Any:
-        async with async_client(http_server, 4) as client:
-            return await run_clients(
-                client, "/x", bodies, clients=4, items_per_request=2, timeout_s=10, deadline_s=30, check=check
-            )
-
-    res = asyncio.run(go())
+@pytest.mark.parametrize("client", load.CLIENTS)
+def test_load_clients_count_ok_shed_errors_and_bad_bodies(http_server: str, client: str) -> None:
+    bodies = (
+        [{"kind": "ok"}] * 5 + [{"kind": "chunked"}] + [{"kind": "shed"}] * 3 + [{"kind": "bad"}] * 2
+        + [{"kind": "ok", "n": 1}]
+    )  # fmt: skip
+    res, cpu = asyncio.run(
+        load._drive(
+            http_server,
+            "/x",
+            bodies,
+            clients=4,
+            items=2,
+            timeout_s=10,
+            deadline_s=30,
+            check=_two_vectors,
+            client=client,
+        )
+    )
     s = res.summary()
     assert (s["ok"], s["shed"], s["errors"], s["timeouts"], s["requests"]) == (6, 3, 3, 0, 12)
     assert s["statuses"] == {"200": 7, "500": 2, "503": 3}
-    assert res.items == 12 and s["p50_ms"] is not None and s["items_per_s"] > 0
+    assert res.items == 12 and s["p50_ms"] is not None and s["items_per_s"] > 0 and cpu >= 0
     assert any("1 vectors" in e for e in s["error_samples"])
 
 
-def test_run_clients_stops_at_the_deadline(http_server: str) -> None:
-    async def go() -> Any:
-        async with async_client(http_server, 1) as client:
-            return await run_clients(
-                client, "/x", [{"kind": "ok"}] * 10_000, clients=1, items_per_request=1, timeout_s=10, deadline_s=0.2
-            )
+@pytest.mark.parametrize("client", load.CLIENTS)
+def test_load_clients_give_up_at_their_timeout_and_go_on(http_server: str, client: str) -> None:
+    bodies = [{"kind": "slow"}] * 2 + [{"kind": "ok"}] * 4
+    res, _ = asyncio.run(
+        load._drive(
+            http_server,
+            "/x",
+            bodies,
+            clients=2,
+            items=1,
+            timeout_s=0.3,
+            deadline_s=30,
+            check=_two_vectors,
+            client=client,
+        )
+    )
+    assert res.timeouts == 2 and len(res.latencies_ms) == 4 and res.errors == 0
 
-    res = asyncio.run(go())
-    assert 0 < len(res.latencies_ms) < 10_000
+
+def test_raw_clients_stop_at_the_deadline(http_server: str) -> None:
+    body = json.dumps({"kind": "ok"}).encode()
+    res = asyncio.run(
+        run_raw_clients(
+            http_server, "/x", [body] * 100_000, clients=1, items_per_request=1, timeout_s=10, deadline_s=0.2
+        )
+    )
+    assert 0 < len(res.latencies_ms) < 100_000
+
+
+def test_raw_clients_refuse_other_hosts() -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        asyncio.run(run_raw_clients("http://192.168.1.1:80", "/x", [b"{}"], clients=1, items_per_request=1,
+                                    timeout_s=1, deadline_s=1))  # fmt: skip
 
 
 # -------------------------------------------------------------- renderer
