@@ -2,7 +2,8 @@
 
     python -m benchmarks.load --json [--quick] [--out FILE] [--artifacts DIR] [--neighbour]
                               [--threads 2] [--rounds 3] [--infinity-python PATH] [--no-peers]
-                              [--ours-env KEY=VALUE ...] [--giveup-peers]
+                              [--ours-env KEY=VALUE ...] [--workers 1] [--giveup-peers]
+                              [--client raw|httpx] [--no-recommend] [--no-giveup] [--tiny]
     python -m benchmarks.load --results-md docs/RESULTS.md --from docs/results/serving.json
 
 Starts our service (``recsvc-serve``, one worker, embedded Qdrant in a temporary folder, response
@@ -29,7 +30,9 @@ rounds, printed with the load average (``os.getloadavg()``) of the moment it was
 - give-up: 200 concurrent ``/embed`` x 32 items whose clients give up after 5 s, then the latency
   of the next single request against an idle one (ours; ``--giveup-peers`` for the peers too).
 
-``--neighbour`` runs a CPU-bound busy loop on one core for the whole run. Load only goes to
+The load generator is a small asyncio HTTP/1.1 client (``benchmarks/_http.py``; ``--client httpx``
+to compare: httpx costs the shared cores 4-8x more CPU per request); each row records the client's
+CPU per request. ``--neighbour`` runs a CPU-bound busy loop on one core for the whole run. Load only goes to
 127.0.0.1, every loop is bounded in requests and in time, every server runs in its own process
 group and is stopped on exit, error or Ctrl-C, ports are picked free, temporary folders removed.
 ``--results-md PATH`` (with ``--from JSON`` or after a run) writes the ``serving`` section of a
@@ -295,10 +298,12 @@ def find_infinity(explicit: str | None) -> tuple[str | None, str]:
                 break
             continue
         try:
-            out = subprocess.run(
-                [c, "-c", "import infinity_emb; print(infinity_emb.__version__)"],
-                capture_output=True, text=True, timeout=120, check=False,
-            )  # fmt: skip
+            with tempfile.TemporaryDirectory() as tmp:  # importing infinity_emb makes ./.infinity_cache
+                out = subprocess.run(
+                    [c, "-c", "import infinity_emb; print(infinity_emb.__version__)"],
+                    capture_output=True, text=True, timeout=120, check=False, cwd=tmp,
+                    env={**os.environ, "HF_HOME": tmp},
+                )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
             tried.append(f"{c} ({exc})")
             continue
