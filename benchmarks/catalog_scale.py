@@ -498,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
         "--budget-s", type=float, default=None, help="query time per engine and size (default 300, quick 60)"
     )
     ap.add_argument(
+        "--build-timeout-s", type=float, default=None, help="build limit per engine and size (default 2400, quick 300)"
+    )
+    ap.add_argument(
         "--reindex", type=int, default=None, help="items per reindex run, 0 = skip (default 2000, quick 300)"
     )
     ap.add_argument("--artifacts", type=Path, default=None, help="artifact set for the reindex (as benchmarks.load)")

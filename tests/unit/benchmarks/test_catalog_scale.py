@@ -120,3 +120,20 @@ def test_mips_augment_keeps_the_dot_product_ranking_under_cosine() -> None:
     q_aug = np.append(q, 0.0)
     cos = (aug @ q_aug) / (norms * np.linalg.norm(q_aug))
     assert np.array_equal(np.argsort(-cos)[:20], np.argsort(-(v @ q))[:20])
+
+
+def test_command_line_runs_each_engine_in_its_own_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "scale.json"
+    argv = ["--sizes", "600", "--engines", "exact,edge-mips", "--queries", "4", "--ef", "128", "--reindex", "0",
+            "--json", "--out", str(out)]  # fmt: skip
+    assert cs.main(argv) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res == json.loads(out.read_text())
+    assert [(r["engine"], r["size"], r["status"]) for r in res["search"]] == [
+        ("exact", 600, "ok"),
+        ("edge-mips", 600, "ok"),
+    ]
+    assert res["search"][1]["searches"][0]["ef"] == 128 and "reindex" not in res
+    assert res["recommended"].split(":")[0] in ("exact", "edge-mips (ef 128)")
