@@ -356,3 +356,23 @@ def test_results_md_section_is_replaced_not_duplicated(tmp_path: Path) -> None:
 def test_infinity_is_reported_missing_with_the_reason(tmp_path: Path) -> None:
     python, why = load.find_infinity(str(tmp_path / "nope" / "python"))
     assert python is None and "not installed" in why and "nope" in why
+
+
+def test_text_pools_hold_long_texts_under_the_max_length_and_short_titles() -> None:
+    from service.encoding.tokenize import TextTokenizer
+
+    tok_dir = load.base_model_dir()  # the packaged MiniLM tokenizer, the one the export copies
+    pools = load.text_pools(tok_dir, n=64)
+    tok = TextTokenizer(tok_dir, max_length=512)
+    long, long_mean = pools["long"]
+    short, short_mean = pools["short"]
+    assert len(long) == 64 and len(short) == 64
+    assert all(110 <= len(ids) <= 124 for ids in tok.encode(long))  # never truncated at 128
+    assert max(len(ids) for ids in tok.encode(short)) <= 40 and short_mean < 16 < 110 <= long_mean
+    assert pools == load.text_pools(tok_dir, n=64)  # seeded
+
+
+def test_peer_model_folders(tmp_path: Path) -> None:
+    torch_dir = load.torch_model_folder(tmp_path / "torch")
+    assert json.loads((torch_dir / "sentence_bert_config.json").read_text())["max_seq_length"] == load.MAX_LENGTH
+    assert (torch_dir / "model.safetensors").is_symlink() and (torch_dir / "1_Pooling" / "config.json").exists()
