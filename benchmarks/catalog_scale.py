@@ -131,6 +131,8 @@ class Engine:
     """One way to search the catalog; the constructor imports what it needs (outside the build time)."""
 
     name = ""
+    hnsw_m = 16  # HNSW engines: edges per node and build width (Qdrant's defaults)
+    ef_construct = 100
 
     def build(self, vectors: F32, payloads: list[dict[str, Any]], work: Path) -> None:
         raise NotImplementedError
@@ -212,7 +214,7 @@ class EdgeEngine(Engine):
             vectors={
                 "seqrec": qe.EdgeVectorParams(size=int(vectors.shape[1]), distance=getattr(qe.Distance, self.distance))
             },
-            hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=1000),
+            hnsw_config=qe.HnswIndexConfig(m=self.hnsw_m, ef_construct=self.ef_construct, full_scan_threshold=1000),
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1),  # KB: index every segment
             max_search_threads=1,
         )
@@ -251,10 +253,10 @@ def mips_augment(vectors: F32) -> F32:
 
 
 class EdgeMipsEngine(EdgeEngine):
-    """The edge shard on :func:`mips_augment` ed vectors with cosine distance. HNSW over raw dot
-    products (``edge``) stalls at recall@10 ~0.96-0.98 on these vectors whatever ``hnsw_ef`` (measured
-    up to 2048 at 20k items), while the same vectors normalised reach 1.0: inner product is not a
-    metric, and the graph misses neighbours no search width recovers."""
+    """The edge shard on :func:`mips_augment` ed vectors with cosine distance. At 20k items HNSW over
+    raw dot products (``edge``) stalled at recall@10 0.96-0.98 whatever ``hnsw_ef`` (measured up to
+    2048) while this reached 1.000; at 100k (m 16, ef_construct 100) both were at 0.97-0.99: the
+    graph, not the search width, limits recall there (``--hnsw-m`` / ``--ef-construct``)."""
 
     name = "edge-mips"
     distance = "Cosine"
@@ -275,11 +277,19 @@ ENGINE_CLASSES: dict[str, type[Engine]] = {
 
 
 def run_engine(
-    engine_name: str, size: int, dim: int, n_queries: int, efs: Sequence[int], budget_s: float, seed: int = 0
+    engine_name: str,
+    size: int,
+    dim: int,
+    n_queries: int,
+    efs: Sequence[int],
+    budget_s: float,
+    seed: int = 0,
+    hnsw: tuple[int, int] = (16, 100),
 ) -> dict[str, Any]:
     """One engine at one size, in this process: build, memory, latency and recall. ``budget_s`` bounds
     the queries (shared by the ``efs``; at least 3 per setting), not the build."""
     engine = ENGINE_CLASSES[engine_name]()  # imports first: their memory is not the index's
+    engine.hnsw_m, engine.ef_construct = hnsw
     start_rss, _ = rss_mb()
     vectors = synthetic_vectors(size, dim, seed)
     payloads = synthetic_payloads(size)
@@ -294,6 +304,7 @@ def run_engine(
             "engine": engine_name,
             "size": size,
             "dim": dim,
+            "hnsw": {"m": hnsw[0], "ef_construct": hnsw[1]} if engine_name.startswith("edge") else None,
             "build_s": round(build_s, 2),
             "build_items_per_s": round(size / build_s, 1),
             "data_mb": round(base_rss - start_rss, 1),  # vectors + payloads (the service's snapshot holds them)
@@ -333,7 +344,8 @@ def run_engine(
 def child_main(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     efs = [int(x) for x in args.ef.split(",") if x]
-    row = run_engine(args.child, args.size, args.dim, args.queries, efs, args.budget_s, args.seed)
+    hnsw = (args.hnsw_m, args.ef_construct)
+    row = run_engine(args.child, args.size, args.dim, args.queries, efs, args.budget_s, args.seed, hnsw)
     print(json.dumps(row), flush=True)
     return 0
 
@@ -344,7 +356,8 @@ def run_child(engine: str, size: int, args: argparse.Namespace, timeout_s: float
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "benchmarks.catalog_scale", "--child", engine, "--size", str(size),
            "--dim", str(args.dim), "--queries", str(args.queries), "--ef", args.ef,
-           "--budget-s", str(args.budget_s), "--seed", str(args.seed)]  # fmt: skip
+           "--budget-s", str(args.budget_s), "--seed", str(args.seed),
+           "--hnsw-m", str(args.hnsw_m), "--ef-construct", str(args.ef_construct)]  # fmt: skip
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, start_new_session=True
     )
@@ -453,7 +466,8 @@ def recommend_default(rows: list[dict[str, Any]]) -> str:
 
 def render(res: dict[str, Any]) -> str:
     lines = [
-        f"Dense search, dim {res['dim']}, limit {LIMIT}, {EXCLUDE} ids excluded (load {res['loadavg_start']})",
+        f"Dense search, dim {res['dim']}, limit {LIMIT}, {EXCLUDE} ids excluded, HNSW {res.get('hnsw')} "
+        f"(load {res['loadavg_start']})",
         "| size | engine | ef | build s | build items/s | data MB | index MB | peak RSS MB | p50 ms | p99 ms "
         "| recall@10 | queries | load |",
         "|" + "---|" * 13,
@@ -503,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--reindex", type=int, default=None, help="items per reindex run, 0 = skip (default 2000, quick 300)"
     )
+    ap.add_argument("--hnsw-m", type=int, default=16, help="HNSW edges per node (edge engines)")
+    ap.add_argument("--ef-construct", type=int, default=100, help="HNSW build width (edge engines)")
     ap.add_argument("--artifacts", type=Path, default=None, help="artifact set for the reindex (as benchmarks.load)")
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads of the service (reindex)")
     ap.add_argument("--seed", type=int, default=0)
@@ -525,7 +541,13 @@ def main(argv: list[str] | None = None) -> int:
     n_reindex = args.reindex if args.reindex is not None else (300 if args.quick else 2000)
     if args.quick and args.ef == "64,128,256":
         args.ef = "64,256"
-    res: dict[str, Any] = {"benchmark": "catalog_scale", "dim": args.dim, "sizes": sizes, "loadavg_start": loadavg()}
+    res: dict[str, Any] = {
+        "benchmark": "catalog_scale",
+        "dim": args.dim,
+        "sizes": sizes,
+        "hnsw": {"m": args.hnsw_m, "ef_construct": args.ef_construct},
+        "loadavg_start": loadavg(),
+    }
     res["search"] = []
     for size in sizes:
         for engine in engines:
