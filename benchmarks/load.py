@@ -292,9 +292,12 @@ def find_infinity(explicit: str | None) -> tuple[str | None, str]:
     for c in candidates:
         if not c:
             continue
+        given = c == explicit
+        if os.sep in c:  # a path, relative to here (the check below runs from another folder)
+            c = str(Path(c).absolute())
         if not Path(c).exists():
             tried.append(f"{c} (missing)")
-            if c == explicit:
+            if given:  # what the user named is missing: say so rather than use another
                 break
             continue
         try:
@@ -308,7 +311,7 @@ def find_infinity(explicit: str | None) -> tuple[str | None, str]:
             tried.append(f"{c} ({exc})")
             continue
         if out.returncode == 0:
-            return str(Path(c).absolute()) if os.sep in c else c, out.stdout.strip()
+            return c, out.stdout.strip()
         tried.append(f"{c} (no infinity_emb)")
     return None, "infinity-emb not installed: " + "; ".join(tried) + " (python -m benchmarks.peer_venv makes one)"
 

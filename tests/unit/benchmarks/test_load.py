@@ -353,9 +353,12 @@ def test_results_md_section_is_replaced_not_duplicated(tmp_path: Path) -> None:
     assert text.count("<!-- BEGIN serving -->") == 1 and "keep me" in text and "## Serving under load" in text
 
 
-def test_infinity_is_reported_missing_with_the_reason(tmp_path: Path) -> None:
+def test_infinity_is_reported_missing_with_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     python, why = load.find_infinity(str(tmp_path / "nope" / "python"))
     assert python is None and "not installed" in why and "nope" in why
+    monkeypatch.chdir(tmp_path)  # a relative path is taken from here, and a missing one is not replaced
+    python, why = load.find_infinity("venv/bin/python")
+    assert python is None and str(tmp_path / "venv" / "bin" / "python") in why and sys.executable not in why
 
 
 def test_text_pools_hold_long_texts_under_the_max_length_and_short_titles() -> None:
