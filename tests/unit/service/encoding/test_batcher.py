@@ -59,7 +59,7 @@ def test_concurrent_requests_are_merged_and_each_gets_its_rows() -> None:
         np.testing.assert_allclose(got, reference.encode(req), rtol=1e-6)
 
 
-def test_max_batch_splits_between_requests_never_inside_one() -> None:
+def test_max_batch_bounds_every_model_call_and_large_requests_are_reassembled() -> None:
     enc = CountingEncoder()
 
     async def go() -> tuple[list[np.ndarray], DynamicBatcher]:
@@ -74,11 +74,13 @@ def test_max_batch_splits_between_requests_never_inside_one() -> None:
 
     results, batcher = asyncio.run(go())
     sizes = [len(c) for c in enc.calls]
-    assert 7 in sizes and all(s <= 3 for s in sizes if s != 7)  # the 7-text request runs alone, whole
+    assert all(s <= 3 for s in sizes)  # the 7-text request was split across model calls
     assert sum(sizes) == sum(len(r) for r in REQUESTS) + 7
-    assert [r.shape[0] for r in results] == [2, 1, 3, 1, 7]
+    reference = FakeEncoder(dim=DIM)
+    for req, got in zip([*REQUESTS, [f"t{i}" for i in range(7)]], results, strict=True):
+        np.testing.assert_allclose(got, reference.encode(req), rtol=1e-6)  # rows back in request order
     assert batcher.stats.batches == len(enc.calls) and batcher.stats.requests == 5
-    assert batcher.stats.largest_batch == 7
+    assert batcher.stats.largest_batch == 3
 
 
 def test_requests_arriving_while_a_batch_runs_form_the_next_batch() -> None:
