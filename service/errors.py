@@ -107,6 +107,24 @@ class NotReadyError(ServiceError):
     code = "not_ready"
 
 
+class OverloadedError(ServiceError):
+    """The encoder's queue is full: refused before queueing; retry after ``retry_after_s`` seconds."""
+
+    status_code = 503
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int, details: Any = None) -> None:
+        super().__init__(message, details)
+        self.headers = {"Retry-After": str(int(retry_after_s))}  # type: ignore[misc]
+
+
+class DeadlineExceededError(ServiceError):
+    """The request's deadline (configured default or X-Request-Timeout-Ms) passed; its queued work was dropped."""
+
+    status_code = 504
+    code = "deadline_exceeded"
+
+
 class ConfigurationError(RuntimeError):
     """The service cannot start with these settings or artifacts (raised at start, never per request)."""
 

@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from pydantic import ValidationError
 
 from service.api import admin, embed, health, recommend
+from service.api.deadline import RequestDeadlineMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.middleware import BodySizeLimitMiddleware
 from service.config import Settings
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_request_bytes)
+    # Deadlines + disconnect cancellation (outside the size limit, inside metrics: 499/504 are counted).
+    app.add_middleware(RequestDeadlineMiddleware, settings=settings.deadlines, on_abandoned=metrics.on_abandoned)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
