@@ -17,14 +17,15 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from service.api.deadline import current_deadline
 from service.api.metrics import Metrics
 from service.artifacts import ArtifactError, LoadedArtifacts, load_artifacts
 from service.config import Settings
 from service.core.manifest import Manifest, ManifestError, latest_version
-from service.api.deadline import current_deadline
 from service.encoding.base import Encoder
 from service.encoding.batcher import BULK, INTERACTIVE, DeadlineExceededError, DynamicBatcher, QueueFullError
-from service.errors import ConfigurationError, DeadlineExceededError as DeadlineExceeded, OverloadedError
+from service.errors import ConfigurationError, OverloadedError
+from service.errors import DeadlineExceededError as DeadlineExceeded
 from service.recommender.dense import SeqRecRuntime
 from service.recommender.generative import GenerativeRuntime
 from service.recommender.service import Recommender
