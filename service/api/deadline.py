@@ -121,6 +121,9 @@ class RequestDeadlineMiddleware:
                 task.result()  # re-raise what the app raised
                 return
             reason = "disconnect" if disconnected.is_set() else "deadline"
+            if reason == "deadline" and started:
+                await task  # the answer (e.g. the route's own 504) is being sent: let it finish
+                return
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -29,7 +29,7 @@ def dumps(content: Any) -> bytes:
     return orjson.dumps(content, default=_default, option=OPTIONS)
 
 
-class FastJSONResponse(Response):
+class FastJSONResponse(JSONResponse):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
