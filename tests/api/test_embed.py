@@ -186,7 +186,7 @@ def _post_in_thread(client: TestClient, path: str, body: dict[str, Any], **kw: A
 
 def test_full_queue_answers_503_with_retry_after(gated: Callable[..., Any]) -> None:
     client, enc = gated(batcher={"max_batch": 4, "max_queue_texts": 4})
-    batcher = client.app.state.recsvc.batcher  # type: ignore[attr-defined]
+    batcher = client.app.state.recsvc.batcher
     t1, r1 = _post_in_thread(client, "/embed", {"items": [{"text": "running"}]})
     _wait(enc.entered.is_set)
     t2, r2 = _post_in_thread(client, "/embed", {"items": [{"text": f"queued {i}"} for i in range(3)]})
@@ -239,7 +239,7 @@ def test_client_disconnect_cancels_queued_work(gated: Callable[..., Any]) -> Non
     sent: list[dict[str, Any]] = []
 
     async def call() -> None:
-        batcher = app.state.recsvc.batcher  # type: ignore[attr-defined]
+        batcher = app.state.recsvc.batcher
         hang_up = asyncio.Event()
         messages = [{"type": "http.request", "body": body, "more_body": False}]
 
@@ -277,7 +277,7 @@ def test_client_disconnect_cancels_queued_work(gated: Callable[..., Any]) -> Non
         await asyncio.wait_for(request, 10)
         assert batcher.queued_texts("bulk") == 0  # removed from the queue at once
 
-    client.portal.call(call)  # type: ignore[union-attr]
+    client.portal.call(call)
     enc.gate.set()
     t1.join(20)
     assert r1[0].status_code == 200
@@ -291,7 +291,7 @@ def test_client_disconnect_cancels_queued_work(gated: Callable[..., Any]) -> Non
 
 def test_recommend_text_items_go_ahead_of_an_embed_flood(gated: Callable[..., Any]) -> None:
     client, enc = gated(batcher={"max_batch": 4, "max_queue_texts": 10_000}, redis={"url": None, "cache_ttl_s": 0})
-    batcher = client.app.state.recsvc.batcher  # type: ignore[attr-defined]
+    batcher = client.app.state.recsvc.batcher
     t0, _ = _post_in_thread(client, "/embed", {"items": [{"text": "running"}]})
     _wait(enc.entered.is_set)
     flood = [
