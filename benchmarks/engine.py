@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from benchmarks.texts import product_texts
 
@@ -70,13 +71,23 @@ def texts_by_length(n: int, seed: int = 0) -> dict[str, list[str]]:
     return {"short": by_len[: max(n, 64)], "long": by_len[-max(n, 64) :]}
 
 
+class OldEmbedResponse(BaseModel):
+    """/embed's response model before issue 25 (vectors: list[list[float]] only)."""
+
+    model: str
+    dim: int
+    vectors: list[list[float]]
+    payloads: list[dict[str, Any]] | None = None
+
+
 def old_response(vectors: np.ndarray, model: str) -> bytes:
+    """What the route did: .tolist() -> the model (validation) -> FastAPI's response_model
+    validation of the returned object -> jsonable_encoder -> json.dumps."""
     from fastapi.encoders import jsonable_encoder
 
-    from service.schemas import EmbedResponse
-
-    resp = EmbedResponse(model=model, dim=int(vectors.shape[1]), vectors=vectors.tolist(), payloads=None)
-    return json.dumps(jsonable_encoder(resp)).encode()
+    resp = OldEmbedResponse(model=model, dim=int(vectors.shape[1]), vectors=vectors.tolist(), payloads=None)
+    checked = OldEmbedResponse.model_validate(resp.model_dump())  # FastAPI's second pass (response_model)
+    return json.dumps(jsonable_encoder(checked)).encode()
 
 
 def new_response(vectors: np.ndarray, model: str) -> bytes:
