@@ -341,11 +341,13 @@ class DynamicBatcher:
         if expired:
             ln.stats.expired_requests += 1
             ln.stats.expired_texts += waiting
+            if not req.future.done():
+                req.future.set_exception(DeadlineExceededError("the request's deadline passed while it was queued"))
         else:
             ln.stats.cancelled_requests += 1
             ln.stats.cancelled_texts += waiting
-        if not req.future.done():
-            req.future.cancel()
+            if not req.future.done():
+                req.future.cancel()
 
     def _fail(self, req: _Request, exc: BaseException) -> None:
         if req.gone:

@@ -297,3 +297,22 @@ def test_invalid_lane() -> None:
                 await batcher.encode(["x"], lane="vip")
 
     asyncio.run(go())
+
+
+def test_deadline_passed_while_queued_raises_deadline_error_not_cancellation() -> None:
+    enc = GatedEncoder()
+
+    async def go() -> None:
+        async with DynamicBatcher(enc, max_batch=8) as batcher:
+            running = asyncio.create_task(batcher.encode(["running"]))
+            await _until(enc.entered.is_set)
+            late = asyncio.create_task(batcher.encode(["late"], deadline=time.monotonic() + 0.05))
+            await asyncio.sleep(0.1)
+            batcher._kick()  # a scheduling pass may see the passed deadline before the caller's own timer
+            with pytest.raises(DeadlineExceededError):
+                await late
+            enc.gate.set()
+            await running
+
+    asyncio.run(go())
+    assert ["late"] not in enc.calls
