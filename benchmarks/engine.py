@@ -81,13 +81,12 @@ class OldEmbedResponse(BaseModel):
 
 
 def old_response(vectors: np.ndarray, model: str) -> bytes:
-    """What the route did: .tolist() -> the model (validation) -> FastAPI's response_model
-    validation of the returned object -> jsonable_encoder -> json.dumps."""
-    from fastapi.encoders import jsonable_encoder
-
+    """What the route did: .tolist() -> the response model (validation) -> FastAPI's response_model
+    pass over the returned object (validate + serialise, as FastAPI does) -> json.dumps."""
     resp = OldEmbedResponse(model=model, dim=int(vectors.shape[1]), vectors=vectors.tolist(), payloads=None)
-    checked = OldEmbedResponse.model_validate(resp.model_dump())  # FastAPI's second pass (response_model)
-    return json.dumps(jsonable_encoder(checked)).encode()
+    checked = OldEmbedResponse.model_validate(resp, from_attributes=True)  # FastAPI's second validation
+    body = checked.model_dump(mode="json")
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def new_response(vectors: np.ndarray, model: str) -> bytes:
