@@ -309,3 +309,16 @@ def test_recommend_text_items_go_ahead_of_an_embed_flood(gated: Callable[..., An
     assert all(out[0].status_code == 200 for _, out in flood)
     assert enc.calls[0] == ["running"] and enc.calls[1] == ["rose perfume for the evening"]
     assert 'recsvc_encoder_batch_texts_count{lane="interactive"} 1.0' in client.get("/metrics").text
+
+
+def test_app_state_embed_keeps_its_plain_signature(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    state = client.app.state.recsvc  # type: ignore[attr-defined]
+
+    async def both() -> tuple[np.ndarray, np.ndarray]:
+        return await state.embed(["plain call"]), await state.embed(["plain call"], lane="interactive")
+
+    plain, interactive = client.portal.call(both)  # type: ignore[union-attr]
+    expected = FakeEncoder(dim=TEXT_DIM).encode(["plain call"])
+    np.testing.assert_allclose(plain, expected, atol=1e-6)
+    np.testing.assert_allclose(interactive, expected, atol=1e-6)
