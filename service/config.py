@@ -71,8 +71,75 @@ class LimitSettings(BaseModel):
 
 
 class BatcherSettings(BaseModel):
-    max_batch: int = Field(default=64, ge=1, le=1024, description="Most texts the encoder runs in one batch.")
-    max_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="How long a batch waits to fill up.")
+    max_batch: int = Field(default=64, ge=1, le=1024, description="Most texts the encoder takes in one unit of work.")
+    max_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="Fill window of an idle encoder before it starts a batch (0: start at once; under load "
+        "batches fill while the previous one runs).",
+    )
+    max_queue_texts: int = Field(
+        default=512,
+        ge=1,
+        le=1_000_000,
+        description="Bulk lane (/embed): most texts waiting for the encoder; a request past it gets 503 "
+        "`overloaded` with Retry-After at once. An empty queue admits any request.",
+    )
+    max_interactive_queue_texts: int = Field(
+        default=256,
+        ge=1,
+        le=1_000_000,
+        description="Interactive lane (/recommend text items and profile sentences, served before bulk): "
+        "most texts waiting; past it 503 `overloaded`.",
+    )
+    pipeline: bool = Field(
+        default=True,
+        description="Overlap tokenize, model run and pooling on three threads with length-bucketed batches. "
+        "False: the plain serial path (one thread runs encoder.encode per batch).",
+    )
+    max_batch_tokens: int = Field(
+        default=4096,
+        ge=16,
+        le=1_000_000,
+        description="Most padded tokens (rows x longest text) in one model call of the pipelined path.",
+    )
+    run_batch: int = Field(default=32, ge=1, le=1024, description="Most texts in one model call.")
+
+
+class OnnxSettings(BaseModel):
+    """onnxruntime session options of the encoder and the user tower (intra-op threads: `onnx_threads`)."""
+
+    spinning: bool = Field(
+        default=False,
+        description="Let idle intra-op threads spin between ops. Off: spinning burns the cores the event loop "
+        "and the encoder's tokenizer/pool threads need (docs/OPERATIONS.md, 'Encoder engine').",
+    )
+    inter_op_threads: int = Field(
+        default=1, ge=0, le=256, description="Threads running independent graph nodes (parallel mode only)."
+    )
+    graph_level: Literal["disable", "basic", "extended", "all"] = Field(
+        default="all", description="Graph optimisation level (fusions)."
+    )
+    execution_mode: Literal["sequential", "parallel"] = Field(
+        default="sequential", description="Run graph nodes one at a time or in parallel (a BERT graph is a chain)."
+    )
+
+
+class DeadlineSettings(BaseModel):
+    default_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        le=3_600_000,
+        description="Deadline of a POST request (not /admin) when it names none; past it 504 "
+        "`deadline_exceeded` and its queued encoder work is dropped. 0: no default deadline.",
+    )
+    max_timeout_ms: int = Field(
+        default=120_000,
+        ge=1,
+        le=3_600_000,
+        description="Largest deadline a client may ask for with the `X-Request-Timeout-Ms` header.",
+    )
 
 
 class Settings(BaseSettings):
@@ -131,6 +198,8 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     batcher: BatcherSettings = Field(default_factory=BatcherSettings)
+    onnx: OnnxSettings = Field(default_factory=OnnxSettings)
+    deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Root log level.")
     log_format: Literal["text", "json"] = Field(
         default="text",

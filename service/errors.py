@@ -124,7 +124,26 @@ ERROR_DOCS: dict[int, tuple[str, dict[str, dict[str, Any]]]] = {
     ),
     503: (
         "Temporarily unable to answer (starting or stopping, overloaded, a dependency down); retry later.",
-        {"not_ready": _example("Starting", "not_ready", "the service is starting or stopping; retry shortly")},
+        {
+            "not_ready": _example("Starting", "not_ready", "the service is starting or stopping; retry shortly"),
+            "overloaded": _example(
+                "Encoder queue full",
+                "overloaded",
+                "the encoder's bulk queue is full; retry in 2 s",
+                {"lane": "bulk", "queued_texts": 500, "limit": 512, "request_texts": 32},
+            ),
+        },
+    ),
+    504: (
+        "The request's deadline (X-Request-Timeout-Ms or the configured default) passed; its queued work was dropped.",
+        {
+            "deadline_exceeded": _example(
+                "Deadline passed",
+                "deadline_exceeded",
+                "the request did not finish within its deadline of 30000 ms; its queued work was dropped",
+                {"timeout_ms": 30000},
+            )
+        },
     ),
 }
 
@@ -197,6 +216,8 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
                 wanted.add(422)
             if "requestBody" in op:
                 wanted |= {400, 413, 415}
+            if method == "post" and not path.startswith("/admin"):
+                wanted.add(504)  # RequestDeadlineMiddleware: every POST outside /admin has a deadline
             if any(p.get("in") == "path" for p in params) or "{" in path:
                 wanted.add(404)
             for status in sorted(wanted):
@@ -311,6 +332,24 @@ class UnsupportedMediaTypeError(ServiceError):
             f"the request body must be JSON: send the header `Content-Type: application/json` ({got})",
             {"header": "Content-Type", "expected": "application/json", "got": content_type},
         )
+
+
+class OverloadedError(ServiceError):
+    """The encoder's queue is full: refused before queueing; retry after ``retry_after_s`` seconds."""
+
+    status_code = 503
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int, details: Any = None) -> None:
+        super().__init__(message, details)
+        self.headers = {"Retry-After": str(int(retry_after_s))}  # type: ignore[misc]
+
+
+class DeadlineExceededError(ServiceError):
+    """The request's deadline (configured default or X-Request-Timeout-Ms) passed; its queued work was dropped."""
+
+    status_code = 504
+    code = "deadline_exceeded"
 
 
 class ConfigurationError(RuntimeError):

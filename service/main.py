@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from service.api import admin, embed, health, openai_compat, recommend, search, ui
+from service.api.deadline import RequestDeadlineMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.middleware import BodySizeLimitMiddleware, install_access_log_redaction
 from service.config import Settings
@@ -124,6 +125,8 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_request_bytes)
+    # Deadlines + disconnect cancellation (outside the size limit, inside metrics: 499/504 are counted).
+    app.add_middleware(RequestDeadlineMiddleware, settings=settings.deadlines, on_abandoned=metrics.on_abandoned)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     # Outermost: every response (413s, errors) carries the request id, every log line of the request names it.
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)

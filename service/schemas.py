@@ -121,12 +121,20 @@ class EmbedRequest(BaseModel):
         "limit_exceeded); each text field at most limits.max_text_chars characters (default 10000).",
     )
     return_payload: StrictBool = Field(default=False, description="Also return each item's fields and encoder text.")
+    encoding: Literal["float", "base64"] = Field(
+        default="float",
+        description="float: each vector is a list of numbers. base64: each vector is one base64 string of its "
+        "`dim` little-endian float32 values (numpy: `np.frombuffer(base64.b64decode(s), '<f4')`); ~4x smaller.",
+    )
 
 
 class EmbedResponse(BaseModel):
     model: str = Field(description="Encoder name and artifact version that produced the vectors.")
     dim: int
-    vectors: list[list[float]] = Field(description="One L2-normalised vector per item, in request order.")
+    encoding: Literal["float", "base64"] = Field(default="float", description="How `vectors` are written.")
+    vectors: list[list[float]] | list[str] = Field(
+        description="One L2-normalised vector per item, in request order (base64 strings with encoding=base64)."
+    )
     payloads: list[dict[str, Any]] | None = Field(default=None, description="Per item: fields + `text` (if asked).")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import uuid
@@ -16,13 +17,15 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from service.api.deadline import current_deadline
 from service.api.metrics import Metrics
 from service.artifacts import ArtifactError, LoadedArtifacts, load_artifacts, verify_artifact_set
 from service.config import Settings, is_artifact_version
 from service.core.manifest import ManifestError, latest_version
 from service.encoding.base import Encoder
-from service.encoding.batcher import DynamicBatcher
-from service.errors import ConfigurationError
+from service.encoding.batcher import BULK, INTERACTIVE, DeadlineExceededError, DynamicBatcher, QueueFullError
+from service.errors import ConfigurationError, OverloadedError
+from service.errors import DeadlineExceededError as DeadlineExceeded
 from service.recommender.dense import SeqRecRuntime
 from service.recommender.generative import GenerativeRuntime
 from service.recommender.service import Recommender
@@ -77,13 +80,37 @@ class AppState:
     def model_name(self) -> str:
         return f"{self.encoder.name}@{self.artifacts.version}"
 
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts -> [N, dim] unit vectors through the dynamic batcher."""
-        return await self.batcher.encode(list(texts))
+    async def embed(self, texts: Sequence[str], *, lane: str = BULK, deadline: float | None = None) -> np.ndarray:
+        """Texts -> [N, dim] unit vectors through the dynamic batcher.
+
+        lane: ``bulk`` (/embed-like callers) or ``interactive`` (served first). deadline:
+        ``time.monotonic()`` seconds; None = the current request's deadline (set by
+        ``RequestDeadlineMiddleware``), if any. A full queue -> 503 ``overloaded``; a passed
+        deadline -> 504 ``deadline_exceeded``.
+        """
+        return await encode_through(self.batcher, texts, lane=lane, deadline=deadline)
 
     async def close(self) -> None:
         self.ready = False
         await self._stack.aclose()
+
+
+async def encode_through(
+    batcher: DynamicBatcher, texts: Sequence[str], *, lane: str, deadline: float | None = None
+) -> np.ndarray:
+    """``batcher.encode`` with the request's deadline and the batcher's errors mapped to service errors."""
+    if deadline is None:
+        deadline = current_deadline.get()
+    try:
+        return await batcher.encode(list(texts), lane=lane, deadline=deadline)
+    except QueueFullError as exc:
+        raise OverloadedError(
+            f"{exc}; retry in {exc.retry_after_s} s",
+            exc.retry_after_s,
+            {"lane": exc.lane, "queued_texts": exc.queued, "limit": exc.limit, "request_texts": exc.asked},
+        ) from exc
+    except DeadlineExceededError as exc:
+        raise DeadlineExceeded(str(exc)) from exc
 
 
 def resolve_device(device: str) -> str:
@@ -169,15 +196,27 @@ async def _build(
     encoder = components.encoder
     if encoder is None:
         from service.encoding.onnx_encoder import OnnxEncoder
+        from service.encoding.session import SessionTuning
 
+        tuning = SessionTuning(
+            spinning=settings.onnx.spinning,
+            inter_op_threads=settings.onnx.inter_op_threads,
+            graph_level=settings.onnx.graph_level,
+            execution_mode=settings.onnx.execution_mode,
+        )
         try:
             encoder = await asyncio.to_thread(
-                OnnxEncoder.from_manifest,
-                root,
-                manifest.encoder,
-                settings.encoder_variant,
-                device,
-                settings.onnx_threads,
+                functools.partial(
+                    OnnxEncoder.from_manifest,
+                    root,
+                    manifest.encoder,
+                    settings.encoder_variant,
+                    device,
+                    settings.onnx_threads,
+                    batch_size=settings.batcher.run_batch,
+                    tuning=tuning,
+                    max_batch_tokens=settings.batcher.max_batch_tokens,
+                )
             )
         except Exception as exc:
             raise ConfigurationError(f"cannot load the {settings.encoder_variant} encoder of {root}: {exc}") from exc
@@ -197,7 +236,17 @@ async def _build(
         raise ConfigurationError(str(exc)) from exc
     if artifacts.profiles is not None:
         artifacts.profiles.cache_size = settings.profile_cache_size
-    batcher = DynamicBatcher(encoder, max_batch=settings.batcher.max_batch, max_wait_ms=settings.batcher.max_wait_ms)
+    bs = settings.batcher
+    batcher = DynamicBatcher(
+        encoder,
+        max_batch=bs.max_batch,
+        max_wait_ms=bs.max_wait_ms,
+        max_queue_texts=bs.max_queue_texts,
+        max_interactive_queue_texts=bs.max_interactive_queue_texts,
+        pipeline=bs.pipeline,
+        on_batch=metrics.on_encoder_batch,
+    )
+    metrics.track_batcher(batcher)
     await _maybe_await(batcher.start())
     stack.push_async_callback(lambda: _maybe_await(batcher.close()))
 
@@ -242,7 +291,12 @@ async def _build(
     worker_id = uuid.uuid4().hex[:12]
 
     async def embed(texts: Sequence[str]) -> np.ndarray:
-        return await batcher.encode(list(texts))
+        # Reindex: bulk lane, never shed (it queues one chunk at a time), no request deadline.
+        return await batcher.encode(list(texts), lane=BULK, shed=False)
+
+    async def embed_interactive(texts: Sequence[str]) -> np.ndarray:
+        # /recommend: text history items and profile sentences go ahead of bulk /embed work.
+        return await encode_through(batcher, texts, lane=INTERACTIVE)
 
     generative = await asyncio.to_thread(_load_generative, root, artifacts, device)
     reindex = ReindexManager(
@@ -271,7 +325,7 @@ async def _build(
         profiles=artifacts.profiles,
         transitions=artifacts.transitions if settings.transition_prior else None,
         transition_pool=settings.transition_pool,
-        embed=embed,
+        embed=embed_interactive,
         model_version=artifacts.version,
         cache=cache,
         cache_prefix=settings.redis.key_prefix,

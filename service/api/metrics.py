@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+if TYPE_CHECKING:
+    from service.encoding.batcher import DynamicBatcher
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -34,6 +41,29 @@ class Metrics:
         self.reindex = Counter("recsvc_reindex", "Finished reindex jobs by status.", ["status"], registry=self.registry)
         self.index_size = Gauge("recsvc_index_size", "Items in the served collection.", registry=self.registry)
         self.embedded_texts = Counter("recsvc_embedded_texts", "Texts encoded by /embed.", registry=self.registry)
+        self.encoder_batch = Histogram(
+            "recsvc_encoder_batch_texts",
+            "Texts per encoder model call, by lane (interactive | bulk).",
+            ["lane"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.abandoned = Counter(
+            "recsvc_requests_abandoned",
+            "Requests cancelled before they finished: the client disconnected or the deadline passed.",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def on_encoder_batch(self, lane: str, texts: int) -> None:
+        self.encoder_batch.labels(lane=lane).observe(texts)
+
+    def on_abandoned(self, reason: str) -> None:
+        self.abandoned.labels(reason=reason).inc()
+
+    def track_batcher(self, batcher: DynamicBatcher) -> None:
+        """Queue depth, shed and cancelled counts of the encoder batcher, read at scrape time."""
+        self.registry.register(_BatcherCollector(batcher))
 
     def on_cache(self, hit: bool) -> None:
         (self.cache_hits if hit else self.cache_misses).inc()
@@ -43,6 +73,44 @@ class Metrics:
 
     def track_index_size(self, fn: Callable[[], int]) -> None:
         self.index_size.set_function(fn)
+
+
+class _BatcherCollector(Collector):
+    def __init__(self, batcher: DynamicBatcher) -> None:
+        self.batcher = batcher
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.batcher.stats.lanes
+        queue = GaugeMetricFamily(
+            "recsvc_encoder_queue_texts", "Texts waiting for the encoder, by lane.", labels=["lane"]
+        )
+        shed = CounterMetricFamily(
+            "recsvc_encoder_shed_requests", "Requests refused with 503 (queue full), by lane.", labels=["lane"]
+        )
+        shed_texts = CounterMetricFamily(
+            "recsvc_encoder_shed_texts", "Texts of the requests refused with 503, by lane.", labels=["lane"]
+        )
+        dropped = CounterMetricFamily(
+            "recsvc_encoder_dropped_requests",
+            "Requests whose caller left (cancelled: disconnect; expired: deadline) while queued, by lane.",
+            labels=["lane", "reason"],
+        )
+        dropped_texts = CounterMetricFamily(
+            "recsvc_encoder_dropped_texts",
+            "Texts removed before encoding because their caller left, by lane and reason.",
+            labels=["lane", "reason"],
+        )
+        encoded = CounterMetricFamily("recsvc_encoder_texts", "Texts encoded, by lane.", labels=["lane"])
+        for lane, st in stats.items():
+            queue.add_metric([lane], self.batcher.queued_texts(lane))
+            shed.add_metric([lane], st.shed_requests)
+            shed_texts.add_metric([lane], st.shed_texts)
+            dropped.add_metric([lane, "cancelled"], st.cancelled_requests)
+            dropped.add_metric([lane, "expired"], st.expired_requests)
+            dropped_texts.add_metric([lane, "cancelled"], st.cancelled_texts)
+            dropped_texts.add_metric([lane, "expired"], st.expired_texts)
+            encoded.add_metric([lane], st.texts)
+        yield from (queue, shed, shed_texts, dropped, dropped_texts, encoded)
 
 
 class MetricsMiddleware:

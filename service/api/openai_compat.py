@@ -147,6 +147,21 @@ def _openai_error_docs() -> dict[int | str, dict[str, Any]]:
     }
     # Over the configured limits: OpenAI's shape. A body over the byte limit is refused before routing,
     # in the service's own shape.
+    # Past the request's deadline: the route answers in OpenAI's shape, the deadline middleware (when the
+    # route does not end in time) in the service's.
+    docs[504] = {
+        "description": "The request's deadline passed (OpenAI error shape, or ErrorResponse from the middleware).",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/OpenAIErrorResponse"},
+                        {"$ref": "#/components/schemas/ErrorResponse"},
+                    ]
+                }
+            }
+        },
+    }
     docs[413] = {
         "description": "Over a configured limit (OpenAI error shape), or body over the byte limit (ErrorResponse).",
         "content": {

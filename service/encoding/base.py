@@ -1,4 +1,4 @@
-"""The encoder protocol the service codes against, and its one error type.
+"""The encoder protocols the service codes against, and its one error type.
 
 Implementations: :class:`service.encoding.onnx_encoder.OnnxEncoder` (production,
 onnxruntime) and :class:`service.encoding.fake.FakeEncoder` (deterministic test double).
@@ -7,7 +7,7 @@ onnxruntime) and :class:`service.encoding.fake.FakeEncoder` (deterministic test 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -30,4 +30,34 @@ class Encoder(Protocol):
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """[N] texts -> [N, dim] float32, every row of unit length, in input order."""
+        ...
+
+
+@runtime_checkable
+class StagedEncoder(Encoder, Protocol):
+    """An encoder that exposes its three stages, so the batcher can overlap them on separate threads.
+
+    ``encode(texts)`` must equal: ``ids = tokenize(texts)``; for each ``rows`` of
+    ``length_buckets(ids)``: ``batch = pad([ids[i] for i in rows])``,
+    ``out[rows] = pool(run(batch), batch.attention_mask)`` (up to float tolerance).
+    """
+
+    def tokenize(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """N texts -> N x [L_i] int64 token ids (unpadded)."""
+        ...
+
+    def length_buckets(self, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Row indices grouped into model calls of similar length. -> [b] int64 arrays covering 0..N-1"""
+        ...
+
+    def pad(self, ids: Sequence[np.ndarray]) -> Any:
+        """A padded batch with an ``attention_mask`` [B, L] attribute (``TokenBatch``)."""
+        ...
+
+    def run(self, batch: Any) -> np.ndarray:
+        """One padded batch -> hidden states [B, L, H]."""
+        ...
+
+    def pool(self, hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """[B, L, H] + [B, L] -> [B, H] float32 unit rows."""
         ...

@@ -4,6 +4,11 @@ Texts of a call are tokenized once, sorted by token count and run in batches of
 similar length, so a batch is padded only to its own longest text; rows are put
 back in input order. ``InferenceSession.run`` is thread-safe, so one encoder can
 serve the dynamic batcher's worker thread and the reindex job at once.
+
+Besides the one-call :meth:`OnnxEncoder.encode` (the plain serial reference path)
+the encoder exposes its three stages for the pipelined batcher
+(``service/encoding/pipeline.py``): :meth:`tokenize` + :meth:`length_buckets` +
+:meth:`pad`, :meth:`run`, :meth:`pool`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 from service.core.manifest import EncoderSpec
 from service.core.pooling import l2_normalize, mean_pool
 from service.encoding.base import EncoderError
-from service.encoding.session import CUDA, make_session
+from service.encoding.session import CUDA, SessionTuning, make_session
 from service.encoding.tokenize import TextTokenizer, TokenBatch
 
 logger = logging.getLogger(__name__)
@@ -39,10 +44,15 @@ class OnnxEncoder:
         threads: int = 0,
         batch_size: int = 32,
         name: str = "",
+        tuning: SessionTuning | None = None,
+        max_batch_tokens: int = 4096,
     ) -> None:
         if batch_size < 1:
             raise EncoderError(f"batch_size must be >= 1, got {batch_size}")
-        self.session = make_session(Path(model_path), device=device, threads=threads)
+        if max_batch_tokens < max_length:
+            raise EncoderError(f"max_batch_tokens ({max_batch_tokens}) must be >= max_length ({max_length})")
+        self.max_batch_tokens = max_batch_tokens
+        self.session = make_session(Path(model_path), device=device, threads=threads, tuning=tuning)
         inputs = {i.name for i in self.session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - inputs
         if missing:
@@ -75,6 +85,8 @@ class OnnxEncoder:
         threads: int = 0,
         *,
         batch_size: int = 32,
+        tuning: SessionTuning | None = None,
+        max_batch_tokens: int = 4096,
     ) -> OnnxEncoder:
         """The ``variant`` ("fp32" | "int8") encoder of the artifact set at ``root``."""
         if variant not in VARIANTS:
@@ -90,12 +102,41 @@ class OnnxEncoder:
             threads=threads,
             batch_size=batch_size,
             name=f"{spec.base_model}:onnx-{variant}",
+            tuning=tuning,
+            max_batch_tokens=max(max_batch_tokens, spec.max_length),
         )
         if encoder.dim != spec.dim:
             raise EncoderError(f"{rel} gives {encoder.dim}-d vectors, the manifest says {spec.dim}")
         if variant == "int8" and encoder.device == "cuda":
             logger.warning("the int8 encoder is a CPU variant (dynamic quantization); prefer fp32 on CUDA")
         return encoder
+
+    # ------------------------------------------------------------- stages (pipelined batcher)
+    def tokenize(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Stage 1a: truncated token ids per text, unpadded. -> N x [L_i] int64"""
+        return self.tokenizer.encode(texts)
+
+    def length_buckets(self, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Stage 1b: row indices grouped into runs of similar token count, longest first.
+
+        A bucket holds at most ``batch_size`` texts and ``max_batch_tokens`` padded tokens
+        (rows x its longest text), and a new one starts when the next text is less than
+        half as long as the bucket's longest, so short texts are never padded to a long one.
+        """
+        return length_buckets([len(x) for x in ids], self.batch_size, self.max_batch_tokens)
+
+    def pad(self, ids: Sequence[np.ndarray]) -> TokenBatch:
+        """Stage 1c: one padded batch. -> TokenBatch of [B, max L_i]"""
+        return self.tokenizer.pad(ids)
+
+    def run(self, batch: TokenBatch) -> np.ndarray:
+        """Stage 2: one padded batch -> last hidden states [B, L, H]."""
+        return self._run(batch)
+
+    @staticmethod
+    def pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Stage 3: [B, L, H] hidden states + [B, L] mask -> [B, H] unit rows."""
+        return l2_normalize(mean_pool(hidden, attention_mask))
 
     def _run(self, batch: TokenBatch) -> np.ndarray:
         """One padded batch -> last hidden states [B, L, H]."""
@@ -123,3 +164,24 @@ class OnnxEncoder:
             hidden = self._run(batch)  # [b, L_b, H]
             out[idx] = l2_normalize(mean_pool(hidden, batch.attention_mask))  # [b, H]
         return out
+
+
+def length_buckets(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[np.ndarray]:
+    """Row indices grouped by token count (see :meth:`OnnxEncoder.length_buckets`). -> [n_b] int64 arrays"""
+    n = len(lengths)
+    if n == 0:
+        return []
+    arr = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-arr, kind="stable")  # longest first
+    buckets: list[np.ndarray] = []
+    start, width = 0, int(arr[order[0]])
+    for pos in range(1, n + 1):
+        if pos < n:
+            length = int(arr[order[pos]])
+            rows = pos - start + 1
+            if rows <= max_rows and rows * width <= max_tokens and 2 * length >= width:
+                continue
+        buckets.append(order[start:pos])
+        if pos < n:
+            start, width = pos, int(arr[order[pos]])
+    return buckets

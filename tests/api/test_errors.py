@@ -32,6 +32,10 @@ def test_every_error_response_is_documented_with_the_one_shape(make_client: Call
                 media = op["responses"][code]["content"]["application/json"]
                 if (method, path, code) == ("get", "/readyz", "503"):  # the probe's status body
                     continue
+                if path.startswith("/v1/"):  # OpenAI-compatible routes answer in OpenAI's error shape
+                    refs = [media["schema"].get("$ref")] + [a["$ref"] for a in media["schema"].get("anyOf", [])]
+                    assert "#/components/schemas/OpenAIErrorResponse" in refs, (method, path, code)
+                    continue
                 assert media["schema"] == {"$ref": ERROR_REF}, (method, path, code)
                 assert media["examples"], (method, path, code)
                 for example in media["examples"].values():  # (the document drops null `details`)
@@ -39,6 +43,9 @@ def test_every_error_response_is_documented_with_the_one_shape(make_client: Call
                     assert {"code", "message"} <= set(example["value"]["error"]) <= {"code", "message", "details"}
     for route in (("POST", "/embed"), ("POST", "/recommend"), ("POST", "/admin/reindex")):
         assert {"413", "415", "422", "503"} <= seen[route], route
+    for route in (("POST", "/embed"), ("POST", "/recommend"), ("POST", "/search"), ("POST", "/v1/embeddings")):
+        assert "504" in seen[route], route  # every POST outside /admin has a deadline
+    assert "504" not in seen[("POST", "/admin/reindex")]
     assert {"401", "404", "422", "503"} <= seen[("GET", "/admin/reindex/{job_id}")]
     assert {"401", "409"} <= seen[("POST", "/admin/reindex")]
 

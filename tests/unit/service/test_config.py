@@ -39,7 +39,9 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.data_dir == Path("var") and s.artifacts_dir == Path("artifacts")
     assert s.qdrant.url is None and s.qdrant.path == str(Path("var") / "qdrant")
     assert s.qdrant.alias == "items" and s.redis.cache_ttl_s == 300 and s.redis.key_prefix == "recsvc"
-    assert (s.batcher.max_batch, s.batcher.max_wait_ms) == (64, 5)
+    assert (s.batcher.max_batch, s.batcher.max_wait_ms, s.batcher.pipeline) == (64, 0, True)
+    assert (s.batcher.max_queue_texts, s.batcher.max_interactive_queue_texts) == (512, 256)
+    assert not s.onnx.spinning and s.deadlines.default_timeout_ms == 30_000
     assert (s.limits.max_text_chars, s.limits.max_history, s.limits.max_request_bytes) == (10000, 200, 1_000_000)
     assert s.encoder_variant == "int8" and s.device == "auto" and s.enable_admin
     assert not s.multi_worker_safe
