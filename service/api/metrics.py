@@ -34,6 +34,15 @@ class Metrics:
         self.reindex = Counter("recsvc_reindex", "Finished reindex jobs by status.", ["status"], registry=self.registry)
         self.index_size = Gauge("recsvc_index_size", "Items in the served collection.", registry=self.registry)
         self.embedded_texts = Counter("recsvc_embedded_texts", "Texts encoded by /embed.", registry=self.registry)
+        self.degraded = Gauge(
+            "recsvc_degraded",
+            "1 while an optional component (redis) is down and the service runs degraded, else 0.",
+            ["component"],
+            registry=self.registry,
+        )
+
+    def set_degraded(self, component: str, down: bool) -> None:
+        self.degraded.labels(component=component).set(1.0 if down else 0.0)
 
     def on_cache(self, hit: bool) -> None:
         (self.cache_hits if hit else self.cache_misses).inc()
