@@ -755,7 +755,7 @@ class ReindexManager:
         job.finished_at = utc_now()
         job.stats["seconds"] = round(time.perf_counter() - t0, 2)
         job.stats["kept"] = (await asyncio.to_thread(self.store.index.retired))[: self.keep_collections]
-        await self.jobs.save_job(job)
+        await self._save_progress(job)
         logger.info(
             "reindex %s: %s serving %d items (%d encoded, %d reused) in %.1fs",
             job.id,
@@ -769,7 +769,14 @@ class ReindexManager:
     async def _stage(self, job: Job, name: str, progress: float) -> None:
         job.stage, job.progress = name, round(progress, 4)
         logger.info("reindex %s: %s", job.id, name)
-        await self.jobs.save_job(replace(job, stats=dict(job.stats)))
+        await self._save_progress(job)
+
+    async def _save_progress(self, job: Job) -> None:
+        """Progress is best effort: a Redis blip does not fail the job (the lease decides that)."""
+        try:
+            await self.jobs.save_job(replace(job, stats=dict(job.stats)))
+        except DependencyUnavailableError as exc:
+            logger.warning("reindex %s: progress not saved (%s)", job.id, exc.message)
 
     async def _build(
         self, job: Job, items: list[Item], control: _Control
@@ -784,7 +791,7 @@ class ReindexManager:
             now = time.monotonic()
             if now - last_save[0] >= _SAVE_EVERY_S:
                 last_save[0] = now
-                asyncio.run_coroutine_threadsafe(self.jobs.save_job(replace(job, stats=dict(job.stats))), loop)
+                asyncio.run_coroutine_threadsafe(self._save_progress(job), loop)
 
         # text vectors (reuse or encode) and seqrec vectors
         await self._stage(job, "encoding", _P_READ)
