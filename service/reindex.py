@@ -159,7 +159,6 @@ class ReindexManager:
         self.on_finished = on_finished
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._controls: dict[str, _Control] = {}
-        self._closing = False
 
     # ======================================================== catalogs
     def resolve_catalog(self, name: str) -> Path:
@@ -199,7 +198,8 @@ class ReindexManager:
     async def load_catalog(self, name: str | None) -> tuple[str, list[Item]]:
         """(label, items) of the requested catalog, parsed and validated; 4xx on any problem."""
         if name is None:
-            path, label = self.default_catalog, "default"
+            path = self.default_catalog
+            label = str(path)  # operator configuration (RECSVC_CATALOG_PATH), not request input
             if self._is_artifact_catalog(path):
                 return f"artifact set {self.artifacts.version}", self.artifacts.ordered_items()
         else:
@@ -324,7 +324,6 @@ class ReindexManager:
 
     async def close(self, timeout: float = 30) -> None:
         """Stop running jobs (they remove their partial collection) and wait for them."""
-        self._closing = True
         for control in self._controls.values():
             control.stop("cancelled (service shutting down)")
         tasks = list(self._tasks.values())
@@ -532,7 +531,7 @@ class ReindexManager:
         if not self._compatible(snapshot, strict=False):
             logger.error("collection %s does not match this worker's models; not reloading", event.collection)
             return
-        self._prepare(snapshot)
+        await asyncio.to_thread(self._prepare, snapshot)  # sid tables follow the alias
         self.store.set_snapshot(snapshot)
 
     async def resync(self) -> None:
@@ -543,7 +542,7 @@ class ReindexManager:
         logger.info("alias points at %s while this worker serves another collection; reloading", current)
         snapshot = await self._adopt(current)
         if snapshot is not None:
-            self._prepare(snapshot)
+            await asyncio.to_thread(self._prepare, snapshot)
             self.store.set_snapshot(snapshot)
 
     def _prepare(self, snapshot: CatalogSnapshot) -> dict[str, Any]:

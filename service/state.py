@@ -224,7 +224,7 @@ async def _build(
         prefix = rs.key_prefix
         cache = RedisCache(redis_client, redis_health, MemoryCache(rs.memory_cache_size))
         jobs = RedisJobStore(redis_client, prefix, redis_health)
-        events = RedisIndexEvents(pubsub_client, prefix)
+        events = RedisIndexEvents(pubsub_client, prefix, publisher=redis_client)
     else:
         cache = MemoryCache(settings.redis.memory_cache_size)
         jobs = MemoryJobStore()

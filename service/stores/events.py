@@ -76,8 +76,10 @@ class RedisIndexEvents:
         *,
         on_resubscribe: Callable[[], Awaitable[None]] | None = None,
         start_wait_s: float = 2.0,
+        publisher: aioredis.Redis | None = None,
     ) -> None:
-        self.client = client
+        self.client = client  # subscribes: no read timeout (it waits for messages)
+        self.publisher = publisher if publisher is not None else client  # bounded timeouts
         self.channel = f"{prefix}:index"
         self.on_resubscribe = on_resubscribe
         self.start_wait_s = start_wait_s
@@ -85,7 +87,7 @@ class RedisIndexEvents:
         self._subscribed = asyncio.Event()
 
     async def publish(self, event: IndexChanged) -> None:
-        await self.client.publish(self.channel, event.to_json())
+        await self.publisher.publish(self.channel, event.to_json())
 
     async def start(self, handler: Handler) -> None:
         self._task = asyncio.create_task(self._listen(handler), name="recsvc-index-events")

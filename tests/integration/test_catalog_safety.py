@@ -4,10 +4,12 @@ guard, dry runs, kept collections and rollback (embedded Qdrant; in-process and 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -212,3 +214,53 @@ def test_catalog_dir_default_is_under_the_data_dir(make_settings: Callable[..., 
     settings = make_settings(catalog_dir=None, data_dir=tmp_path / "d")
     assert settings.catalog_dir == tmp_path / "d" / "catalogs"
     assert os.fspath(settings.catalog_dir).endswith("catalogs")
+
+
+@pytest.fixture(scope="module")
+def gen_set(tiny_artifacts: TinyArtifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny set with semantic IDs and a (untrained) generative model."""
+    from tests.api.test_recommend_generative import add_generative
+
+    base = tmp_path_factory.mktemp("gen-rollback")
+    shutil.copytree(tiny_artifacts.root, base / tiny_artifacts.version)
+    add_generative(base / tiny_artifacts.version)
+    (base / "LATEST").write_text(tiny_artifacts.version + "\n")
+    return base
+
+
+def test_semantic_ids_follow_a_rollback(
+    make_client: Callable[..., TestClient], gen_set: Path, catalog_dir: Path, tiny_artifacts: TinyArtifacts
+) -> None:
+    write_jsonl(
+        catalog_dir / "gen.jsonl", [*tiny_artifacts.catalog, {"item_id": "NEW1", "title": "Hair shampoo fresh"}]
+    )
+    client = make_client(artifacts_dir=gen_set, catalog_dir=catalog_dir)
+    state = client.app.state.recsvc  # type: ignore[attr-defined]
+    runtime = state.recommender.generative
+    v1 = state.store.snapshot.collection
+    sids_v1 = runtime.catalog(v1, state.store.snapshot.item_ids, state.store.snapshot.text_vectors).table.sids.copy()
+    job = run_reindex(client, catalog_path="gen.jsonl")
+    assert job["status"] == "succeeded" and job["stats"]["sid_new_items"] == 1
+    v2 = job["collection"]
+    snap2 = state.store.snapshot
+    new_sid = runtime.catalog(v2, snap2.item_ids, snap2.text_vectors).table.sids[snap2.row_of["NEW1"]].tolist()
+
+    def generative(history: list[str]) -> dict[str, Any]:
+        resp = client.post("/recommend", json={"history": history, "k": 48, "mode": "generative"})
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    assert "NEW1" in {it["item_id"] for it in generative(["P0001"])["items"]}
+    resp = client.post("/admin/rollback", headers=admin_headers())
+    assert resp.status_code == 200, resp.text
+    body = generative(["P0001"])
+    assert body["index_version"] == v1 and "NEW1" not in {it["item_id"] for it in body["items"]}
+    snap1 = state.store.snapshot
+    np.testing.assert_array_equal(runtime.catalog(v1, snap1.item_ids, snap1.text_vectors).table.sids, sids_v1)
+    # forward again: the new item decodes with the sid it was given by the reindex
+    assert client.post("/admin/rollback", json={"collection": v2}, headers=admin_headers()).status_code == 200
+    snap2 = state.store.snapshot
+    again = runtime.catalog(v2, snap2.item_ids, snap2.text_vectors).table.sids[snap2.row_of["NEW1"]].tolist()
+    assert again == new_sid
+    assert "NEW1" in {it["item_id"] for it in generative(["P0001"])["items"]}
