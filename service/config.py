@@ -59,7 +59,24 @@ class RedisSettings(BaseModel):
     key_prefix: str = Field(
         default="recsvc", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$", description="Prefix of every Redis key."
     )
-    memory_cache_size: int = Field(default=10_000, ge=0, description="Entries of the in-process cache (no Redis).")
+    memory_cache_size: int = Field(
+        default=10_000, ge=0, description="Entries of the in-process cache (no Redis, or while Redis is down)."
+    )
+    timeout_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=30,
+        description=(
+            "Connect and command timeout of Redis calls, in seconds. Redis is an accelerator: a slow or lost "
+            "Redis costs a request at most this long, then the cache falls back to in-process."
+        ),
+    )
+    retry_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="After a failed Redis call, how long the cache skips Redis before trying it again.",
+    )
 
 
 class LimitSettings(BaseModel):
@@ -191,8 +208,38 @@ class Settings(BaseSettings):
         le=10_000,
         description="Dense candidates (max(k, pool)) rescored with the transition prior (+ last item's successors).",
     )
-    reindex_lock_ttl_s: int = Field(
-        default=3600, ge=10, description="Seconds the reindex lock lives unless renewed (guards against dead workers)."
+    reindex_lease_s: float = Field(
+        default=15.0,
+        ge=1.0,
+        le=600.0,
+        description=(
+            "Seconds the reindex lock (a lease) lives unless its owner renews it; the owning worker renews it "
+            "every lease/3 while the job runs. A job whose owner died is marked failed ('abandoned'), its lock "
+            "freed and its partial collection dropped within one lease."
+        ),
+    )
+    catalog_dir: Path | None = Field(
+        default=None,
+        description=(
+            "The only folder `POST /admin/reindex` reads catalogs from (`catalog_path` is a name inside it; "
+            "no traversal, no symlinks out). None: `{data_dir}/catalogs`. The configured `catalog_path` and "
+            "the artifact set's own catalog stay usable as the default when a request names none."
+        ),
+    )
+    reindex_min_share: float = Field(
+        default=0.9,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Shrink guard: a reindex whose catalog holds fewer items than this share of the served one is "
+            "refused (422 catalog_shrink) unless the request says `force: true`. 0 disables it."
+        ),
+    )
+    reindex_keep_collections: int = Field(
+        default=1,
+        ge=0,
+        le=20,
+        description="Previous collections kept after an alias swap, for `POST /admin/rollback` (0: none kept).",
     )
     qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
@@ -234,6 +281,12 @@ class Settings(BaseSettings):
     def _default_qdrant_path(self) -> Settings:
         if self.qdrant.url is None and self.qdrant.path is None:
             self.qdrant.path = str(self.data_dir / "qdrant")
+        return self
+
+    @model_validator(mode="after")
+    def _default_catalog_dir(self) -> Settings:
+        if self.catalog_dir is None:
+            self.catalog_dir = self.data_dir / "catalogs"
         return self
 
     # ------------------------------------------------------------ helpers

@@ -311,6 +311,51 @@ class JobNotFoundError(ServiceError):
         super().__init__(f"no reindex job {job_id!r}", {"job_id": job_id})
 
 
+class JobFinishedError(ServiceError):
+    """Cancel of a job that already ended (succeeded, failed or cancelled)."""
+
+    status_code = 409
+    code = "job_finished"
+
+
+class DependencyUnavailableError(ServiceError):
+    """A part an admin call needs (Redis: the reindex lease and job records) does not answer.
+    Serving routes never raise it: they degrade instead."""
+
+    status_code = 503
+    code = "redis_unavailable"
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "5"}
+
+
+class CatalogPathError(ServiceError):
+    """A reindex catalog path outside the catalog directory (absolute elsewhere, ``..``, a symlink
+    out), or naming no regular file."""
+
+    status_code = 422
+    code = "invalid_catalog_path"
+
+
+class CatalogInvalidError(ServiceError):
+    """The catalog file does not parse (the message names file and line) or holds no items."""
+
+    status_code = 422
+    code = "invalid_catalog"
+
+
+class CatalogShrinkError(ServiceError):
+    """The catalog is smaller than ``reindex_min_share`` of the served one and ``force`` was not set."""
+
+    status_code = 422
+    code = "catalog_shrink"
+
+
+class RollbackError(ServiceError):
+    """No kept previous collection to roll back to, or the named one cannot be served."""
+
+    status_code = 409
+    code = "rollback_unavailable"
+
+
 class UnauthorizedError(ServiceError):
     status_code = 401
     code = "unauthorized"

@@ -295,18 +295,31 @@ class RecommendResponse(BaseModel):
 # ---------------------------------------------------------------------- admin
 class ReindexRequest(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{}, {"catalog_path": "data/items.jsonl"}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{}, {"catalog_path": "items.jsonl"}, {"catalog_path": "2026-12/items.jsonl", "dry_run": True}]
+        },
     )
     catalog_path: str | None = Field(
         default=None,
+        min_length=1,
         max_length=4096,
-        description="Server-side items.jsonl to index. None: the configured catalog (or the artifact set's).",
+        description=(
+            "items.jsonl to index: a name inside the catalog directory (RECSVC_CATALOG_DIR; no '..', no "
+            "symlinks out). None: the configured catalog (or the artifact set's)."
+        ),
+    )
+    force: StrictBool = Field(
+        default=False, description="Index the catalog even when it is below the shrink guard's share of the served one."
+    )
+    dry_run: StrictBool = Field(
+        default=False, description="Only report what would change (added/removed/changed counts); touch nothing."
     )
 
 
 class JobOut(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     stage: str
     progress: float = Field(ge=0, le=1)
     started_at: str | None = None
@@ -321,9 +334,61 @@ class ReindexAccepted(BaseModel):
     status: str
 
 
+class ReindexDryRun(BaseModel):
+    dry_run: Literal[True] = True
+    catalog: str = Field(description="The catalog read (the request's name, or the default).")
+    items: int = Field(description="Items in the catalog.")
+    current_items: int = Field(description="Items served now.")
+    added: int
+    removed: int
+    changed: int = Field(description="Items in both whose fields differ.")
+    unchanged: int
+    shrink_refused: str | None = Field(
+        default=None, description="Why a real run would be refused by the shrink guard (None: it would run)."
+    )
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"collection": "items_v3"}]})
+    collection: str | None = Field(
+        default=None,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Kept collection to serve again. None: the most recently retired one.",
+    )
+
+
+class RollbackOut(BaseModel):
+    collection: str = Field(description="The collection the alias points at now.")
+    previous: str | None = Field(description="The collection it pointed at before (now kept for rollback).")
+    items: int
+    kept: list[str] = Field(description="Kept previous collections, most recently retired first.")
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+
+class CollectionOut(BaseModel):
+    name: str
+    role: Literal["serving", "kept", "other"]
+    items: int | None = None
+    artifact_version: str | None = None
+    job_id: str | None = None
+    built_at: str | None = None
+
+
+class CollectionsOut(BaseModel):
+    alias: str
+    current: str | None
+    kept: list[str]
+    collections: list[CollectionOut]
+
+
 class ReadyResponse(BaseModel):
     status: Literal["ready", "not_ready"]
     checks: dict[str, bool]
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="Optional components that are down (e.g. 'redis'); the service still answers /recommend, /embed.",
+    )
     index_version: str | None = None
     model_version: str | None = None
     detail: str | None = None

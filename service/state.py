@@ -34,6 +34,7 @@ from service.stores.cache import MemoryCache, RedisCache, ResponseCache
 from service.stores.events import IndexEvents, MemoryIndexEvents, RedisIndexEvents
 from service.stores.jobs import JobStore, MemoryJobStore, RedisJobStore
 from service.stores.qdrant import QdrantStore
+from service.stores.redis_link import RedisHealth, open_redis, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class AppState:
     device: str
     worker_id: str
     redis: aioredis.Redis | None = None
+    redis_health: RedisHealth | None = None  # None: no Redis configured
     ready: bool = False
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
 
@@ -255,17 +257,32 @@ async def _build(
     cache: ResponseCache
     jobs: JobStore
     events: IndexEvents
-    if settings.redis.url:
-        redis_client = aioredis.from_url(settings.redis.url, decode_responses=True)
+    redis_health: RedisHealth | None = None
+    if settings.redis.url is not None and settings.redis.url:
+        url = settings.redis.url
+        # Redis is an accelerator: unreachable at start (or later) the service starts and serves
+        # degraded (in-process cache; admin calls that need the lease answer 503) and reconnects.
+        rs = settings.redis
+        redis_health = RedisHealth(rs.retry_s, on_change=lambda up: metrics.set_degraded("redis", not up))
+        metrics.set_degraded("redis", False)
+        redis_client = open_redis(url, rs.timeout_s)
         stack.push_async_callback(redis_client.aclose)  # type: ignore[attr-defined]
+        pubsub_client = open_redis(url, rs.timeout_s, for_pubsub=True)
+        stack.push_async_callback(pubsub_client.aclose)  # type: ignore[attr-defined]
         try:
             await redis_client.ping()
         except (RedisError, OSError) as exc:
-            raise ConfigurationError(f"cannot reach Redis at {settings.redis.url}: {exc}") from exc
-        prefix = settings.redis.key_prefix
-        cache = RedisCache(redis_client)
-        jobs = RedisJobStore(redis_client, prefix)
-        events = RedisIndexEvents(redis_client, prefix)
+            redis_health.mark_down(exc)
+            logger.warning(
+                "cannot reach Redis at %s (%s): starting degraded (in-process cache; reindex/rollback answer 503 "
+                "until it is back)",
+                redact_url(url),
+                exc.__class__.__name__,
+            )
+        prefix = rs.key_prefix
+        cache = RedisCache(redis_client, redis_health, MemoryCache(rs.memory_cache_size))
+        jobs = RedisJobStore(redis_client, prefix, redis_health)
+        events = RedisIndexEvents(pubsub_client, prefix, publisher=redis_client)
     else:
         cache = MemoryCache(settings.redis.memory_cache_size)
         jobs = MemoryJobStore()
@@ -308,13 +325,18 @@ async def _build(
         embed=embed,
         encoder_name=encoder.name,
         default_catalog=settings.catalog_path,
+        catalog_dir=settings.catalog_dir,
         encode_chunk=settings.batcher.max_batch,
-        lock_ttl_s=settings.reindex_lock_ttl_s,
+        lease_s=settings.reindex_lease_s,
+        min_share=settings.reindex_min_share,
+        keep_collections=settings.reindex_keep_collections,
         worker_id=worker_id,
         on_finished=metrics.on_reindex_finished,
     )
     stack.push_async_callback(reindex.close)
     await reindex.bootstrap(build_if_missing=settings.bootstrap_index)
+    if isinstance(events, RedisIndexEvents):
+        events.on_resubscribe = reindex.resync  # swaps published while Redis was down are not lost
     await events.start(reindex.on_index_changed)
     stack.push_async_callback(events.close)
 
@@ -348,6 +370,7 @@ async def _build(
         device=device,
         worker_id=worker_id,
         redis=redis_client,
+        redis_health=redis_health,
         _stack=stack,
     )
     state.ready = True
@@ -356,6 +379,6 @@ async def _build(
         state.model_name,
         store.snapshot.collection,
         len(store.snapshot),
-        "redis" if redis_client is not None else "in-process cache/lock",
+        ("redis" if redis_health.up else "redis DOWN (degraded)") if redis_health else "in-process cache/lock",
     )
     return state

@@ -259,6 +259,8 @@ def make_settings(tmp_path: Path, tiny_artifacts: TinyArtifacts) -> Callable[...
             "device": "cpu",
             "qdrant": {"path": str(tmp_path / "var" / "qdrant")},
             "redis": {"url": None},
+            # reindex catalogs: tests write them anywhere under their tmp_path
+            "catalog_dir": tmp_path,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

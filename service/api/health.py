@@ -1,4 +1,5 @@
-"""Probes and metrics: /healthz (process alive), /readyz (models + Qdrant alias), /metrics."""
+"""Probes and metrics: /healthz (process alive), /readyz (can serve: models + Qdrant alias; Redis only
+degrades), /metrics."""
 
 from __future__ import annotations
 
@@ -28,12 +29,18 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     response_model=ReadyResponse,
-    summary="Readiness: models loaded and the Qdrant alias reachable",
+    summary="Readiness: the service can answer /recommend and /embed (models loaded, Qdrant alias reachable)",
+    description=(
+        'Redis is an optional accelerator: when it is down the answer stays 200 with `degraded: ["redis"]` '
+        '(and the gauge `recsvc_degraded{component="redis"}` is 1); only what /recommend and /embed need '
+        "fails readiness."
+    ),
     responses={503: {"model": ReadyResponse}},
 )
 async def readyz(request: Request) -> JSONResponse:
     state: AppState | None = getattr(request.app.state, "recsvc", None)
     checks = {"models": False, "qdrant": False}
+    degraded: list[str] = []
     detail = None
     index_version = model_version = None
     if state is not None and state.ready:
@@ -41,29 +48,45 @@ async def readyz(request: Request) -> JSONResponse:
         model_version = state.model_version
         try:
             target = await asyncio.wait_for(state.store.alias_target(), READY_TIMEOUT_S)
-            checks["qdrant"] = target is not None
             index_version = state.store.snapshot.collection if state.store.has_snapshot else None
+            checks["qdrant"] = target is not None
             if target is None:
                 detail = f"alias {state.store.index.alias!r} does not exist"
         except Exception as exc:
             detail = f"qdrant unreachable: {exc.__class__.__name__}"
         if state.redis is not None:
-            try:
-                checks["redis"] = bool(await asyncio.wait_for(state.redis.ping(), READY_TIMEOUT_S))
-            except Exception as exc:
-                checks["redis"] = False
-                detail = detail or f"redis unreachable: {exc.__class__.__name__}"
+            up = await _redis_up(state)
+            checks["redis"] = up
+            if not up:
+                degraded.append("redis")
     else:
         detail = "starting or stopping"
-    ok = all(checks.values())
+    ok = checks["models"] and checks["qdrant"]
+    if ok and degraded:
+        detail = "degraded: " + ", ".join(degraded) + " unreachable (serving without it)"
     body = ReadyResponse(
         status="ready" if ok else "not_ready",
         checks=checks,
+        degraded=degraded,
         index_version=index_version,
         model_version=model_version,
         detail=detail,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+async def _redis_up(state: AppState) -> bool:
+    """One bounded ping; the outcome also updates the health flag (and with it the gauge)."""
+    assert state.redis is not None
+    try:
+        up = bool(await asyncio.wait_for(state.redis.ping(), READY_TIMEOUT_S))
+    except Exception as exc:
+        if state.redis_health is not None:
+            state.redis_health.mark_down(exc)
+        return False
+    if state.redis_health is not None:
+        state.redis_health.mark_up()
+    return up
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

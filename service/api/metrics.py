@@ -54,6 +54,15 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.degraded = Gauge(
+            "recsvc_degraded",
+            "1 while an optional component (redis) is down and the service runs degraded, else 0.",
+            ["component"],
+            registry=self.registry,
+        )
+
+    def set_degraded(self, component: str, down: bool) -> None:
+        self.degraded.labels(component=component).set(1.0 if down else 0.0)
 
     def on_encoder_batch(self, lane: str, texts: int) -> None:
         self.encoder_batch.labels(lane=lane).observe(texts)

@@ -316,6 +316,42 @@ class CatalogIndex:
         logger.info("alias %s: %s -> %s", self.alias, old, new)
         return old
 
+    # ------------------------------------------------------ served history
+    # A collection's metadata records when it last went live (``served_at``) and when it last
+    # stopped being served (``retired_at``, epoch seconds). Collections with ``retired_at`` are
+    # the kept previous ones (rollback targets, newest first); a collection of the family that
+    # was never served and is not being built is a leftover of a dead job.
+    def update_metadata(self, name: str, values: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.client.update_collection(name, metadata=dict(values))
+
+    def family(self) -> list[tuple[str, dict[str, Any]]]:
+        """(name, metadata) of every collection of this alias family, oldest first."""
+        out = []
+        for name in self.collections():
+            try:
+                out.append((name, self.metadata(name)))
+            except Exception as exc:  # dropped meanwhile by another worker
+                logger.debug("collection %s vanished while listing: %s", name, exc)
+        return out
+
+    def retired(self) -> list[str]:
+        """Kept previous collections (not the alias target), most recently retired first."""
+        current = self.current_collection()
+        rows = [(float(m.get("retired_at") or 0), n) for n, m in self.family() if n != current and m.get("retired_at")]
+        return [n for _, n in sorted(rows, reverse=True)]
+
+    def swap_alias_to(self, new: str, *, now: float) -> str | None:
+        """:meth:`swap_alias` that records the history: the outgoing collection is marked retired
+        before the swap (so a crash right after it still knows it as a rollback target), the new
+        one served after it."""
+        old = self.current_collection()
+        if old is not None and old != new:
+            self.update_metadata(old, {"retired_at": now})
+        previous = self.swap_alias(new)
+        self.update_metadata(new, {"served_at": now})
+        return previous
+
     def drop(self, name: str) -> None:
         """Delete a collection (never the one the alias points at)."""
         with self._lock:

@@ -3,7 +3,8 @@
 Keys are ``{prefix}:rec:{index_version}:{model_version}:{sha256(canonical request JSON)}``:
 an alias swap changes the index version, so every entry of the old index is
 simply never read again (and expires by TTL) — no explicit invalidation.
-A cache that fails (Redis down) degrades to a miss; it never fails a request.
+A cache that fails (Redis down) degrades to the in-process LRU until Redis answers
+again; it never fails a request.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from service.stores.redis_link import RedisHealth
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +78,26 @@ class MemoryCache:
 
 
 class RedisCache:
-    def __init__(self, client: aioredis.Redis) -> None:
+    """Redis, with the in-process LRU standing in while Redis is down (``RedisHealth``: a failed
+    call marks it down and Redis is skipped for ``retry_s``; the next successful call marks it
+    up again). A request never fails and never waits longer than one Redis timeout for the cache."""
+
+    def __init__(
+        self, client: aioredis.Redis, health: RedisHealth | None = None, fallback: MemoryCache | None = None
+    ) -> None:
         self.client = client
+        self.health = health if health is not None else RedisHealth()
+        self.fallback = fallback if fallback is not None else MemoryCache(1000)
 
     async def get(self, key: str) -> dict[str, Any] | None:
+        if not self.health.should_try():
+            return await self.fallback.get(key)
         try:
             raw = await self.client.get(key)
-        except RedisError as exc:
-            logger.warning("cache get failed (treated as a miss): %s", exc)
-            return None
+        except (RedisError, OSError) as exc:
+            self.health.mark_down(exc)
+            return await self.fallback.get(key)
+        self.health.mark_up()
         if raw is None:
             return None
         value: dict[str, Any] = json.loads(raw)
@@ -92,10 +106,17 @@ class RedisCache:
     async def set(self, key: str, value: Mapping[str, Any], ttl_s: int) -> None:
         if ttl_s <= 0:
             return
+        if not self.health.should_try():
+            await self.fallback.set(key, value, ttl_s)
+            return
         try:
             await self.client.set(key, canonical_json(value), ex=ttl_s)
-        except RedisError as exc:
-            logger.warning("cache set failed (ignored): %s", exc)
+        except (RedisError, OSError) as exc:
+            self.health.mark_down(exc)
+            await self.fallback.set(key, value, ttl_s)
+            return
+        self.health.mark_up()
 
     async def close(self) -> None:
         """The Redis client is shared; its owner closes it."""
+        await self.fallback.close()

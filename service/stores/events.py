@@ -65,28 +65,55 @@ class MemoryIndexEvents:
 
 
 class RedisIndexEvents:
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
-        self.client = client
+    """Pub/sub on ``{prefix}:index``. The subscription survives Redis outages: it retries with
+    back-off, and after every re-subscription ``on_resubscribe`` runs (the reindex manager compares
+    the alias with what it serves), since messages published while it was gone are lost."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        *,
+        on_resubscribe: Callable[[], Awaitable[None]] | None = None,
+        start_wait_s: float = 2.0,
+        publisher: aioredis.Redis | None = None,
+    ) -> None:
+        self.client = client  # subscribes: no read timeout (it waits for messages)
+        self.publisher = publisher if publisher is not None else client  # bounded timeouts
         self.channel = f"{prefix}:index"
+        self.on_resubscribe = on_resubscribe
+        self.start_wait_s = start_wait_s
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
     async def publish(self, event: IndexChanged) -> None:
-        await self.client.publish(self.channel, event.to_json())
+        await self.publisher.publish(self.channel, event.to_json())
 
     async def start(self, handler: Handler) -> None:
         self._task = asyncio.create_task(self._listen(handler), name="recsvc-index-events")
-        # Subscribed before start() returns, so no swap published after it can be missed.
-        await asyncio.wait_for(self._subscribed.wait(), timeout=10)
+        # Subscribed before start() returns (so no swap published after it can be missed) unless
+        # Redis is down: then the service starts degraded and the listener keeps retrying.
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), timeout=self.start_wait_s)
+        except TimeoutError:
+            logger.warning("index messages: not subscribed yet (Redis down?); retrying in the background")
 
     async def _listen(self, handler: Handler) -> None:
         backoff = 0.5
+        subscribed_before = False
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
                 self._subscribed.set()
                 backoff = 0.5
+                if subscribed_before and self.on_resubscribe is not None:
+                    logger.info("index messages: subscribed again; checking the alias for missed swaps")
+                    try:
+                        await self.on_resubscribe()
+                    except Exception:
+                        logger.exception("resync after re-subscription failed")
+                subscribed_before = True
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue

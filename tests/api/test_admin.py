@@ -20,7 +20,7 @@ def wait_job(client: TestClient, job_id: str, timeout: float = 60) -> dict[str, 
         resp = client.get(f"/admin/reindex/{job_id}", headers=admin_headers())
         assert resp.status_code == 200, resp.text
         job: dict[str, Any] = resp.json()
-        if job["status"] in ("succeeded", "failed"):
+        if job["status"] in ("succeeded", "failed", "cancelled"):
             return job
         assert time.monotonic() < deadline, f"job still {job['status']} ({job['stage']})"
         time.sleep(0.05)

@@ -22,6 +22,7 @@ def test_health_and_ready(make_client: Callable[..., TestClient]) -> None:
     assert resp.status_code == 200
     body = resp.json()
     assert body["status"] == "ready" and body["checks"] == {"models": True, "qdrant": True}
+    assert body["degraded"] == []  # no Redis configured: nothing optional is missing
     assert body["index_version"].startswith("items_v") and body["model_version"] == "20260101-000000-tiny"
 
 

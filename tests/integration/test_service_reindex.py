@@ -34,8 +34,10 @@ def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"redis": {"url": url, "key_prefix": prefix}}
 
 
-def reindex(client: TestClient, catalog: Path | None = None) -> str:
-    body = {"catalog_path": str(catalog)} if catalog is not None else None
+def reindex(client: TestClient, catalog: Path | None = None, **extra: Any) -> str:
+    body: dict[str, Any] | None = {"catalog_path": str(catalog)} if catalog is not None else None
+    if extra:
+        body = {**(body or {}), **extra}
     resp = client.post("/admin/reindex", json=body, headers=admin_headers())
     assert resp.status_code == 202, resp.text
     job_id: str = resp.json()["job_id"]
@@ -82,7 +84,7 @@ def test_reindex_while_serving(
     new = job["collection"]
     assert new != old
     assert state.store.index.current_collection() == new
-    assert state.store.index.collections() == [new]  # old collection dropped after the swap
+    assert state.store.index.collections() == [old, new]  # the previous one is kept for rollback
     assert state.store.index.count() == 48 + 1500
     assert job["stats"]["encoded"] == 1500 and job["stats"]["reused"] == 48 and job["stats"]["new_items"] == 1500
     assert client.post("/recommend", json={"history": ["N0001"]}).status_code == 200
@@ -97,8 +99,8 @@ def test_second_reindex_is_409(
     err = assert_error(client.post("/admin/reindex", headers=admin_headers()), 409, "reindex_in_progress")
     assert err["details"]["job_id"] == first
     assert wait_job(client, first, timeout=120)["status"] == "succeeded"
-    # the lock is released: the next one runs
-    assert wait_job(client, reindex(client))["status"] == "succeeded"
+    # the lock is released: the next one runs (back to the 48 items: past the shrink guard with force)
+    assert wait_job(client, reindex(client, force=True))["status"] == "succeeded"
 
 
 def test_cache_hit_then_invalidated_by_swap(make_client: Callable[..., TestClient], backend: dict[str, Any]) -> None:
@@ -161,16 +163,17 @@ def test_new_item_becomes_recommendable_and_usable(
 def test_failed_reindex_keeps_serving(
     make_client: Callable[..., TestClient], backend: dict[str, Any], tmp_path: Path, content: str
 ) -> None:
+    """A malformed catalog is refused before the 202 (422 naming the file and line); nothing changes."""
     client = make_client(**backend)
     state = client.app.state.recsvc  # type: ignore[attr-defined]
     before = state.store.index.current_collection()
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content)
-    job = wait_job(client, reindex(client, bad))
-    assert job["status"] == "failed"
-    assert str(bad) in job["error"]
+    resp = client.post("/admin/reindex", json={"catalog_path": "bad.jsonl"}, headers=admin_headers())
+    err = assert_error(resp, 422, "invalid_catalog")
+    assert err["message"].startswith("bad.jsonl") and str(tmp_path) not in err["message"]
     if content:
-        assert ":2:" in job["error"]  # names the line
+        assert "bad.jsonl:2:" in err["message"]  # names the line
     assert state.store.index.current_collection() == before
     assert state.store.index.collections() == [before]
     resp = client.post("/recommend", json={"history": ["P0001"]})
@@ -179,10 +182,10 @@ def test_failed_reindex_keeps_serving(
     assert wait_job(client, reindex(client))["status"] == "succeeded"
 
 
-def test_missing_catalog_fails_the_job(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
+def test_missing_catalog_is_422(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
     client = make_client()
-    job = wait_job(client, reindex(client, tmp_path / "nope.jsonl"))
-    assert job["status"] == "failed" and "not found" in job["error"]
+    resp = client.post("/admin/reindex", json={"catalog_path": "nope.jsonl"}, headers=admin_headers())
+    assert "not found" in assert_error(resp, 422, "invalid_catalog_path")["message"]
 
 
 def test_restart_adopts_the_served_collection(
@@ -198,7 +201,7 @@ def test_restart_adopts_the_served_collection(
     again = make_client()
     state = again.app.state.recsvc  # type: ignore[attr-defined]
     assert state.store.snapshot.collection == "items_v2"
-    assert state.store.index.collections() == ["items_v2"]
+    assert state.store.index.collections() == ["items_v1", "items_v2"]  # v1 kept for rollback
     assert again.post("/recommend", json={"history": ["NEW-9"]}).status_code == 200
 
 
@@ -221,7 +224,7 @@ def test_collection_from_another_artifact_set_is_rebuilt(make_client: Callable[.
     served = state.store.snapshot
     assert served.collection != name  # rebuilt from the artifact set
     np.testing.assert_allclose(served.text_vectors, snap.text_vectors, atol=1e-6)
-    assert state.store.index.collections() == [served.collection]
+    assert state.store.index.collections() == [name, served.collection]  # the other set's one is kept
 
 
 def test_offline_built_collection_is_adopted(make_client: Callable[..., TestClient]) -> None:

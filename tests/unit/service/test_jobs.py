@@ -33,6 +33,14 @@ async def _contract(store: JobStore, sleep_past_ttl: Callable[[], Awaitable[None
     assert back == job
     assert await store.get_job("nope") is None
 
+    # unfinished jobs are listed (so a dead owner's job can be found), finished ones are not
+    assert await store.active_jobs() == ["j3"]
+    assert not await store.cancel_requested("j3")
+    await store.request_cancel("j3")  # from any worker
+    assert await store.cancel_requested("j3")
+    await store.save_job(Job(id="j3", status="cancelled", stage="cancelled during encoding"))
+    assert await store.active_jobs() == [] and not await store.cancel_requested("j3")
+
 
 def test_memory_job_store() -> None:
     store = MemoryJobStore()
