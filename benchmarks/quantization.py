@@ -139,19 +139,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     titles, longs = real_texts(args.data_dir, n_per, args.seed)
     calib_titles, calib_longs = real_texts(args.data_dir, 64, args.seed + 1)
     texts = titles + longs
-    tokenizer = load_tokenizer()
+    model_dir: Path | None = None  # the torch model the fp32 file came from (None = the base model)
+    info = args.artifacts / "encoder" / "export_info.json" if args.artifacts is not None else None
+    if info is not None and info.is_file():
+        candidate = Path(json.loads(info.read_text()).get("model_dir", ""))
+        model_dir = candidate if candidate.is_dir() else None
+    tokenizer = load_tokenizer(model_dir)
     max_length = 128
 
-    def feed(ts: Sequence[str]) -> dict[str, np.ndarray]:
-        enc = tokenizer(list(ts), padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    def feed(ts: Sequence[str], padding: str | bool = True) -> dict[str, np.ndarray]:
+        enc = tokenizer(list(ts), padding=padding, truncation=True, max_length=max_length, return_tensors="np")
         return {
             "input_ids": enc["input_ids"].astype(np.int64),
             "attention_mask": enc["attention_mask"].astype(np.int64),
         }
 
     calib_all = calib_titles + calib_longs
-    calib = [feed(calib_all[i : i + 16]) for i in range(0, len(calib_all), 16)]
-    reference = encode_texts(TextEncoder.from_pretrained(), tokenizer, texts, batch_size=32)  # [N, H]
+    # Calibration batches padded to max_length: the histogram calibrators (Percentile, Entropy) need one shape.
+    calib = [feed(calib_all[i : i + 16], "max_length") for i in range(0, len(calib_all), 16)]
+    reference = encode_texts(TextEncoder.from_pretrained(model_dir), tokenizer, texts, batch_size=32)  # [N, H]
 
     rng = np.random.default_rng(args.seed)
     long_only = [t for t in longs if len(tokenizer(t)["input_ids"]) >= max_length]
@@ -167,7 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             plain = args.artifacts / "encoder" / "encoder.onnx"
         else:
             plain = tmp / "encoder.onnx"
-            export_onnx_subprocess(None, plain, opset=17)
+            export_onnx_subprocess(None, plain, opset=17)  # the base model, in a child process
         graphs = {"attention": tmp / "fused.onnx", "mha": tmp / "fused_mha.onnx"}
         for kind, path in graphs.items():
             fuse_for_cpu(plain, path, num_heads=12, hidden_size=384, separate_qkv=kind == "mha")
