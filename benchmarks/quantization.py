@@ -124,6 +124,7 @@ def schemes(calib: Sequence[dict[str, np.ndarray]]) -> list[Scheme]:
         Scheme("row-wise NBits b128 (QKV fp32)", rowwise(128, 4), quick=False),
         Scheme("row-wise NBits b32, QKV int8", rowwise(32, 4), "mha", quick=False),
         Scheme("row-wise NBits b64, QKV int8 (served)", rowwise(64, 4), "mha"),
+        Scheme("row-wise NBits b128, QKV int8", rowwise(128, 4), "mha"),
         Scheme("weight-only NBits b32 (fp32 compute)", rowwise(32, 1), quick=False),
     ]
 
