@@ -16,9 +16,10 @@ Without ``--artifacts`` the encoder is exported to a temporary folder first
 is an artifact set (``manifest.json``) or any folder holding ``encoder/encoder.onnx``,
 ``encoder/encoder.int8.onnx`` and ``encoder/tokenizer/``.
 
-``--int8-study`` regenerates the table of int8 variants in
-``training/jobs/export_encoder.py`` (worst and mean cosine against torch of each way
-of quantizing); ``--real`` adds seeded samples of catalog texts from the shared
+``--int8-study`` compares ways of *dynamic per-tensor* int8 quantization (worst and mean
+cosine against torch); that scheme was replaced by batch-invariant row-wise int8, and
+``python -m benchmarks.quantization`` compares the schemes (accuracy, batch invariance,
+speed); ``--real`` adds seeded samples of catalog texts from the shared
 datasets (``$RECSVC_DATA_DIR``, default ``../shared/data``): 200 per dataset, 100 for
 Scientific.
 """

@@ -37,6 +37,8 @@ class EncoderExportConfig:
     n_golden: int = 8
     int8_min_cosine: float = 0.99
     fp32_min_cosine: float = 0.999
+    # Minimum cosine between a text's int8 vector alone and inside a batch of other texts.
+    int8_min_batch_cosine: float = 0.9999
 
 
 @dataclass

@@ -85,6 +85,11 @@ class EncoderSpec:
     parity: dict[str, float] = field(default_factory=dict)
     # Minimum cosine the service demands of the golden vectors at start.
     golden_min_cosine: dict[str, float] = field(default_factory=lambda: {"fp32": 0.999, "int8": 0.99})
+    # How onnx_int8 was quantized (training/encoder/quantize.py): scheme name, op, bits, block size,
+    # accuracy level, activation scales and their calibration, MatMuls kept fp32, and the batch
+    # invariance measured at export (min cosine of a text alone vs batched). {} = a set exported
+    # before this field: dynamic per-tensor int8, whose vectors depend on their batch-mates.
+    int8_scheme: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -71,11 +71,15 @@ def test_files_spec_and_graph_contract(exported: Exported) -> None:
         assert out.name == "last_hidden_state" and len(out.type.tensor_type.shape.dim) == 3
     info = json.loads((root / "encoder" / "export_info.json").read_text())
     assert info["parity"] == spec.parity and info["n_parity_texts"] >= len(exported.texts)
-    assert info["int8_settings"]["op_types"] == ["MatMul"] and info["int8_settings"]["per_channel"] is True
-    # the int8 file holds quantized MatMuls and keeps the chosen ones in fp32
+    # the manifest records the int8 scheme; the file holds row-wise int8 MatMuls, no per-tensor dynamic ones
+    scheme = spec.int8_scheme
+    assert info["int8_settings"] == scheme
+    assert (scheme["op_type"], scheme["bits"], scheme["accuracy_level"]) == ("MatMulNBits", 8, 4)
+    assert scheme["batch_invariance"]["min_cosine"] >= 0.9999 and scheme["batch_invariance"]["n_batches"] > 0
     ops = [n.op_type for n in onnx.load(str(root / spec.onnx_int8), load_external_data=False).graph.node]
-    assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") > 0
-    assert ops.count("MatMul") == len(info["int8_kept_fp32"])
+    assert ops.count("MatMulNBits") > 0
+    assert ops.count("DynamicQuantizeLinear") + ops.count("DynamicQuantizeMatMul") + ops.count("MatMulInteger") == 0
+    assert ops.count("MatMul") == len(info["int8_kept_fp32"]) == len(scheme["kept_fp32"])
 
 
 def test_texts_cover_short_long_and_truncated(exported: Exported) -> None:
@@ -118,9 +122,9 @@ def test_int8_search_raises_when_the_bar_is_unreachable(
     from training.models.text_encoder import load_tokenizer
 
     fused = tmp_path / "fused.onnx"
-    exp.fuse_for_cpu(exported.root / exported.spec.onnx_fp32, fused, num_heads=12, hidden_size=384)
+    exp.fuse_for_cpu(exported.root / exported.spec.onnx_fp32, fused, num_heads=12, hidden_size=384, separate_qkv=True)
     all_nodes = exp.matmul_nodes(fused)
-    assert len(all_nodes) == 18
+    assert len(all_nodes) == 36  # 6 layers x (Q, K, V, attention output, FFN in, FFN out)
     # Keep the test short: probe 3 nodes, try keeping 1 and 2 of them.
     monkeypatch.setattr(exp, "matmul_nodes", lambda path: all_nodes[:3])
     monkeypatch.setattr(exp, "DEFAULT_KEEP_FP32", ("layer.99/output/dense/MatMul",))
@@ -135,3 +139,45 @@ def test_int8_search_raises_when_the_bar_is_unreachable(
         fused, dst, load_tokenizer(), texts, ref, max_length=128, min_cosine=0.9, work_dir=tmp_path
     )
     assert dst.is_file() and choice.cosines.min() >= 0.9 and choice.search[0]["kept_fp32"] == 0
+
+
+def _alone_and_batched(enc: OnnxEncoder, texts: list[str]) -> tuple[float, float]:
+    """Worst cosine and largest element difference of each text alone vs batched with long/short/other texts."""
+    longest, shortest = max(texts, key=len), min(texts, key=len)
+    worst, diff = 1.0, 0.0
+    for i, text in enumerate(texts[:24]):
+        alone = enc.encode([text])[0]  # [H]
+        others = texts[i + 1 : i + 7]
+        for batch in ([text, longest], [shortest, text], [*others, text, longest]):
+            vec = enc.encode(batch)[batch.index(text)]  # one padded batch (batch_size 32)
+            worst = min(worst, float(alone @ vec))
+            diff = max(diff, float(np.abs(alone - vec).max()))
+    return worst, diff
+
+
+def test_int8_vectors_do_not_depend_on_batch_mates(exported: Exported) -> None:
+    """The served int8 file through the service's encoder: a text alone == the same text batched."""
+    enc = OnnxEncoder.from_manifest(exported.root, exported.spec, "int8", "cpu", 2)
+    worst, diff = _alone_and_batched(enc, exported.texts)
+    assert worst >= 0.9999, (worst, diff)
+
+
+def test_former_dynamic_int8_fails_the_invariance_checks(exported: Exported, tmp_path: Path) -> None:
+    """The per-tensor dynamic scheme the export used before fails both the check above and the export's probe."""
+    from training.encoder.quantize import batch_invariance, quantize_dynamic_per_tensor, session
+    from training.models.text_encoder import load_tokenizer
+
+    fused = tmp_path / "fused.onnx"
+    exp.fuse_for_cpu(exported.root / exported.spec.onnx_fp32, fused, num_heads=12, hidden_size=384)
+    dynamic = tmp_path / "dynamic.onnx"
+    quantize_dynamic_per_tensor(fused, dynamic)
+    enc = OnnxEncoder(dynamic, exported.root / exported.spec.tokenizer_dir, max_length=128, device="cpu", threads=2)
+    worst, _ = _alone_and_batched(enc, exported.texts)
+    assert worst < 0.9999
+    probe = batch_invariance(session(dynamic), load_tokenizer(), exported.texts, max_length=128)
+    assert probe.min_cosine < EncoderExportConfig().int8_min_batch_cosine
+    # the same probe passes the served file, bit for bit or nearly
+    served = batch_invariance(
+        session(exported.root / exported.spec.onnx_int8), load_tokenizer(), exported.texts, max_length=128
+    )
+    assert served.min_cosine >= EncoderExportConfig().int8_min_batch_cosine

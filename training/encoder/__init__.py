@@ -1,0 +1,1 @@
+"""Text encoder libraries (quantization of the exported ONNX encoder, ...)."""
