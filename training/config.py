@@ -73,6 +73,10 @@ class SeqRecConfig:
     use_text: bool = True
     use_id: bool = True
     id_dropout: float = 0.1  # share of ID embeddings zeroed during training so the text path learns alone
+    # Fused models: > 0 scales every item representation (ID + W·text) to this L2 norm, in training and
+    # serving alike (text_projection.npz "norm"), so an item without a trained ID row is scored on the same
+    # scale as a trained one; 0 = off (the representation is the raw sum).
+    item_norm: float = 0.0
     # Fused ID + text models: an item without a trained ID row (new at reindex, or hidden in a cold run)
     # borrows cold_id_scale x the softmax(cosine / cold_id_temperature)-weighted ID rows of its cold_id_k
     # nearest trained items by text, in evaluation and in serving alike; 0 = its projected text alone.

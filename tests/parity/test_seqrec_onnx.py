@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from service.core.seqrec import fuse_item_vectors
@@ -16,7 +17,8 @@ from training.models.seqrec import SeqRec
 N, T, D, MAX_LEN = 200, 32, 32, 20
 
 
-def test_onnx_user_tower_matches_torch_through_the_runtime(tmp_path: Path) -> None:
+@pytest.mark.parametrize("item_norm", [0.0, 3.0])
+def test_onnx_user_tower_matches_torch_through_the_runtime(tmp_path: Path, item_norm: float) -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     text = rng.normal(size=(N, T)).astype(np.float32)
@@ -31,6 +33,7 @@ def test_onnx_user_tower_matches_torch_through_the_runtime(tmp_path: Path) -> No
         text_vectors=text,
         known=known,
         id_dropout=0.2,
+        item_norm=item_norm,
     )
     with torch.no_grad():  # weights away from their init so every part matters
         for p in model.parameters():
@@ -41,10 +44,14 @@ def test_onnx_user_tower_matches_torch_through_the_runtime(tmp_path: Path) -> No
     b = model.items.proj.bias.detach().numpy()
     ids_np = model.items.id_table().detach().numpy()
     export_user_tower(model, tmp_path / "user_tower.onnx")
-    runtime = SeqRecRuntime(tmp_path / "user_tower.onnx", ids_np, w, b, max_len=MAX_LEN, device="cpu")
+    runtime = SeqRecRuntime(
+        tmp_path / "user_tower.onnx", ids_np, w, b, max_len=MAX_LEN, device="cpu", item_norm=item_norm
+    )
 
     items = runtime.item_vectors(text)  # [N, D]
-    np.testing.assert_allclose(items, fuse_item_vectors(text, ids_np, w, b))
+    np.testing.assert_allclose(items, fuse_item_vectors(text, ids_np, w, b, item_norm))
+    if item_norm > 0:  # trained and untrained (text-only) items alike on one scale
+        np.testing.assert_allclose(np.linalg.norm(items, axis=1), item_norm, rtol=1e-5)
     np.testing.assert_allclose(items, model.all_item_reps().detach().numpy(), atol=1e-5)
 
     lengths = [1, 2, 3, 7, MAX_LEN - 1, MAX_LEN, MAX_LEN + 9, 13, 1, 40]
