@@ -35,7 +35,7 @@ import torch
 from service.core.items import item_text
 from service.core.transitions import PriorShape, TransitionPrior
 from training.checkpoint import cpu_state_dict
-from training.config import BenchSeqRecConfig, EmbedItemsConfig, SeqRecConfig
+from training.config import SERVED_ITEM_NORM, BenchSeqRecConfig, EmbedItemsConfig, SeqRecConfig
 from training.data.loader import Dataset, load_dataset
 from training.data.profiles import profile_sentences
 from training.data.split import EvalCase, Split, item_counts, known_sequences, leave_one_out, train_item_counts
@@ -151,7 +151,7 @@ MODELS: dict[str, ModelSpec] = {
     # by its text alone is scored on the trained items' scale.
     "fusion_norm": ModelSpec(
         "Fusion, items at one norm (ID + W·text scaled to norm 4)",
-        {"item_encoder": "fused", "use_id": True, "use_text": True, "item_norm": 4.0},
+        {"item_encoder": "fused", "use_id": True, "use_text": True, "item_norm": SERVED_ITEM_NORM},
         True,
     ),
     "text_moe": ModelSpec("Text only (whitening MoE, UniSRec-style)", {"item_encoder": "text_moe"}, True),
