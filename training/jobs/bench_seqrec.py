@@ -35,7 +35,7 @@ import torch
 from service.core.items import item_text
 from service.core.transitions import PriorShape, TransitionPrior
 from training.checkpoint import cpu_state_dict
-from training.config import SERVED_ITEM_NORM, BenchSeqRecConfig, EmbedItemsConfig, SeqRecConfig
+from training.config import SERVED_COLD_ID, SERVED_ITEM_NORM, BenchSeqRecConfig, EmbedItemsConfig, SeqRecConfig
 from training.data.loader import Dataset, load_dataset
 from training.data.profiles import profile_sentences
 from training.data.split import EvalCase, Split, item_counts, known_sequences, leave_one_out, train_item_counts
@@ -150,8 +150,16 @@ MODELS: dict[str, ModelSpec] = {
     # The fusion with every item representation scaled to one L2 norm (SeqRecConfig.item_norm): an item served
     # by its text alone is scored on the trained items' scale.
     "fusion_norm": ModelSpec(
-        "Fusion, items at one norm (ID + W·text scaled to norm 4)",
-        {"item_encoder": "fused", "use_id": True, "use_text": True, "item_norm": SERVED_ITEM_NORM},
+        "Fusion, items at one norm (ID + W·text scaled to norm 4; cold ID from 10 neighbours)",
+        {
+            "item_encoder": "fused",
+            "use_id": True,
+            "use_text": True,
+            "item_norm": SERVED_ITEM_NORM,
+            "cold_id_k": SERVED_COLD_ID[0],
+            "cold_id_temperature": SERVED_COLD_ID[1],
+            "cold_id_scale": SERVED_COLD_ID[2],
+        },
         True,
     ),
     "text_moe": ModelSpec("Text only (whitening MoE, UniSRec-style)", {"item_encoder": "text_moe"}, True),
@@ -675,7 +683,8 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
         "same model with those rows left at zero (the text part alone). "
         "*Items at one norm*: every item representation (ID + W·text, or the text part alone for an item "
         "without a trained ID row) is scaled to L2 norm 4 in training and serving (`item_norm`), so cold and "
-        "trained items are scored on one scale. "
+        "trained items are scored on one scale; its cold items borrow the mean ID row of their 10 nearest trained "
+        "items by text (softmax(cosine / 0.1) weights, unscaled). "
         "Rows marked *+ item→next prior* rank the same trained model by its log-softmax plus weight x "
         "log p(next | last history item), the add-one-smoothed first-order transition counts of the training "
         "sequences (`service/core/transitions.py`), weight picked on validation NDCG@10 (no extra training). "
