@@ -1,6 +1,7 @@
 """The seqrec item fusion, shared by training and serving (numpy only).
 
-``rep(i) = id_embedding(i) + text_vector(i) @ W + b`` — exactly what
+``rep(i) = id_embedding(i) + text_vector(i) @ W + b`` (scaled to L2 norm ``norm`` when the model was
+trained with ``item_norm > 0``: ``text_projection.npz`` then holds it as ``norm``) — exactly what
 ``training.models.seqrec.FusedItemEncoder`` computes (its exported
 ``id_embeddings.npy`` already holds zero rows for items never trained, so those
 get the text part alone). ``tests/unit/core/test_seqrec.py`` checks the two agree.
@@ -26,12 +27,16 @@ def fuse_item_vectors(
     id_embeddings: np.ndarray | None,
     W: np.ndarray,
     b: np.ndarray,
+    norm: float = 0.0,
 ) -> F32:
     """text_vectors [N, T] | None, id_embeddings [N, D] | None, W [T, D], b [D] -> [N, D] float32.
 
     Without text vectors the item is its ID embedding; without ID embeddings
-    (a cold item, or a text-only model) it is its projected text.
+    (a cold item, or a text-only model) it is its projected text. ``norm`` > 0: every row is then
+    scaled to that L2 norm (``FusedItemEncoder(item_norm=...)``); 0 = the raw sum.
     """
+    if norm < 0:
+        raise ValueError(f"norm must be >= 0 (0 = off), got {norm}")
     if W.ndim != 2 or b.shape != (W.shape[1],):
         raise ValueError(f"W must be [T, D] and b [D], got {W.shape} and {b.shape}")
     d = W.shape[1]
@@ -52,6 +57,8 @@ def fuse_item_vectors(
             out += text
     if out is None:
         raise ValueError("need text_vectors or id_embeddings")
+    if norm > 0:
+        out = np.float32(norm) * unit_rows(out)
     return out.astype(np.float32, copy=False)
 
 
@@ -65,6 +72,18 @@ def load_text_projection(path: Path) -> tuple[F32, F32]:
     if w.ndim != 2 or b.shape != (w.shape[1],):
         raise ValueError(f"{path}: W must be [T, D] and b [D], got {w.shape} and {b.shape}")
     return w, b
+
+
+def load_item_norm(path: Path) -> float:
+    """The item-representation norm of ``text_projection.npz`` (its optional scalar ``norm``; absent in
+    artifact sets of models trained without ``item_norm``) -> float, 0.0 = raw sums."""
+    with np.load(path) as z:
+        if "norm" not in z:
+            return 0.0
+        arr = np.asarray(z["norm"], dtype=np.float64)
+    if arr.size != 1 or not np.isfinite(arr).all() or float(arr.reshape(-1)[0]) < 0:
+        raise ValueError(f"{path}: 'norm' must be one finite value >= 0, got {arr!r}")
+    return float(arr.reshape(-1)[0])
 
 
 def project_profiles(vectors: np.ndarray, W: np.ndarray, b: np.ndarray) -> F32:
@@ -206,13 +225,19 @@ def fill_cold_ids(
 
 
 def artifact_item_vectors(
-    text_vectors: np.ndarray, id_embeddings: np.ndarray, W: np.ndarray, b: np.ndarray, rule: ColdIdRule
+    text_vectors: np.ndarray,
+    id_embeddings: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray,
+    rule: ColdIdRule,
+    norm: float = 0.0,
 ) -> F32:
     """Seqrec vectors [N, D] of an artifact set's own items (text [N, T], exported ID rows [N, D]) as
-    the service scores them: rows that were never trained (zero) get their ID row from ``rule``."""
+    the service scores them: rows that were never trained (zero) get their ID row from ``rule``;
+    ``norm`` as in :func:`fuse_item_vectors`."""
     trained = trained_rows(id_embeddings)
     if rule.active and not trained.all():
         id_embeddings = fill_cold_ids(
             text_vectors, id_embeddings, ~trained, rule, text_vectors[trained], id_embeddings[trained]
         )
-    return fuse_item_vectors(text_vectors, id_embeddings, W, b)
+    return fuse_item_vectors(text_vectors, id_embeddings, W, b, norm)

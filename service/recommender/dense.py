@@ -23,6 +23,7 @@ from service.core.seqrec import (
     ColdIdRule,
     fill_cold_ids,
     fuse_item_vectors,
+    load_item_norm,
     load_text_projection,
     trained_rows,
     unit_rows,
@@ -50,6 +51,7 @@ class SeqRecRuntime:
         threads: int = 0,
         batch_size: int = 256,
         cold_ids: ColdIdRule | None = None,
+        item_norm: float = 0.0,
     ) -> None:
         if id_embeddings.ndim != 2 or id_embeddings.shape[1] != W.shape[1]:
             raise ValueError(f"id_embeddings {id_embeddings.shape} do not match W {W.shape}")
@@ -58,6 +60,9 @@ class SeqRecRuntime:
         self.id_embeddings = id_embeddings.astype(np.float32, copy=False)  # [N_trained_rows, D]
         self.W = W.astype(np.float32, copy=False)  # [T, D]
         self.b = b.astype(np.float32, copy=False)  # [D]
+        if item_norm < 0:
+            raise ValueError(f"item_norm must be >= 0 (0 = off), got {item_norm}")
+        self.item_norm = item_norm  # > 0: item vectors scaled to this L2 norm (service.core.seqrec.fuse_item_vectors)
         self.max_len = max_len
         self.batch_size = batch_size
         self.cold_ids = cold_ids if cold_ids is not None else ColdIdRule()
@@ -81,7 +86,15 @@ class SeqRecRuntime:
             raise ValueError(f"seqrec files have dim {ids.shape[1]}/{w.shape[1]}, manifest says {spec.dim}")
         rule = ColdIdRule(spec.cold_id_k, spec.cold_id_temperature, spec.cold_id_scale)
         return cls(
-            root / spec.user_tower, ids, w, b, max_len=spec.max_len, device=device, threads=threads, cold_ids=rule
+            root / spec.user_tower,
+            ids,
+            w,
+            b,
+            max_len=spec.max_len,
+            device=device,
+            threads=threads,
+            cold_ids=rule,
+            item_norm=load_item_norm(root / spec.text_projection),
         )
 
     def set_reference(self, text_vectors: np.ndarray) -> None:
@@ -135,7 +148,7 @@ class SeqRecRuntime:
             if self._ref_text is None:
                 raise RuntimeError("the cold-ID rule needs the artifact text vectors: call set_reference first")
             ids = fill_cold_ids(text_vectors, ids, cold, self.cold_ids, self._ref_text, self._ref_ids, ref_unit=True)
-        return fuse_item_vectors(text_vectors, ids, self.W, self.b)
+        return fuse_item_vectors(text_vectors, ids, self.W, self.b, self.item_norm)
 
     def user_vectors(self, histories: Sequence[np.ndarray], offsets: np.ndarray | None = None) -> F32:
         """histories: each [L_i, D] item vectors, oldest first -> user vectors [B, D].

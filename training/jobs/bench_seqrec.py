@@ -35,7 +35,7 @@ import torch
 from service.core.items import item_text
 from service.core.transitions import PriorShape, TransitionPrior
 from training.checkpoint import cpu_state_dict
-from training.config import BenchSeqRecConfig, EmbedItemsConfig, SeqRecConfig
+from training.config import SERVED_COLD_ID, SERVED_ITEM_NORM, BenchSeqRecConfig, EmbedItemsConfig, SeqRecConfig
 from training.data.loader import Dataset, load_dataset
 from training.data.profiles import profile_sentences
 from training.data.split import EvalCase, Split, item_counts, known_sequences, leave_one_out, train_item_counts
@@ -140,23 +140,46 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "popularity": ModelSpec("Popularity", {}, uses_text=False),
     "transitions": ModelSpec("Item -> next item (first-order counts)", {}, uses_text=False),
-    "sasrec": ModelSpec("SASRec (ID only)", {"item_encoder": "fused", "use_id": True, "use_text": False}, False),
-    "fusion": ModelSpec("Fusion (ID + W·text)", {"item_encoder": "fused", "use_id": True, "use_text": True}, True),
+    # The fused presets pin item_norm, so their rows stay what they were whatever SeqRecConfig's default is.
+    "sasrec": ModelSpec(
+        "SASRec (ID only)", {"item_encoder": "fused", "use_id": True, "use_text": False, "item_norm": 0.0}, False
+    ),
+    "fusion": ModelSpec(
+        "Fusion (ID + W·text)", {"item_encoder": "fused", "use_id": True, "use_text": True, "item_norm": 0.0}, True
+    ),
+    # The fusion with every item representation scaled to one L2 norm (SeqRecConfig.item_norm): an item served
+    # by its text alone is scored on the trained items' scale.
+    "fusion_norm": ModelSpec(
+        "Fusion, items at one norm (ID + W·text scaled to norm 4; cold ID from 10 neighbours)",
+        {
+            "item_encoder": "fused",
+            "use_id": True,
+            "use_text": True,
+            "item_norm": SERVED_ITEM_NORM,
+            "cold_id_k": SERVED_COLD_ID[0],
+            "cold_id_temperature": SERVED_COLD_ID[1],
+            "cold_id_scale": SERVED_COLD_ID[2],
+        },
+        True,
+    ),
     "text_moe": ModelSpec("Text only (whitening MoE, UniSRec-style)", {"item_encoder": "text_moe"}, True),
     "pq_codes": ModelSpec("PQ code lookup (VQ-Rec-style)", {"item_encoder": "pq"}, True),
     "sasrec_profile": ModelSpec(
         "SASRec (ID only) + profile",
-        {"item_encoder": "fused", "use_id": True, "use_text": False, "use_profile": True},
+        {"item_encoder": "fused", "use_id": True, "use_text": False, "use_profile": True, "item_norm": 0.0},
         False,
         uses_profile=True,
     ),
     "fusion_profile": ModelSpec(
         "Fusion + profile",
-        {"item_encoder": "fused", "use_id": True, "use_text": True, "use_profile": True},
+        {"item_encoder": "fused", "use_id": True, "use_text": True, "use_profile": True, "item_norm": 0.0},
         True,
         uses_profile=True,
     ),
 }
+
+# SeqRecConfig knobs whose default differs from what runs stored before the knob existed used.
+LEGACY_SEQREC: dict[str, Any] = {"item_norm": 0.0}
 
 # "<model>+mc": a neural model's ranking plus the first-order transition prior (markov_eval).
 MC_SUFFIX = "+mc"
@@ -658,6 +681,10 @@ def render_markdown(rows: Sequence[dict[str, Any]], details: dict[str, Any], plo
         "Fusion models are scored as served: an item without a trained ID row borrows the scaled ID row of its "
         "nearest trained item by text (`cold_id_*` in the config; in the run details); *zero ID rows* is the "
         "same model with those rows left at zero (the text part alone). "
+        "*Items at one norm*: every item representation (ID + W·text, or the text part alone for an item "
+        "without a trained ID row) is scaled to L2 norm 4 in training and serving (`item_norm`), so cold and "
+        "trained items are scored on one scale; its cold items borrow the mean ID row of their 10 nearest trained "
+        "items by text (softmax(cosine / 0.1) weights, unscaled). "
         "Rows marked *+ item→next prior* rank the same trained model by its log-softmax plus weight x "
         "log p(next | last history item), the add-one-smoothed first-order transition counts of the training "
         "sequences (`service/core/transitions.py`), weight picked on validation NDCG@10 (no extra training). "
@@ -829,8 +856,9 @@ def _runs_to_extend(
     entry = details.get(key)
     if entry is None:
         return [], []
-    # A knob added after the runs were stored counts as its default (what those runs used).
-    stored = asdict(SeqRecConfig()) | entry.get("config", {})
+    # A knob added after the runs were stored counts as what those runs used: its value before it existed
+    # (LEGACY_SEQREC) or else its default.
+    stored = asdict(SeqRecConfig()) | LEGACY_SEQREC | entry.get("config", {})
     now = asdict(mcfg)
     diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
     if diff:

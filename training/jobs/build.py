@@ -38,7 +38,7 @@ import numpy as np
 from service.core.index import CatalogIndex, open_client
 from service.core.manifest import TRANSITION_SECTION, ItemsSpec, Manifest, TransitionSpec
 from service.core.profiles import PROFILE_SECTION, ProfileSpec
-from service.core.seqrec import ColdIdRule, artifact_item_vectors, load_text_projection
+from service.core.seqrec import ColdIdRule, artifact_item_vectors, load_item_norm, load_text_projection
 from service.core.transitions import PriorShape, TransitionPrior
 from service.semantic_ids.decoder import GENREC_DIR
 from training.checkpoint import BEST_NAME, load_weights
@@ -320,7 +320,8 @@ def push(root: Path, manifest: Manifest, cfg: BuildConfig) -> str:
         ids = np.load(root / manifest.seqrec.id_embeddings)
         spec = manifest.seqrec
         rule = ColdIdRule(spec.cold_id_k, spec.cold_id_temperature, spec.cold_id_scale)
-        seqrec_vectors = artifact_item_vectors(text_vectors, ids, w, b, rule)  # what the service scores
+        norm = load_item_norm(root / manifest.seqrec.text_projection)
+        seqrec_vectors = artifact_item_vectors(text_vectors, ids, w, b, rule, norm)  # what the service scores
     client = open_client(cfg.qdrant_url, cfg.qdrant_path)
     try:
         index = CatalogIndex(client, alias=cfg.collection_alias)

@@ -4,7 +4,7 @@ Writes into ``out_dir`` (= ``<artifact root>/seqrec``):
 
     user_tower.onnx       item_reps float32 [B, L, D] (left-padded) + mask int64 [B, L] -> user [B, D]
     id_embeddings.npy     [N, D] float32; zero rows for items never trained (and all zero when use_id is off)
-    text_projection.npz   W [T, D], b [D] float32 (zeros when use_text is off)
+    text_projection.npz   W [T, D], b [D] float32 (zeros when use_text is off), norm [] (item_norm; 0 = off)
     profile_projection.npz  W [P, D], b [D], mean [P] float32 (only with use_profile; see service/core/profiles.py)
     last.pt / best.pt     torch checkpoints (resumable run state / best weights)
 
@@ -80,6 +80,7 @@ def build_item_encoder(
             use_text=cfg.use_text,
             known=known,
             id_dropout=cfg.id_dropout,
+            item_norm=cfg.item_norm,
         )
     if text_vectors is None:
         raise ValueError(f"item_encoder {cfg.item_encoder!r} needs text vectors [N, T]")
@@ -540,7 +541,8 @@ def train_seqrec(
             t = text_vectors.shape[1] if text_vectors is not None else DEFAULT_TEXT_DIM
             w, b = np.zeros((t, d), dtype=np.float32), np.zeros(d, dtype=np.float32)
     np.save(out_dir / ID_EMBEDDINGS, ids)
-    np.savez(out_dir / TEXT_PROJECTION, W=w, b=b)
+    # "norm": the item_norm the representations are scaled to (0 = raw sums; read by load_item_norm).
+    np.savez(out_dir / TEXT_PROJECTION, W=w, b=b, norm=np.float32(cfg.item_norm))
     if prof is not None:
         export_profile_projection(model, prof, out_dir / PROFILE_PROJECTION)
     export_user_tower(model, out_dir / USER_TOWER)

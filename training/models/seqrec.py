@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 INIT_STD = 0.02
+NORM_EPS = 1e-12  # as service.core.seqrec.unit_rows
 
 
 def _as_tensor(x: np.ndarray | Tensor, dtype: torch.dtype) -> Tensor:
@@ -72,6 +73,7 @@ class FusedItemEncoder(ItemEncoder):
         use_text: bool = True,
         known: np.ndarray | Tensor | None = None,
         id_dropout: float = 0.0,
+        item_norm: float = 0.0,
     ) -> None:
         super().__init__()
         if not (use_id or use_text):
@@ -80,11 +82,16 @@ class FusedItemEncoder(ItemEncoder):
             raise ValueError("use_text=True needs text_vectors [n_items, T]")
         if not 0.0 <= id_dropout < 1.0:
             raise ValueError(f"id_dropout must be in [0, 1), got {id_dropout}")
+        if item_norm < 0.0:
+            raise ValueError(f"item_norm must be >= 0 (0 = off), got {item_norm}")
         self.n_items = n_items
         self.dim = dim
         self.use_id = use_id
         self.use_text = use_text
         self.id_dropout = id_dropout
+        # > 0: every fused representation is L2-normalised and scaled to this norm, so an item served
+        # by its text alone (no trained ID row) lives on the same scale as a trained one.
+        self.item_norm = item_norm
         self.id_emb: nn.Embedding | None = None
         self.proj: nn.Linear | None = None
         if use_id:
@@ -141,7 +148,13 @@ class FusedItemEncoder(ItemEncoder):
             text = self.text_table()
             out = text if out is None else out + text
         assert out is not None
-        return out
+        return self._normed(out)
+
+    def _normed(self, reps: Tensor) -> Tensor:
+        """reps [..., D] -> the same scaled to norm ``item_norm`` (unchanged when it is 0)."""
+        if self.item_norm <= 0.0:
+            return reps
+        return self.item_norm * reps / reps.norm(dim=-1, keepdim=True).clamp(min=NORM_EPS)
 
     def forward(self, item_ids: Tensor) -> Tensor:
         """item_ids [...] -> [..., D] (no ID dropout; training uses :meth:`table`)."""
@@ -154,7 +167,7 @@ class FusedItemEncoder(ItemEncoder):
             text = self.proj(self.text[item_ids])  # [..., T] -> [..., D]
             out = text if out is None else out + text
         assert out is not None
-        return out
+        return self._normed(out)
 
 
 class CausalSelfAttention(nn.Module):
@@ -294,6 +307,7 @@ class SeqRec(nn.Module):
         use_text: bool = True,
         known: np.ndarray | Tensor | None = None,
         id_dropout: float = 0.0,
+        item_norm: float = 0.0,
         item_encoder: ItemEncoder | None = None,
         profile_dim: int = 0,
         profile_dropout: float = 0.0,
@@ -318,6 +332,7 @@ class SeqRec(nn.Module):
                 use_text=use_text,
                 known=known,
                 id_dropout=id_dropout,
+                item_norm=item_norm,
             )
         self.tower = UserTower(hidden, n_layers, n_heads, max_len, dropout)
         self.profile_proj: nn.Linear | None = None

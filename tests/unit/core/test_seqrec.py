@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.core.seqrec import fuse_item_vectors, impute_id_embeddings, load_text_projection
+from service.core.seqrec import fuse_item_vectors, impute_id_embeddings, load_item_norm, load_text_projection
 from training.models.seqrec import SeqRec
 
 N, T, D = 30, 24, 8
@@ -85,6 +85,24 @@ def test_text_projection_round_trip(tmp_path: Path) -> None:
     np.savez(tmp_path / "missing.npz", W=w)
     with pytest.raises(ValueError):
         load_text_projection(tmp_path / "missing.npz")
+
+
+def test_item_norm_scales_rows_and_round_trips(tmp_path: Path) -> None:
+    model, text = _model()
+    ids, w, b = _exported(model)
+    raw = fuse_item_vectors(text, ids, w, b)
+    got = fuse_item_vectors(text, ids, w, b, norm=2.0)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 2.0, rtol=1e-5)
+    np.testing.assert_allclose(got, 2.0 * raw / np.linalg.norm(raw, axis=1, keepdims=True), rtol=1e-5)
+    with pytest.raises(ValueError):
+        fuse_item_vectors(text, ids, w, b, norm=-1.0)
+    np.savez(tmp_path / "old.npz", W=w, b=b)  # artifact sets written before item_norm existed
+    assert load_item_norm(tmp_path / "old.npz") == 0.0
+    np.savez(tmp_path / "new.npz", W=w, b=b, norm=np.float32(2.5))
+    assert load_item_norm(tmp_path / "new.npz") == 2.5
+    np.savez(tmp_path / "bad.npz", W=w, b=b, norm=np.array([1.0, 2.0]))
+    with pytest.raises(ValueError):
+        load_item_norm(tmp_path / "bad.npz")
 
 
 def _refs(n: int = 40, t: int = 6, d: int = 4) -> tuple[np.ndarray, np.ndarray]:

@@ -427,3 +427,21 @@ def test_extend_counts_a_knob_added_after_the_runs_were_stored_as_its_default(tm
     assert [r["seed"] for r in runs] == [0]
     with pytest.raises(ValueError, match="profile_dropout"):
         _runs_to_extend(details, "d/sasrec", replace(cfg, profile_dropout=0.25), False, [0, 1])
+
+
+def test_runs_stored_before_item_norm_count_as_raw_sums_whatever_the_default(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    stored = asdict(model_config(SeqRecConfig(), "fusion"))
+    del stored["item_norm"]  # runs stored before the knob existed used raw sums
+    details = tmp_path / "runs.json"
+    details.write_text(json.dumps({"d/fusion": {"config": stored, "runs": [_run(0, 0.07)]}}))
+    for default in (0.0, 4.0):  # the fusion preset pins item_norm 0: its rows do not follow the default
+        cfg = model_config(SeqRecConfig(item_norm=default), "fusion")
+        assert cfg.item_norm == 0.0
+        runs, _ = _runs_to_extend(details, "d/fusion", cfg, False, [0, 1])
+        assert [r["seed"] for r in runs] == [0]
+    norm = model_config(SeqRecConfig(), "fusion_norm")
+    assert (norm.use_id, norm.use_text, norm.item_norm) == (True, True, 4.0)
+    with pytest.raises(ValueError, match="item_norm"):
+        _runs_to_extend(details, "d/fusion", norm, False, [0, 1])

@@ -52,3 +52,18 @@ def test_shipped_seqrec_configs_load_and_name_known_models_and_shapes(path: Path
     for m in cfg.models:
         model_config(cfg.seqrec, m, cfg.model_overrides)  # unknown override keys raise
     assert [PriorShape.from_dict(d) for d in cfg.markov_shapes]
+
+
+def test_the_build_serves_items_at_one_norm_and_a_yaml_can_turn_it_off(tmp_path: Path) -> None:
+    from training.config import SERVED_COLD_ID, SERVED_ITEM_NORM
+
+    assert SERVED_ITEM_NORM > 0
+    assert BuildConfig().seqrec.item_norm == SERVED_ITEM_NORM  # the served fusion model
+    served = BuildConfig().seqrec
+    assert (served.cold_id_k, served.cold_id_temperature, served.cold_id_scale) == SERVED_COLD_ID
+    assert SeqRecConfig().item_norm == 0.0  # bench / downstream rows keep raw sums unless a preset says so
+    f = tmp_path / "c.yaml"
+    f.write_text("seqrec:\n  max_minutes: 1.0\n")
+    assert load_config(BuildConfig, f).seqrec.item_norm == SERVED_ITEM_NORM  # other keys keep it
+    f.write_text("seqrec:\n  item_norm: 0.0\n")
+    assert load_config(BuildConfig, f).seqrec.item_norm == 0.0

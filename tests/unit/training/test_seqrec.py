@@ -166,6 +166,31 @@ def test_untrained_items_are_served_by_their_text_alone() -> None:
     assert not torch.isclose(reps[0], text[0]).all()
 
 
+def test_item_norm_puts_trained_and_text_only_items_on_one_scale() -> None:
+    known = np.ones(N, dtype=np.float32)
+    known[[3, 7]] = 0
+    raw = _model(known=known)
+    normed = _model(known=known, item_norm=2.5)  # same seed: same weights
+    reps = normed.all_item_reps().detach()
+    torch.testing.assert_close(reps.norm(dim=1), torch.full((N,), 2.5))
+    # The direction is the raw fused representation's, untrained items (text alone) included.
+    ref = raw.all_item_reps().detach()
+    torch.testing.assert_close(reps, 2.5 * ref / ref.norm(dim=1, keepdim=True))
+    ids = torch.tensor([[0, 3, 39], [7, 7, 1]])
+    torch.testing.assert_close(normed.item_reps(ids), reps[ids])  # gather path == table path
+    # ID dropout happens before the normalisation: a dropped item is its unit text direction.
+    drop = _model(known=known, item_norm=2.5, id_dropout=0.5).train()
+    torch.manual_seed(1)
+    table = drop.items.table().detach()
+    torch.testing.assert_close(table.norm(dim=1), torch.full((N,), 2.5))
+    text = _fused(drop).text_table().detach()
+    unit_text = 2.5 * text / text.norm(dim=1, keepdim=True)
+    dropped = torch.isclose(table, unit_text, atol=1e-6).all(dim=1)
+    assert dropped[[3, 7]].all() and 0.25 < dropped.float().mean() < 0.8
+    with pytest.raises(ValueError):
+        _model(item_norm=-1.0)
+
+
 def test_loss_uses_only_positions_with_a_next_item() -> None:
     model = _model().eval()
     ids, mask = _batch()
@@ -216,6 +241,7 @@ def test_train_seqrec_writes_the_serving_files_and_metrics(tmp_path: Path) -> No
     assert ids.shape == (60, 16) and ids.dtype == np.float32
     with np.load(out / "text_projection.npz") as z:
         assert z["W"].shape == (T, 16) and z["b"].shape == (16,)
+        assert float(z["norm"]) == 0.0  # item_norm off by default
     m = res.metrics
     assert {"val", "test", "popularity_val", "popularity_test", "epochs", "best_epoch"} <= set(m)
     assert set(m["val"]) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}
