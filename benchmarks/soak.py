@@ -407,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="Print the summary as JSON.")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     with artifact_set(args.artifacts) as root, tempfile.TemporaryDirectory(prefix="recsvc-soak-") as tmp:
         work = Path(tmp)
         catalogs = work / "catalogs"
