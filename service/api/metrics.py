@@ -34,6 +34,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.recommend_latency = Histogram(
+            "recsvc_recommend_latency_seconds",
+            "Latency of answered /recommend requests (scoring + response building, in the route), by mode.",
+            ["mode"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.cache_hits = Counter("recsvc_cache_hits", "Response cache hits (/recommend).", registry=self.registry)
         self.cache_misses = Counter(
             "recsvc_cache_misses", "Response cache misses (/recommend).", registry=self.registry
@@ -73,6 +80,9 @@ class Metrics:
     def track_batcher(self, batcher: DynamicBatcher) -> None:
         """Queue depth, shed and cancelled counts of the encoder batcher, read at scrape time."""
         self.registry.register(_BatcherCollector(batcher))
+
+    def on_recommend(self, mode: str, seconds: float) -> None:
+        self.recommend_latency.labels(mode=mode).observe(seconds)
 
     def on_cache(self, hit: bool) -> None:
         (self.cache_hits if hit else self.cache_misses).inc()

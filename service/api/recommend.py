@@ -3,10 +3,13 @@
 Deadlines and client disconnects are enforced around the route by
 ``RequestDeadlineMiddleware``; text history items go through the encoder's
 interactive lane (ahead of bulk /embed work). The ranked list is serialised once by
-orjson (``responses.py``); the OpenAPI schema stays ``RecommendResponse``.
+orjson (``responses.py``); the OpenAPI schema stays ``RecommendResponse``. Answered requests are
+timed per mode (``recsvc_recommend_latency_seconds{mode}``; the request histogram has no mode).
 """
 
 from __future__ import annotations
+
+import time
 
 from fastapi import APIRouter
 
@@ -24,6 +27,7 @@ router = APIRouter(tags=["recommend"])
     summary="Recommend items for a history",
 )
 async def recommend(req: RecommendRequest, state: StateDep) -> FastJSONResponse:
+    t0 = time.perf_counter()
     check_recommend_limits(req, state.settings.limits)
     result = await state.recommender.recommend(req)
     body = {
@@ -37,4 +41,6 @@ async def recommend(req: RecommendRequest, state: StateDep) -> FastJSONResponse:
         "profile_source": result.profile_source,
         "ranking": result.ranking,
     }
-    return FastJSONResponse(body)
+    response = FastJSONResponse(body)
+    state.metrics.on_recommend(req.mode, time.perf_counter() - t0)
+    return response

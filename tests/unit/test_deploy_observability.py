@@ -75,11 +75,16 @@ def alert_rules() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def metrics_text(make_client: Callable[..., TestClient]) -> tuple[set[str], set[str]]:
-    client = make_client()
+def metrics_text(
+    make_client: Callable[..., TestClient], redis_url: str, redis_prefix: str
+) -> tuple[set[str], set[str]]:
+    # with Redis configured (a real redis-server) so the readiness gauge recsvc_degraded{component} exists
+    client = make_client(redis={"url": redis_url, "key_prefix": redis_prefix})
     body = {"history": ["P0001", "P0002"], "k": 3}
     for _ in range(2):  # a miss, then a hit
         assert client.post("/recommend", json=body).status_code == 200
+    body = {"history": ["P0001", {"item": {"title": "a text item"}}], "k": 3}
+    assert client.post("/recommend", json=body).status_code == 200  # the interactive encoder lane
     client.post("/search", json={"query": "hair"})
     client.post("/embed", json={"items": [{"text": "a"}]})
     client.post("/recommend", json={"history": []})  # a 4xx
@@ -140,6 +145,19 @@ def test_dashboard_is_valid_and_uses_exported_metrics(metrics_text: tuple[set[st
         assert f"histogram_quantile({q}" in joined
     assert 'status=~"5.."' in joined and 'status=~"503|429"' in joined
     assert {"recsvc_reindex_total", "recsvc_cache_hits_total", "recsvc_cache_misses_total"} <= used
+    # the encoder engine, deadlines and readiness (issues 20, 25): queue, shedding, drops, batch sizes,
+    # abandoned requests, degraded components, and /recommend latency per mode
+    assert {
+        "recsvc_encoder_queue_texts",
+        "recsvc_encoder_shed_requests_total",
+        "recsvc_encoder_shed_texts_total",
+        "recsvc_encoder_dropped_requests_total",
+        "recsvc_encoder_batch_texts_bucket",
+        "recsvc_requests_abandoned_total",
+        "recsvc_degraded",
+        "recsvc_recommend_latency_seconds_bucket",
+    } <= used
+    assert "sum by (le, mode)" in joined and "sum by (le, lane)" in joined
 
 
 def test_alerts_are_valid_and_use_exported_metrics(metrics_text: tuple[set[str], set[str]]) -> None:
@@ -159,10 +177,13 @@ def test_alerts_are_valid_and_use_exported_metrics(metrics_text: tuple[set[str],
     assert 'route="/readyz"' in exprs["RecsvcNotReady"]
     assert 'status="failed"' in exprs["RecsvcReindexFailed"]
     assert "recsvc_reindex_total" in used
+    assert "recsvc_encoder_shed_requests_total" in exprs["RecsvcEncoderShedding"]
+    assert "recsvc_degraded" in exprs["RecsvcDegraded"]
+    assert "recsvc_encoder_shed_requests_total" in used and "recsvc_degraded" in used
 
 
 def test_a_misspelled_metric_is_caught(metrics_text: tuple[set[str], set[str]]) -> None:
     with pytest.raises(AssertionError, match="not exported"):
         _check(["rate(recsvc_request_total[5m])"], metrics_text, "probe")
     with pytest.raises(AssertionError, match="labels"):
-        _check(["sum by (mode) (rate(recsvc_requests_total[5m]))"], metrics_text, "probe")
+        _check(["sum by (colour) (rate(recsvc_requests_total[5m]))"], metrics_text, "probe")
