@@ -145,3 +145,19 @@ def test_api_items_survive_a_later_reindex(
     client.__exit__(None, None, None)
     again = make_client()
     assert found(again, "NEW-1") and not recommendable(again, "P0004")
+
+
+@pytest.mark.integration
+def test_upsert_while_a_reindex_runs_survives_it(
+    make_client: Callable[..., TestClient], tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    client = make_client()
+    catalog = write_jsonl(tmp_path / "catalog.jsonl", tiny_artifacts.catalog)
+    resp = client.post("/admin/reindex", json={"catalog_path": str(catalog)}, headers=admin_headers())
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
+    assert put(client, [NEW]).status_code == 200  # acknowledged while the job is queued or running
+    job = wait_job(client, job_id)
+    assert job["status"] == "succeeded", job
+    hit = client.post("/search", json=QUERY).json()
+    assert hit["index_version"] == job["collection"] and hit["items"][0]["item_id"] == "NEW-1"
