@@ -30,16 +30,16 @@ def _app(artifacts_dir: Path, work: Path, fake_dim: int | None, variant: str) ->
     from service.main import create_app
     from service.state import Components
 
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        data_dir=work / "var",
-        artifacts_dir=artifacts_dir,
-        admin_token=SecretStr(TOKEN),
-        encoder_variant=variant,
-        device="cpu",
-        redis={"url": None},
-        catalog_dir=work,
-    )
+    values: dict[str, Any] = {
+        "data_dir": work / "var",
+        "artifacts_dir": artifacts_dir,
+        "admin_token": SecretStr(TOKEN),
+        "encoder_variant": variant,
+        "device": "cpu",
+        "redis": {"url": None},
+        "catalog_dir": work,
+    }
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     components = None
     if fake_dim is not None:
         from service.encoding.fake import FakeEncoder
