@@ -31,7 +31,7 @@ from service.recommender.generative import GenerativeRuntime
 from service.recommender.service import Recommender
 from service.reindex import ReindexManager
 from service.stores.cache import MemoryCache, RedisCache, ResponseCache
-from service.stores.events import IndexEvents, MemoryIndexEvents, RedisIndexEvents
+from service.stores.events import IndexEvents, ItemsChanged, MemoryIndexEvents, RedisIndexEvents, RedisItemEvents
 from service.stores.item_log import ItemCatalog, ItemLog
 from service.stores.jobs import JobStore, MemoryJobStore, RedisJobStore
 from service.stores.qdrant import QdrantStore
@@ -371,6 +371,19 @@ async def _build(
         events.on_resubscribe = reindex.resync  # swaps published while Redis was down are not lost
     await events.start(reindex.on_index_changed)
     stack.push_async_callback(events.close)
+    if redis_client is not None and isinstance(events, RedisIndexEvents):
+        item_events = RedisItemEvents(events.client, settings.redis.key_prefix, publisher=redis_client)
+
+        async def publish_items(collection: str, records: list[dict[str, Any]]) -> None:
+            await item_events.publish(ItemsChanged(collection, records, origin=worker_id))
+
+        async def on_items(event: ItemsChanged) -> None:
+            if event.origin != worker_id:
+                await items.on_remote(event.collection, event.records)
+
+        items.publish = publish_items
+        await item_events.start(on_items)
+        stack.push_async_callback(item_events.close)
 
     recommender = Recommender(
         generative=generative,

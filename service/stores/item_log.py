@@ -154,6 +154,8 @@ class ItemCatalog:
         self.embed = embed
         self.on_snapshot = on_snapshot  # e.g. derive the semantic-ID table of the new snapshot
         self.lock = asyncio.Lock()
+        # set by the app state with Redis: tells the other workers (records = log lines)
+        self.publish: Callable[[str, list[dict[str, Any]]], Awaitable[None]] | None = None
 
     async def vectors(self, items: Sequence[Item]) -> list[ItemChange]:
         """Text vectors through the encoder, seqrec vectors through the reindex's fusion (cold-ID rule)."""
@@ -174,8 +176,10 @@ class ItemCatalog:
             created = sum(1 for it in changed if it.item_id not in snap.row_of)
             changes = await self.vectors(changed)
             version = self.artifacts.version
-            await asyncio.to_thread(self.log.append, [upsert_record(c, version) for c in changes])
+            records = [upsert_record(c, version) for c in changes]
+            await asyncio.to_thread(self.log.append, records)
             await self._apply_live(changes, [])
+            await self._tell_others(records)
             return {
                 "created": created,
                 "updated": len(changed) - created,
@@ -195,14 +199,46 @@ class ItemCatalog:
             todo = [i for i in ids if not ((e := self.log.state.get(i)) is not None and e.item is None)]
             await asyncio.to_thread(self.log.append, [{"op": "delete", "item_id": i} for i in todo])
             await self._apply_live([], present)
+            await self._tell_others([{"op": "delete", "item_id": i} for i in present])
             return {"created": 0, "updated": 0, "unchanged": len(ids) - len(present), "deleted": len(present)}
 
-    async def _apply_live(self, changes: Sequence[ItemChange], deletes: Sequence[str]) -> None:
+    async def _tell_others(self, records: list[dict[str, Any]]) -> None:
+        if self.publish is None or not records:
+            return
+        try:
+            await self.publish(self.store.snapshot.collection, records)
+        except Exception as exc:  # durable and live here; the others catch up at their next reload
+            logger.warning("could not publish the items change: %s", exc)
+
+    async def on_remote(self, collection: str, records: list[dict[str, Any]]) -> None:
+        """Another worker's change: apply its records to our snapshot (it already wrote the collection)."""
+        async with self.lock:
+            if not self.store.has_snapshot or self.store.snapshot.collection != collection:
+                return  # we serve another collection: our next reload brings the change
+            changes: list[ItemChange] = []
+            deletes: list[str] = []
+            for rec in records:
+                if rec.get("op") == "delete":
+                    deletes.append(str(rec["item_id"]))
+                    continue
+                item = item_from_dict(rec["item"], allow_empty_title=True)
+                seq = rec.get("seqrec")
+                changes.append(
+                    ItemChange(
+                        item,
+                        np.asarray(rec["text"], dtype=np.float32),
+                        None if seq is None else np.asarray(seq, dtype=np.float32),
+                    )
+                )
+            await self._apply_live(changes, deletes, write=False)
+
+    async def _apply_live(self, changes: Sequence[ItemChange], deletes: Sequence[str], *, write: bool = True) -> None:
         if not changes and not deletes:
             return
         snap = self.store.snapshot
         new, rows, removed = await asyncio.to_thread(apply_changes, snap, changes, deletes)
-        await asyncio.to_thread(self.store.write_changes, new, rows, removed)
+        if write:
+            await asyncio.to_thread(self.store.write_changes, new, rows, removed)
         if self.on_snapshot is not None:
             await asyncio.to_thread(self.on_snapshot, new)
         self.store.set_snapshot(new)
