@@ -161,3 +161,18 @@ def test_upsert_while_a_reindex_runs_survives_it(
     assert job["status"] == "succeeded", job
     hit = client.post("/search", json=QUERY).json()
     assert hit["index_version"] == job["collection"] and hit["items"][0]["item_id"] == "NEW-1"
+
+
+def test_the_log_alone_restores_api_items(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
+    """The store is lost (its folder removed): the bootstrap rebuilds from the artifact catalog and
+    the item log brings every acknowledged change back."""
+    import shutil
+
+    client = make_client()
+    assert put(client, [NEW]).status_code == 200
+    assert delete(client, ["P0003"]).status_code == 200
+    client.__exit__(None, None, None)
+    shutil.rmtree(tmp_path / "var" / "qdrant")
+    again = make_client()
+    assert found(again, "NEW-1") and recommendable(again, "NEW-1")
+    assert not recommendable(again, "P0003")
