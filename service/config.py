@@ -87,6 +87,16 @@ class LimitSettings(BaseModel):
     max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body, in bytes (413).")
 
 
+class ItemsSettings(BaseModel):
+    max_batch: int = Field(
+        default=500, ge=1, le=10_000, description="Most items in one PUT/DELETE /admin/items batch (413 above)."
+    )
+    log_path: Path | None = Field(
+        default=None,
+        description="Append-only item log (JSON lines, fsynced before the 200). None: `{data_dir}/items/log.jsonl`.",
+    )
+
+
 class BatcherSettings(BaseModel):
     max_batch: int = Field(default=64, ge=1, le=1024, description="Most texts the encoder takes in one unit of work.")
     max_wait_ms: float = Field(
@@ -244,6 +254,7 @@ class Settings(BaseSettings):
     qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    items: ItemsSettings = Field(default_factory=ItemsSettings, description="Items API (PUT/DELETE /admin/items).")
     batcher: BatcherSettings = Field(default_factory=BatcherSettings)
     onnx: OnnxSettings = Field(default_factory=OnnxSettings)
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
@@ -281,6 +292,12 @@ class Settings(BaseSettings):
     def _default_qdrant_path(self) -> Settings:
         if self.qdrant.url is None and self.qdrant.path is None:
             self.qdrant.path = str(self.data_dir / "qdrant")
+        return self
+
+    @model_validator(mode="after")
+    def _default_items_log(self) -> Settings:
+        if self.items.log_path is None:
+            self.items.log_path = self.data_dir / "items" / "log.jsonl"
         return self
 
     @model_validator(mode="after")

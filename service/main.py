@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
-from service.api import admin, embed, health, openai_compat, recommend, search, ui
+from service.api import admin, embed, health, items, openai_compat, recommend, search, ui
 from service.api.deadline import RequestDeadlineMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.middleware import BodySizeLimitMiddleware, install_access_log_redaction
@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     app.include_router(ui.router)
     if settings.enable_admin:
         app.include_router(admin.router, responses=error_responses(401, 409, 503))
+        app.include_router(items.router, responses=error_responses(401, 413, 503))
     app.include_router(health.router)
     _install_docs(app)
 

@@ -143,6 +143,10 @@ class ReindexManager:
         # swap, so a failure leaves the old collection served and the new sids go live with it.
         # A rollback runs it for the collection it moves the alias back to.
         self.prepare_snapshot = prepare_snapshot
+        # Items API (set by the app state): replays the item log into a built snapshot, and the
+        # lock its writes hold (taken here around replay + alias swap).
+        self.replay_items: Callable[[CatalogSnapshot], Awaitable[CatalogSnapshot]] | None = None
+        self.items_lock: asyncio.Lock | None = None
         self.store = store
         self.jobs = jobs
         self.events = events
@@ -719,17 +723,21 @@ class ReindexManager:
         await self._stage(job, "reading catalog", 0.0)
         job.stats["items"] = len(items)
         new, snapshot, encoded = await self._build(job, items, control)
-        try:
-            await self._before_swap(job, snapshot, control)
-            await self._stage(job, "swapping alias", 0.96)
-            await self._fence(job, control)
-            old = await asyncio.to_thread(self.store.index.swap_alias_to, new, now=time.time())
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.store.index.drop, new)
-            raise
-        # the point of no return: serve, tell the others, drop what is neither served nor kept
-        self.store.set_snapshot(snapshot)
+        # API item writes wait while the item log is replayed into the new collection and the alias
+        # moves, so none acknowledged in between is missing from what goes live.
+        gate = self.items_lock if self.items_lock is not None else contextlib.nullcontext()
+        async with gate:
+            try:
+                snapshot = await self._before_swap(job, snapshot, control)
+                await self._stage(job, "swapping alias", 0.96)
+                await self._fence(job, control)
+                old = await asyncio.to_thread(self.store.index.swap_alias_to, new, now=time.time())
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.store.index.drop, new)
+                raise
+            # the point of no return: serve, tell the others, drop what is neither served nor kept
+            self.store.set_snapshot(snapshot)
         job.stats["previous"] = old
         try:
             await self.events.publish(
@@ -829,12 +837,21 @@ class ReindexManager:
             raise
         return new, snapshot, encoded
 
-    async def _before_swap(self, job: Job, snapshot: CatalogSnapshot, control: _Control) -> None:
-        """Steps on the built collection before it goes live; a failure drops it."""
+    async def _before_swap(self, job: Job, snapshot: CatalogSnapshot, control: _Control) -> CatalogSnapshot:
+        """Steps on the built collection before it goes live; a failure drops it. Returns the
+        snapshot to serve (the item log replayed on top of the catalog)."""
+        if self.replay_items is not None:
+            await self._stage(job, "replaying the item log", 0.94)
+            before = len(snapshot)
+            snapshot = await self.replay_items(snapshot)
+            job.stats["item_log_replayed"] = True
+            job.stats["items_after_log"] = len(snapshot)
+            job.stats["items_log_delta"] = len(snapshot) - before
         if self.prepare_snapshot is not None:
             await self._stage(job, "assigning semantic IDs", 0.95)
             job.stats.update(await asyncio.to_thread(self._prepare, snapshot))
         control.check()
+        return snapshot
 
     async def _encode(self, items: list[Item], progress: Callable[[float], None], control: _Control) -> EncodedCatalog:
         texts = await asyncio.to_thread(lambda: [item_text(it) for it in items])

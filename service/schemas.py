@@ -392,3 +392,54 @@ class ReadyResponse(BaseModel):
     index_version: str | None = None
     model_version: str | None = None
     detail: str | None = None
+
+
+# ------------------------------------------------------------------ items API
+class ItemsUpsertRequest(BaseModel):
+    """``PUT /admin/items``: items in the shape of one ``items.jsonl`` line each."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "item_id": "N000001",
+                            "title": "Argan oil repair shampoo",
+                            "brand": "Acme",
+                            "categories": ["Hair", "Shampoo"],
+                            "price": 12.5,
+                            "attributes": {"size": "250 ml"},
+                        }
+                    ]
+                }
+            ]
+        },
+    )
+
+    items: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="Items to create or replace by `item_id` (title required; description, brand, categories, "
+        "features, price, year, genres, attributes optional). At most items.max_batch (else 413).",
+    )
+
+
+class ItemsDeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"ids": ["N000001"]}]})
+
+    ids: list[str] = Field(min_length=1, description="Item ids to remove. At most items.max_batch (else 413).")
+
+
+class ItemsChangeOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"created": 1, "updated": 0, "unchanged": 0, "deleted": 0, "index_version": "items_0003"}]
+        }
+    )
+
+    created: int = Field(description="Ids not served before.")
+    updated: int = Field(description="Served ids whose fields changed.")
+    unchanged: int = Field(description="Ids already in this state (a repeated request changes nothing).")
+    deleted: int = Field(description="Served ids removed.")
+    index_version: str = Field(description="Collection now serving the change.")

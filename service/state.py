@@ -31,7 +31,8 @@ from service.recommender.generative import GenerativeRuntime
 from service.recommender.service import Recommender
 from service.reindex import ReindexManager
 from service.stores.cache import MemoryCache, RedisCache, ResponseCache
-from service.stores.events import IndexEvents, MemoryIndexEvents, RedisIndexEvents
+from service.stores.events import IndexEvents, ItemsChanged, MemoryIndexEvents, RedisIndexEvents, RedisItemEvents
+from service.stores.item_log import ItemCatalog, ItemLog
 from service.stores.jobs import JobStore, MemoryJobStore, RedisJobStore
 from service.stores.qdrant import QdrantStore
 from service.stores.redis_link import RedisHealth, open_redis, redact_url
@@ -69,6 +70,7 @@ class AppState:
     metrics: Metrics
     device: str
     worker_id: str
+    items: ItemCatalog | None = None
     redis: aioredis.Redis | None = None
     redis_health: RedisHealth | None = None  # None: no Redis configured
     ready: bool = False
@@ -168,6 +170,21 @@ def _load_generative(root: Path, artifacts: LoadedArtifacts, device: str) -> Gen
         return GenerativeRuntime.from_manifest(root, artifacts.manifest, artifacts.item_ids, device)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigurationError(f"artifact set {root}: cannot load semantic IDs / generative model: {exc}") from exc
+
+
+def _refresh_live_caches(generative: GenerativeRuntime | None, artifacts: LoadedArtifacts, snapshot: Any) -> None:
+    """After a live item change (same collection, other items), caches keyed by collection name
+    follow: the transition prior's row alignment is dropped, and the semantic-ID table of the new
+    snapshot (derived from the saved codec, with the sids handed out before kept: stable collision
+    digits) replaces the one cached for the collection."""
+    if artifacts.transitions is not None:
+        with artifacts.transitions._lock:
+            artifacts.transitions._aligned.pop(snapshot.collection, None)
+    if generative is None:
+        return
+    with generative._lock:
+        cat = generative._derive(snapshot.collection, snapshot.item_ids, snapshot.text_vectors)
+        generative._catalogs[snapshot.collection] = cat
 
 
 async def build_state(
@@ -334,11 +351,39 @@ async def _build(
         on_finished=metrics.on_reindex_finished,
     )
     stack.push_async_callback(reindex.close)
+    # Items API: the durable item log, replayed on top of the served collection at start and into
+    # every reindex's new collection before the alias swap.
+    assert settings.items.log_path is not None
+    item_log = ItemLog(Path(settings.items.log_path))
+    await asyncio.to_thread(item_log.load)
+    items = ItemCatalog(
+        item_log,
+        store,
+        artifacts,
+        embed,
+        on_snapshot=functools.partial(_refresh_live_caches, generative, artifacts),
+    )
+    reindex.replay_items = items.replay_into
+    reindex.items_lock = items.lock
     await reindex.bootstrap(build_if_missing=settings.bootstrap_index)
+    await items.replay_served()
     if isinstance(events, RedisIndexEvents):
         events.on_resubscribe = reindex.resync  # swaps published while Redis was down are not lost
     await events.start(reindex.on_index_changed)
     stack.push_async_callback(events.close)
+    if redis_client is not None and isinstance(events, RedisIndexEvents):
+        item_events = RedisItemEvents(events.client, settings.redis.key_prefix, publisher=redis_client)
+
+        async def publish_items(collection: str, records: list[dict[str, Any]]) -> None:
+            await item_events.publish(ItemsChanged(collection, records, origin=worker_id))
+
+        async def on_items(event: ItemsChanged) -> None:
+            if event.origin != worker_id:
+                await items.on_remote(event.collection, event.records)
+
+        items.publish = publish_items
+        await item_events.start(on_items)
+        stack.push_async_callback(item_events.close)
 
     recommender = Recommender(
         generative=generative,
@@ -369,6 +414,7 @@ async def _build(
         metrics=metrics,
         device=device,
         worker_id=worker_id,
+        items=items,
         redis=redis_client,
         redis_health=redis_health,
         _stack=stack,

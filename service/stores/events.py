@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -39,6 +39,76 @@ class IndexChanged:
 
 
 Handler = Callable[[IndexChanged], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ItemsChanged:
+    """Items API change on one worker: the others apply the same records (item log lines, with
+    their vectors) to their served snapshots."""
+
+    collection: str
+    records: list[dict[str, Any]]
+    origin: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> ItemsChanged:
+        d = json.loads(raw)
+        return cls(collection=str(d["collection"]), records=list(d["records"]), origin=str(d.get("origin", "")))
+
+
+class RedisItemEvents:
+    """Pub/sub on ``{prefix}:items`` (best effort: a worker that misses a message catches up at its
+    next reload, and the item log is the record)."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, publisher: aioredis.Redis) -> None:
+        self.client = client
+        self.publisher = publisher
+        self.channel = f"{prefix}:items"
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def publish(self, event: ItemsChanged) -> None:
+        await self.publisher.publish(self.channel, event.to_json())
+
+    async def start(self, handler: Callable[[ItemsChanged], Awaitable[None]]) -> None:
+        self._task = asyncio.create_task(self._listen(handler), name="recsvc-item-events")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=2.0)
+
+    async def _listen(self, handler: Callable[[ItemsChanged], Awaitable[None]]) -> None:
+        backoff = 0.5
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._subscribed.set()
+                backoff = 0.5
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        await handler(ItemsChanged.from_json(message["data"]))
+                    except Exception:
+                        logger.exception("items message handler failed")
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                logger.warning("items subscription lost (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
 
 
 class IndexEvents(Protocol):

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from qdrant_client import models
 
 from service.config import QdrantSettings
 from service.core.index import (
@@ -29,6 +30,7 @@ from service.core.index import (
     SearchFilter,
     SearchHit,
     open_client,
+    point_id,
 )
 from service.core.items import Item, item_from_dict
 
@@ -100,6 +102,87 @@ class CatalogSnapshot:
         )
 
 
+@dataclass(frozen=True)
+class ItemChange:
+    """One upserted item with its vectors (text [T], seqrec [D] or None)."""
+
+    item: Item
+    text_vector: F32
+    seqrec_vector: F32 | None
+
+
+def apply_changes(
+    snapshot: CatalogSnapshot, upserts: Sequence[ItemChange], deletes: Sequence[str]
+) -> tuple[CatalogSnapshot, list[int], list[str]]:
+    """A new snapshot with ``upserts`` (in place, or appended) and ``deletes`` (swap-remove: the
+    last row moves into the hole, so rows stay 0..N-1 as :meth:`CatalogIndex.load_points` needs).
+
+    Returns (new snapshot, rows whose point must be (re)written, ids whose point must be deleted).
+    The old snapshot is not modified (requests holding it keep a consistent view).
+    """
+    items = list(snapshot.items)
+    payloads = list(snapshot.payloads)
+    row_of = dict(snapshot.row_of)
+    fresh = [u for u in upserts if u.item.item_id not in row_of]
+    text = snapshot.text_vectors
+    seq = snapshot.seqrec_vectors
+    if fresh:
+        text = np.concatenate([text, np.stack([u.text_vector for u in fresh]).astype(np.float32)], axis=0)  # [N+M, T]
+        if seq is not None:
+            if any(u.seqrec_vector is None for u in fresh):
+                raise ValueError("a new item lacks its seqrec vector")
+            seq = np.concatenate([seq, np.stack([u.seqrec_vector for u in fresh]).astype(np.float32)], axis=0)  # type: ignore[misc]
+    else:
+        text = text.copy()
+        seq = None if seq is None else seq.copy()
+    touched: set[int] = set()
+    for u in upserts:
+        r = row_of.get(u.item.item_id)
+        if r is None:
+            r = len(items)
+            items.append(u.item)
+            payloads.append({})
+            row_of[u.item.item_id] = r
+        items[r] = u.item
+        text[r] = u.text_vector
+        if seq is not None and u.seqrec_vector is not None:
+            seq[r] = u.seqrec_vector
+        touched.add(r)
+    removed: list[str] = []
+    for item_id in deletes:
+        r = row_of.pop(item_id, None)
+        if r is None:
+            continue
+        removed.append(item_id)
+        last = len(items) - 1
+        if r != last:
+            items[r] = items[last]
+            payloads[r] = payloads[last]
+            text[r] = text[last]
+            if seq is not None:
+                seq[r] = seq[last]
+            row_of[items[r].item_id] = r
+            touched.add(r)
+        items.pop()
+        payloads.pop()
+        touched.discard(last)
+    n = len(items)
+    if n == 0:
+        raise ValueError("the change would leave the catalog empty")
+    for r in touched:
+        p = items[r].payload()
+        p[ROW_KEY] = r
+        payloads[r] = p
+    new = CatalogSnapshot(
+        collection=snapshot.collection,
+        items=items,
+        payloads=payloads,
+        text_vectors=np.ascontiguousarray(text[:n]),
+        seqrec_vectors=None if seq is None else np.ascontiguousarray(seq[:n]),
+    )
+    return new, sorted(touched), removed
+
+
 class QdrantStore:
     """Qdrant client + alias family + the served snapshot."""
 
@@ -128,6 +211,26 @@ class QdrantStore:
         old = self._snapshot.collection if self._snapshot is not None else None
         self._snapshot = snapshot
         logger.info("serving %s (%d items; was %s)", snapshot.collection, len(snapshot), old)
+
+    def write_changes(self, snapshot: CatalogSnapshot, rows: Sequence[int], deleted: Sequence[str]) -> None:
+        """Write ``rows`` of ``snapshot`` as points of its collection and delete ``deleted`` (blocking)."""
+        with self.lock:
+            if rows:
+                vectors: dict[str, list[list[float]]] = {VECTOR_TEXT: snapshot.text_vectors[list(rows)].tolist()}
+                if snapshot.seqrec_vectors is not None:
+                    vectors[VECTOR_SEQREC] = snapshot.seqrec_vectors[list(rows)].tolist()
+                batch = models.Batch(
+                    ids=[point_id(snapshot.items[r].item_id) for r in rows],
+                    vectors=vectors,  # type: ignore[arg-type]
+                    payloads=[snapshot.payloads[r] for r in rows],
+                )
+                self.client.upsert(snapshot.collection, points=batch, wait=True)
+            if deleted:
+                self.client.delete(
+                    snapshot.collection,
+                    points_selector=models.PointIdsList(points=[point_id(i) for i in deleted]),
+                    wait=True,
+                )
 
     async def load_snapshot(self, collection: str | None = None) -> CatalogSnapshot:
         """Read a whole collection (default: the alias target) into a snapshot."""
