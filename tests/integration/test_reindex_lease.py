@@ -142,17 +142,28 @@ def test_cancel_a_running_job(
 
 
 def test_cancel_from_another_worker_through_redis(
-    make_client: Callable[..., TestClient],
+    make_settings: Callable[..., Any],
     redis_url: str,
     redis_prefix: str,
     tiny_artifacts: TinyArtifacts,
     tmp_path: Path,
 ) -> None:
-    """The owner polls the job store: a cancel requested by any worker stops the job."""
-    client = make_client(redis={"url": redis_url, "key_prefix": redis_prefix})
+    """The owner polls the job store: a cancel requested by any worker stops the job. The job runs
+    >= 6000/64 * 0.1 = 9.4 s (slowed encoder), so it cannot finish before the cancel is seen."""
+    app = create_app(
+        make_settings(redis={"url": redis_url, "key_prefix": redis_prefix}),
+        components=Components(encoder=SlowEncoder(TEXT_DIM)),
+    )
+    with TestClient(app) as client:
+        _cancel_from_peer(client, redis_url, redis_prefix, tiny_artifacts, tmp_path)
+
+
+def _cancel_from_peer(
+    client: TestClient, redis_url: str, redis_prefix: str, tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
     state = client.app.state.recsvc  # type: ignore[attr-defined]
     before = state.store.index.collections()
-    job_id = start(client, catalog_path=big(tiny_artifacts, tmp_path))
+    job_id = start(client, catalog_path=big(tiny_artifacts, tmp_path, 6000))
 
     async def peer_cancel() -> None:  # what another worker's cancel route does for a job it does not run
         peer = aioredis.from_url(redis_url, decode_responses=True)
