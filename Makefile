@@ -89,7 +89,7 @@ clean:
 SEQREC_DATA ?= ../shared/data/Beauty
 SEQREC_CONFIG ?= training/configs/seqrec/beauty.yaml
 results-seqrec: setup  ## sequential models on SEQREC_DATA -> docs/results/seqrec.{json,png} + docs/RESULTS.md
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/recsvc-train bench-seqrec --data $(SEQREC_DATA) --config $(SEQREC_CONFIG) --threads 1
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/recsvc-train bench-seqrec --data $(SEQREC_DATA) --config $(SEQREC_CONFIG) --threads 1 --update-docs
 
 SEQREC_ALL ?= Beauty:beauty Sports:sports ml-100k:ml-100k Scientific:scientific
 results-seqrec-all: setup  ## the whole seqrec table: every dataset of SEQREC_ALL with its config (hours on 2 cores)
@@ -97,11 +97,11 @@ results-seqrec-all: setup  ## the whole seqrec table: every dataset of SEQREC_AL
 	  ds=$${pair%%:*}; conf=$${pair##*:}; \
 	  echo "== bench-seqrec $$ds (training/configs/seqrec/$$conf.yaml)"; \
 	  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/recsvc-train bench-seqrec --data ../shared/data/$$ds \
-	    --config training/configs/seqrec/$$conf.yaml --threads 1; \
+	    --config training/configs/seqrec/$$conf.yaml --threads 1 --update-docs; \
 	done
 
-results-seqrec-render: setup  ## rebuild the seqrec section of docs/RESULTS.md and its plot from docs/results/seqrec.json
-	$(BIN)/recsvc-train bench-seqrec --render-only
+results-render: setup  ## rebuild every section of docs/RESULTS.md and its plots from docs/results/*.json
+	$(BIN)/recsvc-train report
 
 bench-beam:  ## batched constrained beam search vs HF generate + prefix_allowed_tokens_fn -> docs/results/generative_beam.json
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m benchmarks.beam --json --threads 1 --out docs/results/generative_beam.json --results-md docs/RESULTS.md

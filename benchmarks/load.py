@@ -1098,7 +1098,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_results_md(res: dict[str, Any], path: Path) -> None:
-    from training.results_doc import write_section
+    from training.reports.page import write_section
 
     write_section("serving", render_markdown(res), path)
 

@@ -150,7 +150,7 @@ def build_tiny_artifacts(
     from training.data.split import leave_one_out
     from training.jobs.build import write_profile_artifacts
     from training.jobs.embed_profiles import profile_inputs
-    from training.jobs.train_seqrec import train_seqrec
+    from training.seqrec.train import train_seqrec
 
     catalog = make_catalog(48)
     data = base / "data"

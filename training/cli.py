@@ -3,9 +3,9 @@
     recsvc-train build --data DIR [--out artifacts] [--config FILE.yaml] [--name NAME]
     recsvc-train demo-data --out DIR [--items N --users N --seed S]
     recsvc-train push [--artifacts DIR] [--version V]
-    recsvc-train bench-seqrec --data DIR [--models a,b] [--seeds 0,1,2] [--max-minutes M] [--threads 1]
+    recsvc-train bench-seqrec --data DIR [--models a,b] [--seeds 0,1,2] [--out DIR | --update-docs] [--threads 1]
     recsvc-train bench-seqrec --data DIR --models fusion --seeds 0,1,2 --extend   # add the missing seeds
-    recsvc-train bench-seqrec --render-only
+    recsvc-train report [--results docs/results] [--page docs/RESULTS.md]   # re-render the page from the JSON
     recsvc-train finetune-encoder --data DIR [--out DIR] [--config training/configs/encoder/industrial.yaml]
     recsvc-train eval-encoder --data DIR [--model-dir DIR] [--split FILE] [--max-length N]
     recsvc-train encoder-results --data DIR --run DIR
@@ -37,6 +37,7 @@ from training.config import (
     EvalProfilesConfig,
     load_config,
 )
+from training.jobs import bench_seqrec, report
 
 
 def _setup_logging(level: str) -> None:
@@ -152,6 +153,38 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------ results folders
+
+
+def _add_results_args(p: argparse.ArgumentParser) -> None:
+    """``--out`` (the JSON results folder) and ``--update-docs`` (the repository's own results) of a results command."""
+    p.add_argument(
+        "--out", "--results-dir", dest="results_dir", default=None, help="results folder (default var/results)"
+    )
+    p.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="write the repository's own results (docs/results), then re-render the section of docs/RESULTS.md",
+    )
+
+
+def _results_dir(args: argparse.Namespace) -> Path:
+    from training.reports.page import RESULTS_DIR
+
+    if args.update_docs:
+        if args.results_dir is not None and Path(args.results_dir) != RESULTS_DIR:
+            raise SystemExit(f"--update-docs writes {RESULTS_DIR}: drop --out {args.results_dir}")
+        return RESULTS_DIR
+    return Path(args.results_dir or "var/results")
+
+
+def _results_page(args: argparse.Namespace) -> Path | None:
+    """The results page to re-render (only the repository's own, with ``--update-docs``)."""
+    from training.reports.page import DEFAULT_PATH
+
+    return DEFAULT_PATH if args.update_docs else None
+
+
 # ------------------------------------------------------------ encoder fine-tuning
 
 
@@ -183,7 +216,7 @@ def cmd_eval_encoder(args: argparse.Namespace) -> int:
     import torch
 
     from training.data.loader import load_dataset
-    from training.jobs.eval_encoder import ItemSplit, evaluate_heldout, split_items
+    from training.encoder.heldout import ItemSplit, evaluate_heldout, split_items
 
     cfg = _encoder_config(args)
     if cfg.threads > 0:
@@ -222,7 +255,8 @@ def cmd_encoder_results(args: argparse.Namespace) -> int:
         batch_size=cfg.eval_batch_size,
         device=cfg.device,
         model_name=args.model_name,
-        results_dir=Path(args.results_dir),
+        results_dir=_results_dir(args),
+        results_doc=_results_page(args),
     )
     print(json.dumps(rows, indent=2))
     return 0
@@ -253,8 +287,8 @@ def cmd_encoder_downstream(args: argparse.Namespace) -> int:
         seeds=[int(x) for x in args.seeds.split(",") if x],
         seq_cfg=seq,
         max_length=args.max_length,
-        results_dir=Path(args.results_dir),
-        results_doc=Path(args.results_doc),
+        results_dir=_results_dir(args),
+        results_doc=_results_page(args),
         cold_frac=args.cold_frac,
     )
     print(json.dumps(rows, indent=2))
@@ -294,8 +328,8 @@ def cmd_encoder_collisions(args: argparse.Namespace) -> int:
         sid_cfg=sid,
         seeds=[int(x) for x in args.seeds.split(",") if x],
         max_length=args.max_length,
-        results_dir=Path(args.results_dir),
-        results_doc=Path(args.results_doc),
+        results_dir=_results_dir(args),
+        results_doc=_results_page(args),
     )
     print(json.dumps(rows, indent=2))
     return 0
@@ -336,7 +370,7 @@ def _add_encoder_commands(sub: Any) -> None:
     r = sub.add_parser("encoder-results", help="evaluate base vs fine-tuned; write docs/results/encoder.* and RESULTS")
     common(r)
     r.add_argument("--run", required=True, help="run folder of finetune-encoder")
-    r.add_argument("--results-dir", default="docs/results")
+    _add_results_args(r)
     r.add_argument("--model-name", default="finetuned", help="model name of the run's rows (variants)")
     r.set_defaults(func=cmd_encoder_results)
 
@@ -354,8 +388,7 @@ def _add_encoder_commands(sub: Any) -> None:
     )
     w.add_argument("--threads", type=int, default=1)
     w.add_argument("--device", default=None)
-    w.add_argument("--results-dir", default="docs/results")
-    w.add_argument("--results-doc", default="docs/RESULTS.md", help="page whose encoder section is rewritten")
+    _add_results_args(w)
     w.set_defaults(func=cmd_encoder_downstream)
 
     c = sub.add_parser("encoder-collisions", help="semantic-ID collision rate of base vs fine-tuned item vectors")
@@ -367,8 +400,7 @@ def _add_encoder_commands(sub: Any) -> None:
     c.add_argument("--max-length", type=int, default=128, help="item text max tokens")
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--device", default=None)
-    c.add_argument("--results-dir", default="docs/results")
-    c.add_argument("--results-doc", default="docs/RESULTS.md", help="page whose encoder section is rewritten")
+    _add_results_args(c)
     c.set_defaults(func=cmd_encoder_collisions)
 
 
@@ -385,7 +417,7 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
 
     from training.config import GenRecConfig, SemanticIdConfig
     from training.jobs.train_genrec import BEAM_JSON, RESULTS_JSON, bench_genrec, write_generative_section
-    from training.results_doc import DEFAULT_PATH
+    from training.reports.page import DEFAULT_PATH
 
     if args.render_only:
         write_generative_section(RESULTS_JSON, BEAM_JSON, DEFAULT_PATH)
@@ -497,100 +529,6 @@ def _add_genrec_commands(sub: Any) -> None:
     g.set_defaults(func=cmd_bench_genrec)
 
 
-def _bench_seqrec_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    o: dict[str, Any] = {}
-    if args.models:
-        o["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
-    if args.seeds:
-        o["seeds"] = [int(x) for x in args.seeds.split(",") if x.strip()]
-    if args.cold_frac is not None:
-        o["cold_frac"] = args.cold_frac
-    if args.cold_minutes is not None:
-        o["cold_minutes"] = args.cold_minutes
-    if args.cold_runs is not None:
-        o["cold_runs"] = args.cold_runs
-    if args.encoder_dir:
-        o["encoder_dir"] = args.encoder_dir
-    seq: dict[str, Any] = {}
-    if args.max_minutes is not None:
-        seq["max_minutes"] = args.max_minutes
-    if args.epochs is not None:
-        seq["epochs"] = args.epochs
-    if args.threads is not None:
-        seq["threads"] = args.threads
-    if args.device:
-        seq["device"] = args.device
-    if seq:
-        o["seqrec"] = seq
-    return o
-
-
-def cmd_bench_seqrec(args: argparse.Namespace) -> int:
-    from training.config import BenchSeqRecConfig
-    from training.data.loader import DatasetError
-    from training.jobs.bench_seqrec import bench, merge_runs, render
-
-    log = logging.getLogger("recsvc-train")
-    try:
-        cfg = load_config(BenchSeqRecConfig, Path(args.config) if args.config else None, _bench_seqrec_overrides(args))
-        if args.render_only:
-            print(render(cfg))
-            return 0
-        if not args.data:
-            log.error("--data is required (or --render-only)")
-            return 2
-        if args.merge_runs:
-            from training.data.loader import load_dataset
-
-            name = load_dataset(Path(args.data), require_sequences=False, allow_empty_titles=True).name
-            print(json.dumps(merge_runs(cfg, name, Path(args.merge_runs)), indent=2))
-            return 0
-        if cfg.seqrec.threads > 0:
-            os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(cfg.seqrec.threads)
-        rows = bench(Path(args.data), cfg, cold_only=args.cold_only, extend=args.extend, progress=not args.no_progress)
-    except (DatasetError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
-    print(json.dumps(rows, indent=2))
-    return 0
-
-
-def _add_seqrec_commands(sub: Any) -> None:
-    q = sub.add_parser("bench-seqrec", help="train + evaluate sequential recommenders; write docs/results/seqrec.*")
-    q.add_argument("--data", default=None, help="dataset folder in the shared layout")
-    q.add_argument("--config", default=None, help="YAML overrides of BenchSeqRecConfig (training/configs/seqrec/)")
-    q.add_argument("--models", default=None, help="comma list: popularity,sasrec,fusion,text_moe,pq_codes,...")
-    q.add_argument("--seeds", default=None, help="comma list of seeds (default 0,1,2)")
-    q.add_argument("--max-minutes", type=float, default=None, help="training budget per run (wall clock)")
-    q.add_argument("--epochs", type=int, default=None, help="maximum epochs per run")
-    q.add_argument("--threads", type=int, default=None, help="torch threads (default: config seqrec.threads)")
-    q.add_argument("--device", default=None, help="torch device (cpu, cuda, auto)")
-    q.add_argument("--cold-frac", type=float, default=None, help="share of items hidden for the cold-item run")
-    q.add_argument("--cold-minutes", type=float, default=None, help="training budget of a cold run")
-    q.add_argument("--cold-runs", type=int, default=None, help="cold runs per model (other hidden items and seed)")
-    q.add_argument("--cold-only", action="store_true", help="only the cold-item runs; update existing rows")
-    q.add_argument(
-        "--extend",
-        action="store_true",
-        help="keep stored runs of the listed seeds (same config) and train only the missing seeds",
-    )
-    q.add_argument(
-        "--mc-only",
-        action="store_true",
-        help="recompute the +mc rows from the main runs' saved weights (models_dir); no training",
-    )
-    q.add_argument(
-        "--merge-runs",
-        default=None,
-        metavar="DETAILS_JSON",
-        help="add the runs (other seeds, same config) another bench process wrote to DETAILS_JSON; no training",
-    )
-    q.add_argument("--encoder-dir", default=None, help="fine-tuned encoder folder (default: base encoder)")
-    q.add_argument("--render-only", action="store_true", help="rebuild docs/RESULTS.md + plot from the JSON")
-    q.add_argument("--no-progress", action="store_true", help="no progress bars")
-    q.set_defaults(func=cmd_bench_seqrec)
-
-
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recsvc-train", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--log-level", default="INFO")
@@ -644,7 +582,8 @@ def make_parser() -> argparse.ArgumentParser:
     u.set_defaults(func=cmd_push)
     _add_encoder_commands(sub)
     _add_genrec_commands(sub)
-    _add_seqrec_commands(sub)
+    bench_seqrec.add_parser(sub)
+    report.add_parser(sub)
     return p
 
 

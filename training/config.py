@@ -156,10 +156,10 @@ class BenchSeqRecConfig:
     # sequences, for validation and test alike) or "histories" (everything known at evaluation time: for
     # test, the training sequences plus each user's validation item, which the test histories hold).
     prior_counts: str = "train"
-    results_json: str = "docs/results/seqrec.json"
-    details_json: str = "docs/results/seqrec_runs.json"
-    results_md: str = "docs/RESULTS.md"
-    plot: str = "docs/results/seqrec.png"
+    # Folder of the JSON results: seqrec.json (table rows, merged by dataset and model) and seqrec_runs.json
+    # (per-run details). The repository's own results are docs/results (bench-seqrec --update-docs).
+    # `recsvc-train report --results OUT --page PAGE` renders a folder into a results page.
+    out: str = "var/results"
     cache_dir: str = "var/cache"
     models_dir: str | None = "var/models"  # main runs' trained weights (<dataset>/<model>/seed<k>.pt); None = not kept
     encoder_dir: str | None = None  # None -> base encoder; a fine-tuned HF folder otherwise

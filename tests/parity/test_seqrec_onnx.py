@@ -10,9 +10,9 @@ import torch
 
 from service.core.seqrec import fuse_item_vectors
 from service.recommender.dense import SeqRecRuntime
-from training.jobs.train_seqrec import export_user_tower
 from training.loop import history_tensors
 from training.models.seqrec import SeqRec
+from training.seqrec.export import export_user_tower
 
 N, T, D, MAX_LEN = 200, 32, 32, 20
 
@@ -74,7 +74,8 @@ def test_item_norm_model_served_from_its_artifacts_scores_as_torch(tmp_path: Pat
     from training.checkpoint import BEST_NAME, load_weights
     from training.config import SeqRecConfig
     from training.data.split import Split, train_item_counts
-    from training.jobs.train_seqrec import build_model, cold_id_rule, train_seqrec, with_cold_ids
+    from training.seqrec.model import build_model, cold_id_rule, with_cold_ids
+    from training.seqrec.train import train_seqrec
 
     n, t = 60, 12
     rng = np.random.default_rng(1)

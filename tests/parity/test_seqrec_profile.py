@@ -24,8 +24,10 @@ from training.data.loader import load_dataset
 from training.data.split import leave_one_out, train_item_counts
 from training.jobs.build import write_profile_artifacts
 from training.jobs.embed_profiles import profile_inputs
-from training.jobs.train_seqrec import ID_EMBEDDINGS, TEXT_PROJECTION, USER_TOWER, build_model, train_seqrec
 from training.loop import history_tensors
+from training.seqrec.export import ID_EMBEDDINGS, TEXT_PROJECTION, USER_TOWER
+from training.seqrec.model import build_model
+from training.seqrec.train import train_seqrec
 
 T = 32
 

@@ -14,9 +14,9 @@ from service.recommender.markov import ServedPrior
 from tests.unit.training.test_build_transitions import N_ITEMS, tiny_build
 from training.checkpoint import BEST_NAME, load_weights
 from training.data.split import train_item_counts
-from training.jobs.bench_seqrec import prior_ranks
+from training.evaluation.prior import prior_ranks
 from training.jobs.build import transition_stage
-from training.jobs.train_seqrec import build_model
+from training.seqrec.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,7 +7,7 @@ and the semantic-ID collision rate of their vectors.
 For each encoder (always ``base`` plus the named ones) the catalog's item texts
 (``service.core.items.item_text``, what the artifacts embed) are encoded (cached
 under ``var/cache/encoder``), then each text-using sequential model of
-``training/jobs/train_seqrec.py`` is trained on the leave-one-out split with early
+``training.seqrec.fit.fit_seqrec`` is trained on the leave-one-out split with early
 stopping on validation NDCG@10 and evaluated on test (full ranking). Variants:
 ``id+text`` (the served fusion model), ``text`` (no ID embeddings: item
 representations come from the text vectors alone) and ``text_moe`` (text only,
@@ -38,16 +38,10 @@ from service.core.items import item_text
 from training.config import SemanticIdConfig, SeqRecConfig
 from training.data.loader import load_dataset
 from training.data.split import leave_one_out
-from training.jobs.eval_encoder import (
-    COLLISIONS_JSON,
-    DEFAULT_CACHE_DIR,
-    DOWNSTREAM_JSON,
-    _merge_rows,
-    encode_cached,
-    model_fingerprint,
-    render_encoder_section,
-)
+from training.encoder.heldout import DEFAULT_CACHE_DIR, encode_cached, merge_rows, model_fingerprint
 from training.models.text_encoder import TextEncoder, load_tokenizer
+from training.reports.encoder import COLLISIONS_JSON, DOWNSTREAM_JSON
+from training.reports.encoder import render as render_encoder_section
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +95,7 @@ def encoder_downstream(
     max_length: int = 128,
     batch_size: int = 64,
     cache_dir: Path | None = DEFAULT_CACHE_DIR,
-    results_dir: Path = Path("docs/results"),
+    results_dir: Path = Path("var/results"),
     write: bool = True,
     results_doc: Path | None = None,
     cold_frac: float = 0.0,
@@ -113,9 +107,11 @@ def encoder_downstream(
     ``cold_id_*``), and the rows (seq model ``"<variant>, <pct>% cold"``) add ``cold_recall@10`` /
     ``cold_ndcg@10`` (test cases whose target is a hidden item) and ``warm_recall@10``: where item
     vectors matter most, since those items are known by their text alone."""
-    from training.jobs.bench_seqrec import cold_metrics, hide_items, model_ranks
-    from training.jobs.train_seqrec import cold_id_rule, fit_seqrec, with_cold_ids
+    from training.evaluation.prior import model_ranks
+    from training.evaluation.protocols import cold_metrics, hide_items
     from training.metrics import metrics_from_ranks
+    from training.seqrec.fit import fit_seqrec
+    from training.seqrec.model import cold_id_rule, with_cold_ids
 
     unknown = [m for m in seq_models if m not in SEQ_VARIANTS]
     if unknown:
@@ -172,7 +168,7 @@ def encoder_downstream(
             if write:  # after every row: an interrupted run keeps what it finished
                 results_dir.mkdir(parents=True, exist_ok=True)
                 path = results_dir / DOWNSTREAM_JSON
-                merged = _merge_rows(path, [row], ("dataset", "encoder", "seq_model"))
+                merged = merge_rows(path, [row], ("dataset", "encoder", "seq_model"))
                 path.write_text(json.dumps(merged, indent=2) + "\n")
                 logger.info("wrote %s", path)
     if write and results_doc is not None:
@@ -201,7 +197,7 @@ def encoder_collisions(
     max_length: int = 128,
     batch_size: int = 64,
     cache_dir: Path | None = DEFAULT_CACHE_DIR,
-    results_dir: Path = Path("docs/results"),
+    results_dir: Path = Path("var/results"),
     write: bool = True,
     results_doc: Path | None = None,
 ) -> list[dict[str, Any]]:
@@ -252,7 +248,7 @@ def encoder_collisions(
     if write:
         results_dir.mkdir(parents=True, exist_ok=True)
         path = results_dir / COLLISIONS_JSON
-        merged = _merge_rows(path, rows, ("dataset", "encoder"))
+        merged = merge_rows(path, rows, ("dataset", "encoder"))
         path.write_text(json.dumps(merged, indent=2) + "\n")
         logger.info("wrote %s", path)
         if results_doc is not None:

@@ -15,7 +15,7 @@
   description) -- the same functions the service and the held-out evaluation use.
   Items without a description give no pair and are skipped (count logged).
 * Items are split by id into train / validation / test *before* training
-  (``eval_encoder.split_items``, saved as ``RUN/split.json``); only train items are
+  (``training.encoder.heldout.split_items``, saved as ``RUN/split.json``); only train items are
   trained on, validation items choose the epoch (MRR), test items are never read here.
 * One shared encoder (all-MiniLM-L6-v2), mean pooling + L2, cosine / temperature,
   in-batch InfoNCE, symmetric (query->doc and doc->query cross-entropies averaged).
@@ -63,8 +63,8 @@ from training.config import EncoderFinetuneConfig
 from training.data.behaviour_pairs import BehaviourPairs, epoch_pair_order, item_disjoint_batches, transition_pairs
 from training.data.loader import load_dataset
 from training.data.split import EvalCase, leave_one_out
+from training.encoder.heldout import SPLIT_FILE, ItemSplit, has_pair, pair_texts, retrieval_metrics, split_items
 from training.gradcache import Chunk, gradcache_backward, plain_backward
-from training.jobs.eval_encoder import SPLIT_FILE, ItemSplit, has_pair, pair_texts, retrieval_metrics, split_items
 from training.loop import LoopConfig, fit, resolve_device, seed_everything
 from training.losses import info_nce
 from training.metrics import metrics_from_ranks, target_ranks

@@ -516,7 +516,7 @@ def prior_guided_metrics(
     """Prior-guided decoding of the trained model: each of ``cfg.prior_weights`` on the validation
     cases (NDCG@10), the best on test. The prior counts what ``cfg.prior_counts`` names (validation:
     the training sequences either way)."""
-    from training.jobs.bench_seqrec import counted_sequences
+    from training.evaluation.prior import counted_sequences
 
     if any(not math.isfinite(w) or w <= 0 for w in cfg.prior_weights):
         raise ValueError(f"prior_weights must be > 0, got {cfg.prior_weights}")
@@ -637,7 +637,7 @@ def bench_genrec(
     from training.data.loader import load_dataset
     from training.data.split import leave_one_out
     from training.jobs.semantic_ids import build_semantic_ids
-    from training.results_doc import DEFAULT_PATH
+    from training.reports.page import DEFAULT_PATH
 
     dataset = load_dataset(data_dir, allow_empty_titles=True)
     split = leave_one_out(dataset)
@@ -720,7 +720,7 @@ def prior_alone_fields(metrics: dict[str, Any]) -> dict[str, float]:
 
 def write_generative_section(results_json: Path, beam_json: Path, results_md: Path) -> None:
     """(Re)write the ``generative`` section of the results page from both JSON files."""
-    from training.results_doc import write_section
+    from training.reports.page import write_section
 
     rows = json.loads(results_json.read_text()) if results_json.is_file() else []
     beam = json.loads(beam_json.read_text()) if beam_json.is_file() else None  # a run or a list of runs

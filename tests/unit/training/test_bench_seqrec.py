@@ -15,29 +15,18 @@ from training.data.demo import generate_demo
 from training.data.loader import load_dataset
 from training.data.profiles import profile_sentences
 from training.data.split import EvalCase, Split, known_sequences
-from training.jobs.bench_seqrec import (
-    DATASETS,
-    ROW_KEYS,
-    _runs_to_extend,
-    aggregate,
-    bench,
-    cached_text_vectors,
-    hide_items,
-    markov_eval,
-    merge_rows,
-    merge_runs,
-    model_config,
-    model_ranks,
-    prior_ranks,
-    render,
-    render_markdown,
-    run_seqrec,
-    shorten,
-    text_cache_key,
-)
-from training.jobs.train_seqrec import build_model, evaluate_model
+from training.encoder.cache import cached_text_vectors, text_cache_key
+from training.evaluation.prior import markov_eval, model_ranks, prior_ranks
+from training.evaluation.protocols import hide_items, shorten
 from training.metrics import metrics_from_ranks, target_ranks
-from training.results_doc import read_section
+from training.reports.page import read_section
+from training.reports.seqrec import render, render_markdown
+from training.seqrec.bench import bench, merge_runs
+from training.seqrec.fit import evaluate_model
+from training.seqrec.model import build_model
+from training.seqrec.registry import DATASETS, model_config
+from training.seqrec.results import ROW_KEYS, aggregate, merge_rows, rows_path, runs_path, runs_to_extend
+from training.seqrec.runs import run_seqrec
 
 
 def _split(n_items: int = 50, n_users: int = 80, seed: int = 0) -> Split:
@@ -155,10 +144,7 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
         cold_frac=0.2,
         cold_minutes=0.05,
         cold_runs=2,
-        results_json=str(tmp_path / "out/seqrec.json"),
-        details_json=str(tmp_path / "out/seqrec_runs.json"),
-        results_md=str(tmp_path / "out/RESULTS.md"),
-        plot=str(tmp_path / "out/seqrec.png"),
+        out=str(tmp_path / "out"),
         cache_dir=str(tmp_path / "cache"),
         models_dir=str(tmp_path / "models"),  # the default (var/models) is inside the checkout
         seqrec=SeqRecConfig(hidden=16, n_layers=1, max_len=10, epochs=2, max_minutes=0.1, pq_m=4, pq_k=8, pq_iters=3),
@@ -170,7 +156,7 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
     assert list((tmp_path / "models").rglob("seed0.pt")), "trained weights go to cfg.models_dir"
     mc = ["sasrec+mc", "fusion+mc"]  # cfg.markov_models: the same trained models plus the transition prior
     assert sorted(r["model"] for r in rows) == sorted(cfg.models + mc)
-    saved = json.loads(Path(cfg.results_json).read_text())
+    saved = json.loads(rows_path(cfg.out).read_text())
     assert {tuple(r) for r in saved} == {ROW_KEYS}
     by_model = {r["model"]: r for r in saved}
     for baseline in ("popularity", "transitions"):
@@ -182,7 +168,7 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
     for m in ("fusion", "text_moe", "pq_codes", "fusion_profile"):
         assert by_model[m]["cold_recall@10"] is not None
         assert 0.0 <= by_model[m]["cold_recall@10"] <= 1.0
-    details = json.loads(Path(cfg.details_json).read_text())
+    details = json.loads(runs_path(cfg.out).read_text())
     fusion_cold = details[f"{ds.name}/fusion"]["cold"]
     assert fusion_cold["n_cold_items"] == 24
     # two cold runs (other hidden items, other seed); the row shows their mean
@@ -197,30 +183,33 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
         assert {r["markov_weight"] for r in details[f"{ds.name}/{m}"]["runs"]} <= set(cfg.markov_weights)
         # same trained weights, so the same training time as the plain row
         assert by_model[m]["train_seconds"] == by_model[m.removesuffix("+mc")]["train_seconds"]
-    section = read_section("seqrec", cfg.results_md)
+    # The run wrote JSON only; the report renders the page (and the plot beside the JSON) from it.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["seqrec.json", "seqrec_runs.json"]
+    page = tmp_path / "page" / "RESULTS.md"
+    render(cfg.out, page)
+    section = read_section("seqrec", page)
     assert section is not None and "Fusion + profile" in section
     assert "Fusion (ID + W·text) + item→next prior (weight" in section
-    assert Path(cfg.plot).is_file()
-    # --render-only rebuilds the same page from the JSON.
-    Path(cfg.results_md).unlink()
-    render(cfg)
-    assert read_section("seqrec", cfg.results_md) == section
+    assert (tmp_path / "out" / "seqrec.png").is_file() and "](../out/seqrec.png)" in section
+    page.unlink()
+    render(cfg.out, page)
+    assert read_section("seqrec", page) == section
     # --cold-only: a new cold run updates the cold figure and keeps the main numbers.
     cfg.models, cfg.cold_seed = ["fusion"], 1
     bench(data, cfg, cold_only=True, progress=False)
-    fusion = next(r for r in json.loads(Path(cfg.results_json).read_text()) if r["model"] == "fusion")
+    fusion = next(r for r in json.loads(rows_path(cfg.out).read_text()) if r["model"] == "fusion")
     assert {k: fusion[k] for k in ROW_KEYS if k != "cold_recall@10"} == {
         k: by_model["fusion"][k] for k in ROW_KEYS if k != "cold_recall@10"
     }
-    assert json.loads(Path(cfg.details_json).read_text())[f"{ds.name}/fusion"]["cold"]["seed"] == 1
+    assert json.loads(runs_path(cfg.out).read_text())[f"{ds.name}/fusion"]["cold"]["seed"] == 1
     # A later main run without a cold run keeps the cold figure and the details of the run behind it.
     bench(data, replace(cfg, cold_frac=0.0, seeds=[0]), progress=False)
-    fusion = next(r for r in json.loads(Path(cfg.results_json).read_text()) if r["model"] == "fusion")
+    fusion = next(r for r in json.loads(rows_path(cfg.out).read_text()) if r["model"] == "fusion")
     assert fusion["seeds"] == [0] and fusion["cold_recall@10"] is not None
-    assert json.loads(Path(cfg.details_json).read_text())[f"{ds.name}/fusion"]["cold"]["seed"] == 1
+    assert json.loads(runs_path(cfg.out).read_text())[f"{ds.name}/fusion"]["cold"]["seed"] == 1
     with pytest.raises(ValueError, match="no row"):
         cfg.models = ["text_moe"]
-        bench(data, replace(cfg, results_json=str(tmp_path / "empty.json")), cold_only=True, progress=False)
+        bench(data, replace(cfg, out=str(tmp_path / "empty")), cold_only=True, progress=False)
 
 
 @pytest.mark.slow  # trains five tiny ID-only models and re-scores three (~15 s)
@@ -230,21 +219,18 @@ def test_extend_trains_only_missing_seeds_and_keeps_stored_runs(tmp_path: Path) 
     cfg = BenchSeqRecConfig(
         models=["sasrec"],
         seeds=[0],
-        results_json=str(tmp_path / "out/seqrec.json"),
-        details_json=str(tmp_path / "out/seqrec_runs.json"),
-        results_md=str(tmp_path / "out/RESULTS.md"),
-        plot=str(tmp_path / "out/seqrec.png"),
+        out=str(tmp_path / "out"),
         cache_dir=str(tmp_path / "cache"),
         models_dir=str(tmp_path / "models"),
         seqrec=SeqRecConfig(hidden=16, n_layers=1, max_len=10, epochs=1),
     )
     bench(data, cfg, progress=False)
     assert (tmp_path / "models" / name / "sasrec" / "seed0.pt").is_file()
-    details = json.loads(Path(cfg.details_json).read_text())
+    details = json.loads(runs_path(cfg.out).read_text())
     first, first_mc = details[f"{name}/sasrec"]["runs"][0], details[f"{name}/sasrec+mc"]["runs"][0]
     # seeds 1 and 2 in one go: seed 0 is not trained again, its stored runs stay as they were
     rows = bench(data, replace(cfg, seeds=[0, 1, 2]), extend=True, progress=False)
-    details = json.loads(Path(cfg.details_json).read_text())
+    details = json.loads(runs_path(cfg.out).read_text())
     assert [r["seed"] for r in details[f"{name}/sasrec"]["runs"]] == [0, 1, 2]
     assert details[f"{name}/sasrec"]["runs"][0] == first
     assert details[f"{name}/sasrec+mc"]["runs"][0] == first_mc
@@ -261,14 +247,14 @@ def test_extend_trains_only_missing_seeds_and_keeps_stored_runs(tmp_path: Path) 
 
     # --mc-only: the +mc rows again from the saved weights, here with a choice of two prior shapes
     wide = {"window": 3, "decay": 0.5, "backward": 0.5, "last": 2, "last_decay": 0.5}
-    main_before = next(r for r in json.loads(Path(cfg.results_json).read_text()) if r["model"] == "sasrec")
+    main_before = next(r for r in json.loads(rows_path(cfg.out).read_text()) if r["model"] == "sasrec")
     rows = bench(data, replace(cfg, seeds=[1, 2], markov_shapes=[{}, wide]), mc_only=True, progress=False)
     assert [(r["model"], r["seeds"]) for r in rows] == [("sasrec+mc", [1, 2])]
-    details = json.loads(Path(cfg.details_json).read_text())
+    details = json.loads(runs_path(cfg.out).read_text())
     mc_runs = details[f"{name}/sasrec+mc"]["runs"]
     assert all(r["markov_shape"] in ({**PriorShape().to_dict()}, {**PriorShape(**wide).to_dict()}) for r in mc_runs)
     assert [r["train_seconds"] for r in mc_runs] == [r["train_seconds"] for r in details[f"{name}/sasrec"]["runs"]]
-    main_after = next(r for r in json.loads(Path(cfg.results_json).read_text()) if r["model"] == "sasrec")
+    main_after = next(r for r in json.loads(rows_path(cfg.out).read_text()) if r["model"] == "sasrec")
     assert main_after == main_before  # the main row is not touched
     (tmp_path / "models" / name / "sasrec" / "seed2.pt").unlink()
     with pytest.raises(ValueError, match="no saved weights"):
@@ -368,10 +354,7 @@ def test_transitions_baseline_with_histories_counts_scores_the_validation_transi
 def test_merge_runs_adds_another_processes_seeds(tmp_path: Path) -> None:
     cfg = BenchSeqRecConfig(
         models=["fusion"],
-        results_json=str(tmp_path / "seqrec.json"),
-        details_json=str(tmp_path / "runs.json"),
-        results_md=str(tmp_path / "RESULTS.md"),
-        plot=str(tmp_path / "seqrec.png"),
+        out=str(tmp_path),
     )
     conf = {"hidden": 64}
 
@@ -380,12 +363,12 @@ def test_merge_runs_adds_another_processes_seeds(tmp_path: Path) -> None:
 
     mine = {"Beauty/fusion": entry(_run(0, 0.08)), "Beauty/fusion+mc": entry(_run(0, 0.09))}
     theirs = {"Beauty/fusion": entry(_run(2, 0.06)), "Beauty/fusion+mc": entry(_run(2, 0.07))}
-    Path(cfg.details_json).write_text(json.dumps(mine))
+    runs_path(cfg.out).write_text(json.dumps(mine))
     (tmp_path / "other.json").write_text(json.dumps(theirs))
     rows = {r["model"]: r for r in merge_runs(cfg, "Beauty", tmp_path / "other.json")}
     assert rows["fusion"]["seeds"] == rows["fusion+mc"]["seeds"] == [0, 2]
     assert rows["fusion"]["recall@10"] == pytest.approx(0.07) and rows["fusion+mc"]["recall@10"] == pytest.approx(0.08)
-    saved = {r["model"]: r for r in json.loads(Path(cfg.results_json).read_text())}
+    saved = {r["model"]: r for r in json.loads(rows_path(cfg.out).read_text())}
     assert saved["fusion"]["seeds"] == [0, 2]
     with pytest.raises(ValueError, match="both files hold"):
         merge_runs(cfg, "Beauty", tmp_path / "other.json")  # seed 2 is now in both
@@ -423,10 +406,10 @@ def test_extend_counts_a_knob_added_after_the_runs_were_stored_as_its_default(tm
     del stored["profile_dropout"]  # runs stored before the knob existed
     details = tmp_path / "runs.json"
     details.write_text(json.dumps({"d/sasrec": {"config": stored, "runs": [_run(0, 0.07)]}}))
-    runs, _ = _runs_to_extend(details, "d/sasrec", cfg, False, [0, 1])
+    runs, _ = runs_to_extend(details, "d/sasrec", cfg, False, [0, 1])
     assert [r["seed"] for r in runs] == [0]
     with pytest.raises(ValueError, match="profile_dropout"):
-        _runs_to_extend(details, "d/sasrec", replace(cfg, profile_dropout=0.25), False, [0, 1])
+        runs_to_extend(details, "d/sasrec", replace(cfg, profile_dropout=0.25), False, [0, 1])
 
 
 def test_runs_stored_before_item_norm_count_as_raw_sums_whatever_the_default(tmp_path: Path) -> None:
@@ -439,9 +422,9 @@ def test_runs_stored_before_item_norm_count_as_raw_sums_whatever_the_default(tmp
     for default in (0.0, 4.0):  # the fusion preset pins item_norm 0: its rows do not follow the default
         cfg = model_config(SeqRecConfig(item_norm=default), "fusion")
         assert cfg.item_norm == 0.0
-        runs, _ = _runs_to_extend(details, "d/fusion", cfg, False, [0, 1])
+        runs, _ = runs_to_extend(details, "d/fusion", cfg, False, [0, 1])
         assert [r["seed"] for r in runs] == [0]
     norm = model_config(SeqRecConfig(), "fusion_norm")
     assert (norm.use_id, norm.use_text, norm.item_norm) == (True, True, 4.0)
     with pytest.raises(ValueError, match="item_norm"):
-        _runs_to_extend(details, "d/fusion", norm, False, [0, 1])
+        runs_to_extend(details, "d/fusion", norm, False, [0, 1])

@@ -14,7 +14,7 @@ from tests.unit.training.test_genrec import cyclic_split
 from training.config import BuildConfig, SeqRecConfig
 from training.data.split import Split, all_sequences
 from training.jobs.build import transition_stage
-from training.jobs.train_seqrec import SeqRecResult, train_seqrec
+from training.seqrec.train import SeqRecResult, train_seqrec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -44,7 +44,7 @@ def test_the_seqrec_configs_are_found() -> None:
 def test_shipped_seqrec_configs_load_and_name_known_models_and_shapes(path: Path) -> None:
     from service.core.transitions import PriorShape
     from training.config import BenchSeqRecConfig
-    from training.jobs.bench_seqrec import MODELS, model_config
+    from training.seqrec.registry import MODELS, model_config
 
     cfg = load_config(BenchSeqRecConfig, path)
     assert cfg.models and set(cfg.models) <= set(MODELS) and cfg.seeds

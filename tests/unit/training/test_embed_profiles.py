@@ -16,7 +16,7 @@ from training.data.demo import generate_demo
 from training.data.loader import load_dataset
 from training.jobs.build import build, write_profile_artifacts
 from training.jobs.embed_profiles import profile_inputs
-from training.jobs.train_seqrec import SeqRecResult
+from training.seqrec.train import SeqRecResult
 
 
 class CountingEncoder(FakeEncoder):

@@ -14,7 +14,7 @@ from transformers import BertConfig, BertModel
 import training.jobs.finetune_encoder as ft
 from training.config import EncoderFinetuneConfig
 from training.data.loader import load_dataset
-from training.jobs.eval_encoder import (
+from training.encoder.heldout import (
     ItemSplit,
     evaluate_heldout,
     retrieval_metrics,
@@ -295,7 +295,7 @@ def test_results_command_writes_rows_plot_and_section(tiny_model_dir: Path, cata
 
 
 def test_cli_encoder_dir_maps_to_export_and_embed_model(tmp_path: Path) -> None:
-    from training.cli import _build_overrides, _encoder_config, make_parser
+    from training.cli import _build_overrides, _encoder_config, _results_dir, _results_page, make_parser
     from training.config import BuildConfig, load_config
 
     p = make_parser()
@@ -312,7 +312,15 @@ def test_cli_encoder_dir_maps_to_export_and_embed_model(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         p.parse_args(["finetune-encoder", "--data", "d", "--objective", "clicks"])
     col = p.parse_args(["encoder-collisions", "--data", "d", "--encoder", "ft=m", "--seeds", "0,1"])
-    assert (col.encoder, col.seeds, col.results_doc) == (["ft=m"], "0,1", "docs/RESULTS.md")
+    assert (col.encoder, col.seeds) == (["ft=m"], "0,1")
+    # Results go to var/results unless asked; only --update-docs touches docs/ (and then its page).
+    assert (_results_dir(col), _results_page(col)) == (Path("var/results"), None)
+    docs = p.parse_args(["encoder-collisions", "--data", "d", "--update-docs"])
+    assert (_results_dir(docs), _results_page(docs)) == (Path("docs/results"), Path("docs/RESULTS.md"))
+    mine = p.parse_args(["encoder-results", "--data", "d", "--run", "r", "--out", str(tmp_path)])
+    assert (_results_dir(mine), _results_page(mine)) == (tmp_path, None)
+    with pytest.raises(SystemExit, match="--update-docs"):
+        _results_dir(p.parse_args(["encoder-results", "--data", "d", "--run", "r", "--out", "x", "--update-docs"]))
     down = p.parse_args(["encoder-downstream", "--data", "d", "--seq-models", "text_moe", "--seq-epochs", "2"])
     assert (down.seq_models, down.seq_epochs, down.no_base) == ("text_moe", 2, False)
 
@@ -447,7 +455,7 @@ def test_collisions_rows_and_results_section(tiny_model_dir: Path, demo_data: Pa
 
 
 def test_render_downstream_compares_each_encoder_with_base() -> None:
-    from training.jobs.eval_encoder import render_markdown
+    from training.reports.encoder import render_markdown
 
     def row(enc: str, ndcg: float) -> dict[str, Any]:
         return {"dataset": "B", "encoder": enc, "seq_model": "text_moe", "recall@10": 2 * ndcg, "ndcg@10": ndcg}

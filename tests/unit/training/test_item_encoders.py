@@ -8,18 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from training.config import SeqRecConfig
-from training.jobs.train_seqrec import (
-    ProfileBatch,
-    ProfileSequenceBatches,
-    TextNegatives,
-    build_item_encoder,
-    build_model,
-    seqrec_loss,
-    text_neighbours,
-)
 from training.loop import SeqBatch, left_pad
 from training.models.item_encoders import CodeItemEncoder, TextAdaptorItemEncoder, WhiteningMoE
 from training.models.seqrec import FusedItemEncoder, SeqRec
+from training.seqrec.fit import ProfileBatch, ProfileSequenceBatches, TextNegatives, seqrec_loss, text_neighbours
+from training.seqrec.model import build_item_encoder, build_model
 
 N, D, T = 30, 8, 12
 

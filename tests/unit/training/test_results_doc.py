@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from training.results_doc import read_section, write_section
+from training.reports.page import read_section, write_section
 
 
 def test_sections_are_replaced_independently(tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ from training.config import DemoConfig, SeqRecConfig
 from training.data.demo import generate_demo
 from training.data.loader import Dataset, load_dataset
 from training.data.split import EvalCase, Split, leave_one_out, train_item_counts
-from training.jobs.train_seqrec import train_seqrec
 from training.loop import history_tensors, left_pad
 from training.losses import full_softmax_ce
 from training.metrics import PopularityModel, evaluate
 from training.models.seqrec import FusedItemEncoder, SeqRec, attention_mask
+from training.seqrec.train import train_seqrec
 
 N, D, T, MAX_LEN = 40, 16, 12, 8
 
@@ -288,7 +288,7 @@ def _demo_text_vectors(dataset: Dataset) -> np.ndarray:
 
 
 def test_profiles_are_centred_and_dropout_swaps_a_share_for_the_mean_in_training_only(tmp_path: Path) -> None:
-    from training.jobs.train_seqrec import export_profile_projection
+    from training.seqrec.export import export_profile_projection
 
     p_dim = 6
     model = _model(profile_dim=p_dim, profile_dropout=0.5, dropout=0.0)

@@ -9,8 +9,9 @@ import torch
 from service.core.manifest import SeqRecSpec
 from service.core.seqrec import ColdIdRule
 from service.recommender.dense import SeqRecRuntime
-from training.jobs.train_seqrec import export_user_tower, with_cold_ids
 from training.models.seqrec import SeqRec
+from training.seqrec.export import export_user_tower
+from training.seqrec.model import with_cold_ids
 
 N, T, D, MAX_LEN = 25, 12, 8, 6
 

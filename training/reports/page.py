@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-DEFAULT_PATH = Path("docs/RESULTS.md")
+DEFAULT_PATH = Path("docs/RESULTS.md")  # the repository's own results page
+RESULTS_DIR = Path("docs/results")  # ... and the JSON it is rendered from
 SECTION_ORDER = ("seqrec", "generative", "encoder")
 HEADER = """# Results
 
