@@ -68,10 +68,11 @@ test: setup system-deps  ## set up and run every test (unit, api, parity, integr
 test-fast: setup  ## unit + api tests only
 	$(BIN)/python -m pytest -q -m "not slow and not integration"
 
-lint: setup  ## ruff + mypy
+lint: setup  ## ruff + mypy + import contracts
 	$(BIN)/ruff check service training benchmarks tests recsvc_client
 	$(BIN)/ruff format --check service training benchmarks tests recsvc_client
 	$(BIN)/mypy service training benchmarks recsvc_client
+	$(BIN)/lint-imports  # the import contracts of .importlinter (jobs never import jobs)
 
 format: setup
 	$(BIN)/ruff format service training benchmarks tests recsvc_client

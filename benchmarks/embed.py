@@ -12,7 +12,7 @@ timed per batch and the best of ``--repeats`` rounds is kept. Cosines compare ea
 ONNX vector with the torch vector of the same text.
 
 Without ``--artifacts`` the encoder is exported to a temporary folder first
-(``training.jobs.export_encoder``; the export runs in a child process). With it, DIR
+(``training.encoder.export``; the export runs in a child process). With it, DIR
 is an artifact set (``manifest.json``) or any folder holding ``encoder/encoder.onnx``,
 ``encoder/encoder.int8.onnx`` and ``encoder/tokenizer/``.
 
@@ -179,7 +179,7 @@ _KEEP4 = (
 
 
 def int8_variants() -> list[Int8Variant]:
-    from training.jobs.export_encoder import DEFAULT_KEEP_FP32
+    from training.encoder.export import DEFAULT_KEEP_FP32
 
     mm, mm_att = ("MatMul",), ("MatMul", "Attention")
     return [
@@ -217,7 +217,7 @@ def int8_study(
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from service.encoding.onnx_encoder import OnnxEncoder
-    from training.jobs.export_encoder import fuse_for_cpu, matmul_nodes, quiet_root_logger
+    from training.encoder.export import fuse_for_cpu, matmul_nodes, quiet_root_logger
     from training.models.text_encoder import TextEncoder, encode_texts, load_tokenizer
 
     spec, exported_from = _encoder_files(root)
@@ -301,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         root = args.artifacts
         if root is None:
             from training.config import EncoderExportConfig
-            from training.jobs.export_encoder import export_encoder
+            from training.encoder.export import export_encoder
 
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recsvc-bench-")))
             t0 = time.perf_counter()

@@ -265,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         root = args.artifacts
         if root is None:
             from training.config import EncoderExportConfig
-            from training.jobs.export_encoder import export_encoder
+            from training.encoder.export import export_encoder
 
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recsvc-engine-")))
             export_encoder(root, EncoderExportConfig())

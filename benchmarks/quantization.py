@@ -132,7 +132,7 @@ def schemes(calib: Sequence[dict[str, np.ndarray]]) -> list[Scheme]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from training.jobs.export_encoder import export_onnx_subprocess
+    from training.encoder.export import export_onnx_subprocess
     from training.models.text_encoder import TextEncoder, encode_texts, load_tokenizer
 
     torch.set_num_threads(args.threads)

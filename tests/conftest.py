@@ -148,8 +148,8 @@ def build_tiny_artifacts(
     from training.config import SeqRecConfig
     from training.data.loader import load_dataset
     from training.data.split import leave_one_out
+    from training.encoder.profile_vectors import profile_inputs
     from training.jobs.build import write_profile_artifacts
-    from training.jobs.embed_profiles import profile_inputs
     from training.seqrec.train import train_seqrec
 
     catalog = make_catalog(48)

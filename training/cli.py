@@ -200,7 +200,7 @@ def _encoder_config(args: argparse.Namespace) -> EncoderFinetuneConfig:
 
 def cmd_finetune_encoder(args: argparse.Namespace) -> int:
     from training.data.loader import DatasetError
-    from training.jobs.finetune_encoder import finetune_encoder
+    from training.encoder.finetune import finetune_encoder
 
     cfg = _encoder_config(args)
     try:

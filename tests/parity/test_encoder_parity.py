@@ -21,7 +21,7 @@ from service.encoding.golden import check_golden
 from service.encoding.onnx_encoder import OnnxEncoder
 from service.encoding.tokenize import TextTokenizer
 from training.config import EncoderExportConfig
-from training.jobs import export_encoder as exp
+from training.encoder import export as exp
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,8 @@ from training.config import DemoConfig, SeqRecConfig
 from training.data.demo import generate_demo
 from training.data.loader import load_dataset
 from training.data.split import leave_one_out, train_item_counts
+from training.encoder.profile_vectors import profile_inputs
 from training.jobs.build import write_profile_artifacts
-from training.jobs.embed_profiles import profile_inputs
 from training.loop import history_tensors
 from training.seqrec.export import ID_EMBEDDINGS, TEXT_PROJECTION, USER_TOWER
 from training.seqrec.model import build_model

@@ -45,13 +45,13 @@ from training.checkpoint import BEST_NAME, load_weights
 from training.config import BASE_MODEL_NAME, BuildConfig
 from training.data.loader import load_dataset
 from training.data.split import Split, all_sequences, leave_one_out, train_item_counts
+from training.encoder.embed import embed_items
+from training.encoder.export import export_encoder
+from training.encoder.profile_vectors import ProfileInputs, profile_inputs, torch_embedder
 from training.evaluation.prior import markov_eval
-from training.jobs.embed_items import embed_items
-from training.jobs.embed_profiles import ProfileInputs, profile_inputs, torch_embedder
-from training.jobs.export_encoder import export_encoder
-from training.jobs.semantic_ids import build_semantic_ids
 from training.jobs.train_genrec import train_genrec
 from training.loop import resolve_device
+from training.semantic_ids.build import build_semantic_ids
 from training.seqrec.model import build_model, cold_id_rule, with_cold_ids
 from training.seqrec.train import SeqRecResult, train_seqrec
 

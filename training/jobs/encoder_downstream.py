@@ -201,13 +201,13 @@ def encoder_collisions(
     write: bool = True,
     results_doc: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Semantic-ID collision rate per encoder: train the RQ-VAE (``training/jobs/semantic_ids.py``) on each
+    """Semantic-ID collision rate per encoder: train the RQ-VAE (``training/semantic_ids/build.py``) on each
     encoder's item vectors and report the share of items whose ``n_levels`` codes (the semantic ID
     before its collision digit) are shared with another item -- with nearest-codeword codes and after
     ``balance_last_level``. Rows hold means (and std) over ``seeds`` of the RQ-VAE; merged into
     ``docs/results/encoder_collisions.json``.
     """
-    from training.jobs.semantic_ids import balance_last_level, codec_from_model, train_rqvae
+    from training.semantic_ids.build import balance_last_level, codec_from_model, train_rqvae
 
     base_sid = sid_cfg or SemanticIdConfig()
     ds = load_dataset(data_dir, require_sequences=False, allow_empty_titles=True)

@@ -636,8 +636,8 @@ def bench_genrec(
 
     from training.data.loader import load_dataset
     from training.data.split import leave_one_out
-    from training.jobs.semantic_ids import build_semantic_ids
     from training.reports.page import DEFAULT_PATH
+    from training.semantic_ids.build import build_semantic_ids
 
     dataset = load_dataset(data_dir, allow_empty_titles=True)
     split = leave_one_out(dataset)
@@ -649,7 +649,7 @@ def bench_genrec(
         logger.info("text vectors from %s", vectors_from)
     else:
         from training.config import EmbedItemsConfig
-        from training.jobs.embed_items import embed_items
+        from training.encoder.embed import embed_items
 
         vectors = embed_items(dataset.items, EmbedItemsConfig(threads=cfg.threads))
     t0 = time.perf_counter()

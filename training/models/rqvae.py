@@ -1,4 +1,4 @@
-"""RQ-VAE over frozen item text vectors (modules only; training in training/jobs/semantic_ids.py).
+"""RQ-VAE over frozen item text vectors (modules only; training in training/semantic_ids/build.py).
 
 encoder MLP (text vector -> latent) -> residual quantizer (``n_levels`` codebooks,
 each quantising what the previous levels left) -> decoder MLP (quantised latent ->

@@ -1,7 +1,7 @@
 """The torch reference text encoder: a BERT-style model, mean pooling, L2 normalisation.
 
 This is the *reference* every fast path is checked against: the ONNX exports
-(``training/jobs/export_encoder.py``) must reproduce its vectors, and the
+(``training/encoder/export.py``) must reproduce its vectors, and the
 service's onnxruntime encoder (``service/encoding/``) must match the golden
 vectors it produced. Pooling is the formula of ``service.core.pooling`` written
 on tensors; ``tests/unit/training/test_text_encoder.py`` checks they agree.
@@ -107,7 +107,7 @@ class TextEncoder(nn.Module):
 
     # -- split forward: a frozen bottom (run once, cached) and a trainable top ------------
     # Fine-tuning only the top layers lets a job cache the bottom's hidden states for
-    # every text once and run only the top per step (``training/jobs/finetune_encoder.py``).
+    # every text once and run only the top per step (``training/encoder/finetune.py``).
     # These use BERT-family internals (``embeddings``, ``encoder.layer``, the model's
     # own mask builder); ``tests/unit/training/test_finetune_encoder.py`` checks that
     # ``forward_from(bottom(x, k), k) == forward(x)``.

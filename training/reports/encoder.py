@@ -210,7 +210,7 @@ def render_markdown(
             "",
             "Regenerate: `recsvc-train encoder-collisions --data ../shared/data/Scientific --encoder "
             "finetuned=var/encoder/Industrial/model --seeds 0,1,2 --update-docs`. "
-            "The RQ-VAE of `training/jobs/semantic_ids.py` "
+            "The RQ-VAE of `training/semantic_ids/build.py` "
             "(`SemanticIdConfig` defaults) is trained on each encoder's item vectors (`item_text`, 128 tokens); "
             "collision rate = share of items whose codes (all RQ-VAE levels, i.e. the semantic ID before its "
             "collision digit) are shared with another item: with nearest-codeword codes, and after "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.jobs.cf_vectors import cooccurrence_pairs, cooccurrence_vectors
+from training.semantic_ids.cf_vectors import cooccurrence_pairs, cooccurrence_vectors
 
 
 def test_pairs_within_the_window_both_ways() -> None:

@@ -14,8 +14,8 @@ from tests.conftest import make_catalog, write_jsonl
 from training.config import BuildConfig, DemoConfig, SeqRecConfig
 from training.data.demo import generate_demo
 from training.data.loader import load_dataset
+from training.encoder.profile_vectors import profile_inputs
 from training.jobs.build import build, write_profile_artifacts
-from training.jobs.embed_profiles import profile_inputs
 from training.seqrec.train import SeqRecResult
 
 

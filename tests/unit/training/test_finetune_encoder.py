@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-import training.jobs.finetune_encoder as ft
+import training.encoder.finetune as ft
 from training.config import EncoderFinetuneConfig
 from training.data.loader import load_dataset
 from training.encoder.heldout import (

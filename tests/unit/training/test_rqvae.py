@@ -11,8 +11,8 @@ import torch
 
 from service.core.sid import SidCodec, SidSpec, load_semantic_ids
 from training.config import SemanticIdConfig
-from training.jobs.semantic_ids import build_semantic_ids, codec_from_model
 from training.models.rqvae import RQVAE, ResidualQuantizer, kmeans
+from training.semantic_ids.build import build_semantic_ids, codec_from_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

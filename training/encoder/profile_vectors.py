@@ -89,7 +89,7 @@ def torch_embedder(cfg: EmbedItemsConfig, model_dir: Path | None = None) -> Embe
     """Texts -> unit vectors with the torch reference encoder (what ``embed_items`` uses for items)."""
 
     def embed(texts: Sequence[str]) -> np.ndarray:
-        from training.jobs.embed_items import embed_texts
+        from training.encoder.embed import embed_texts
 
         return embed_texts(texts, cfg, model_dir)  # [N, P]
 

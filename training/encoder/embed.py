@@ -1,7 +1,7 @@
 """Catalog text vectors with the torch reference encoder (the vectors stored in the artifact set).
 
 The service re-embeds new items online with the ONNX encoder; the export's parity gate
-(``training/jobs/export_encoder.py``) is what makes those vectors comparable with these.
+(``training/encoder/export.py``) is what makes those vectors comparable with these.
 """
 
 from __future__ import annotations
