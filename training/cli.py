@@ -242,12 +242,22 @@ def cmd_eval_encoder(args: argparse.Namespace) -> int:
 def cmd_encoder_results(args: argparse.Namespace) -> int:
     import torch
 
-    from training.jobs.eval_encoder import write_encoder_results
-
     cfg = _encoder_config(args)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    rows = write_encoder_results(
+    try:
+        rows = _write_encoder_results(args, cfg)
+    except ValueError as exc:
+        logging.getLogger("recsvc-train").error("%s", exc)
+        return 2
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def _write_encoder_results(args: argparse.Namespace, cfg: EncoderFinetuneConfig) -> list[dict[str, Any]]:
+    from training.jobs.eval_encoder import write_encoder_results
+
+    return write_encoder_results(
         Path(args.data),
         Path(args.run),
         max_length=cfg.eval_doc_max_length,
@@ -258,15 +268,13 @@ def cmd_encoder_results(args: argparse.Namespace) -> int:
         results_dir=_results_dir(args),
         results_doc=_results_page(args),
     )
-    print(json.dumps(rows, indent=2))
-    return 0
 
 
 def cmd_encoder_downstream(args: argparse.Namespace) -> int:
     import torch
 
     from training.config import SeqRecConfig
-    from training.jobs.encoder_downstream import encoder_downstream
+    from training.encoder.downstream import encoder_downstream
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -311,7 +319,7 @@ def cmd_encoder_collisions(args: argparse.Namespace) -> int:
     import torch
 
     from training.config import SemanticIdConfig
-    from training.jobs.encoder_downstream import encoder_collisions
+    from training.encoder.downstream import encoder_collisions
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -48,6 +48,11 @@ def write_encoder_results(
         raise FileNotFoundError(f"{info_path} not found: run `recsvc-train finetune-encoder --out {run_dir}` first")
     info = json.loads(info_path.read_text())
     ds = load_dataset(data_dir, require_sequences=False, allow_empty_titles=True)
+    # The folder holds one fine-tuning write-up (the run's info and its plot): another dataset's is never replaced.
+    stored = results_dir / RUN_INFO_JSON
+    other = json.loads(stored.read_text()).get("dataset") if stored.is_file() else None
+    if other not in (None, ds.name):
+        raise ValueError(f"{results_dir} holds the {other} encoder write-up; give {ds.name} another --out")
     split = ItemSplit.load(run_dir / SPLIT_FILE)
     rows: list[dict[str, Any]] = []
     models = (("base", base_model_dir, 0.0), (model_name, run_dir / "model", info["train_seconds"]))

@@ -181,7 +181,7 @@ def test_rejects_bad_config(tiny_model_dir: Path, catalog: Path, tmp_path: Path)
 def test_downstream_rows_per_encoder_and_seq_model(tiny_model_dir: Path, tmp_path: Path) -> None:
     from training.config import DemoConfig, SeqRecConfig
     from training.data.demo import generate_demo
-    from training.jobs.encoder_downstream import encoder_downstream
+    from training.encoder.downstream import encoder_downstream
 
     data = generate_demo(tmp_path / "demo", DemoConfig(n_items=40, n_users=60, min_len=4, max_len=8, seed=0))
     seq = SeqRecConfig(hidden=16, n_layers=1, n_heads=1, max_len=8, epochs=1, batch_size=32)
@@ -292,6 +292,11 @@ def test_results_command_writes_rows_plot_and_section(tiny_model_dir: Path, cata
     text = doc.read_text()
     assert "<!-- BEGIN encoder -->" in text and "| catalog | finetuned |" not in text
     assert f"| {rows[2]['dataset']} | finetuned | catalog | {rows[2]['recall@10']:.4f} |" in text
+    # Another dataset's fine-tuning write-up in the folder is never replaced (nor its plot, nor the page).
+    (results / "encoder_run.json").write_text(json.dumps({"dataset": "Other", "history": []}))
+    with pytest.raises(ValueError, match="holds the Other encoder write-up"):
+        write_encoder_results(catalog, run, results_dir=results, results_doc=doc, base_model_dir=tiny_model_dir)
+    assert doc.read_text() == text
 
 
 def test_cli_encoder_dir_maps_to_export_and_embed_model(tmp_path: Path) -> None:
@@ -415,7 +420,7 @@ def test_mixed_objective_uses_both_sources_and_needs_descriptions(
 
 
 def test_collision_rate_counts_items_sharing_codes() -> None:
-    from training.jobs.encoder_downstream import collision_rates
+    from training.encoder.downstream import collision_rates
 
     codes = np.array([[1, 2, 3], [1, 2, 3], [1, 2, 4], [0, 0, 0], [1, 2, 3]])
     assert collision_rates(codes) == pytest.approx(3 / 5)
@@ -426,7 +431,7 @@ def test_collision_rate_counts_items_sharing_codes() -> None:
 
 def test_collisions_rows_and_results_section(tiny_model_dir: Path, demo_data: Path, tmp_path: Path) -> None:
     from training.config import SemanticIdConfig
-    from training.jobs.encoder_downstream import encoder_collisions
+    from training.encoder.downstream import encoder_collisions
 
     sid = SemanticIdConfig(n_levels=2, codebook_size=4, hidden=[16], latent_dim=8, epochs=3, batch_size=64)
     doc = tmp_path / "RESULTS.md"
