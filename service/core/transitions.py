@@ -10,7 +10,7 @@ training sequences' transition counts into
 (``pop`` is add-one smoothed popularity, so items never seen after ``last`` keep a
 popularity order and an item never seen at all still has a finite prior). A sequence
 model's log-softmax scores plus ``weight`` x this prior is the "+mc" ranking of the
-harness (``training/jobs/bench_seqrec.py``); the weight is chosen on validation.
+harness (``training/evaluation/prior.py``); the weight is chosen on validation.
 
 Beyond the next item (:class:`PriorShape`): pairs up to ``window`` positions apart can count too
 (weight ``decay ** (offset - 1)``, and ``backward`` x that for the reversed pair, i.e. plain
