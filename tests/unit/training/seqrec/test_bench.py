@@ -8,54 +8,21 @@ import numpy as np
 import pytest
 
 from service.core.items import item_text
-from service.core.transitions import PriorShape, TransitionPrior
+from service.core.transitions import PriorShape
 from service.encoding.fake import FakeEncoder
 from training.config import BenchSeqRecConfig, DemoConfig, EmbedItemsConfig, SeqRecConfig
 from training.data.demo import generate_demo
 from training.data.loader import load_dataset
 from training.data.profiles import profile_sentences
-from training.data.split import EvalCase, Split, known_sequences
-from training.encoder.cache import cached_text_vectors, text_cache_key
-from training.evaluation.prior import markov_eval, model_ranks, prior_ranks
-from training.evaluation.protocols import hide_items, shorten
-from training.metrics import metrics_from_ranks, target_ranks
+from training.data.split import EvalCase
+from training.encoder.cache import text_cache_key
+from training.evaluation.protocols import shorten
 from training.reports.page import read_section
 from training.reports.seqrec import render, render_markdown
 from training.seqrec.bench import bench, merge_runs
-from training.seqrec.fit import evaluate_model
-from training.seqrec.model import build_model
 from training.seqrec.registry import DATASETS, model_config
 from training.seqrec.results import ROW_KEYS, aggregate, merge_rows, rows_path, runs_path, runs_to_extend
 from training.seqrec.runs import run_seqrec
-
-
-def _split(n_items: int = 50, n_users: int = 80, seed: int = 0) -> Split:
-    rng = np.random.default_rng(seed)
-    seqs = [list(rng.integers(0, n_items, size=int(rng.integers(3, 9)))) for _ in range(n_users)]
-    seqs = [[int(i) for i in s] for s in seqs]
-    return Split(
-        n_items=n_items,
-        train=[s[:-2] for s in seqs],
-        val=[EvalCase(u, tuple(s[:-2]), s[-2]) for u, s in enumerate(seqs)],
-        test=[EvalCase(u, tuple(s[:-1]), s[-1]) for u, s in enumerate(seqs)],
-    )
-
-
-def test_hide_items_removes_cold_items_from_training_only() -> None:
-    split = _split()
-    warm, cold = hide_items(split, 0.2, seed=3)
-    assert cold.shape == (50,) and cold.sum() == 10
-    assert not any(cold[i] for s in warm.train for i in s)
-    assert all(not cold[c.target] for c in warm.val)
-    assert warm.test == split.test  # every test case is kept; cold targets are scored by text
-    # Only the cold items were dropped from the training sequences.
-    for before, after in zip(split.train, warm.train, strict=True):
-        assert after == [i for i in before if not cold[i]]
-    _, cold2 = hide_items(split, 0.2, seed=3)
-    np.testing.assert_array_equal(cold, cold2)  # seeded
-    assert not np.array_equal(cold, hide_items(split, 0.2, seed=4)[1])
-    with pytest.raises(ValueError, match="cold_frac"):
-        hide_items(split, 0.0, seed=0)
 
 
 def _run(seed: int, r10: float, seconds: float = 10.0) -> dict[str, object]:
@@ -112,18 +79,6 @@ def test_model_config_applies_preset_then_overrides() -> None:
         model_config(base, "gru4rec")
     with pytest.raises(ValueError, match="unknown SeqRecConfig field"):
         model_config(base, "fusion", {"fusion": {"learning_rate": 1.0}})
-
-
-def test_text_cache_reads_what_is_stored_under_its_key(tmp_path: Path) -> None:
-    cfg = EmbedItemsConfig(max_length=64)
-    texts = ["red lipstick", "blue tent"]
-    key = text_cache_key(texts, cfg, None)
-    assert key != text_cache_key([*texts, "x"], cfg, None)
-    assert key != text_cache_key(texts, EmbedItemsConfig(max_length=128), None)
-    assert key != text_cache_key(texts[::-1], cfg, None)
-    stored = np.arange(8, dtype=np.float32).reshape(2, 4)
-    np.save(tmp_path / f"{key}.npy", stored)
-    np.testing.assert_array_equal(cached_text_vectors(texts, tmp_path, cfg), stored)  # no encoder needed
 
 
 def _seed_cache(cache: Path, texts: list[str], cfg: EmbedItemsConfig) -> np.ndarray:
@@ -261,77 +216,6 @@ def test_extend_trains_only_missing_seeds_and_keeps_stored_runs(tmp_path: Path) 
         bench(data, replace(cfg, seeds=[1, 2]), mc_only=True, progress=False)
     with pytest.raises(ValueError, match="no stored run for seed"):
         bench(data, replace(cfg, seeds=[0, 1]), mc_only=True, progress=False)  # seed 0 left the row above
-
-
-@pytest.mark.parametrize("with_profile", [False, True])
-def test_model_ranks_agree_with_evaluate_model(with_profile: bool) -> None:
-    split = _split(n_items=40, n_users=60)
-    text = FakeEncoder(dim=16).encode([f"item {i}" for i in range(40)]).astype(np.float32)
-    profiles = np.random.default_rng(0).normal(size=(60, 5)).astype(np.float32) if with_profile else None
-    cfg = SeqRecConfig(hidden=8, n_layers=1, max_len=5)
-    model = build_model(cfg, 40, text, profile_dim=0 if profiles is None else 5).eval()
-    ranks = model_ranks(model, split.test, profiles=profiles, batch_size=7)
-    assert ranks.shape == (len(split.test),)
-    assert metrics_from_ranks(ranks) == pytest.approx(evaluate_model(model, split.test, profiles=profiles))
-
-
-@pytest.mark.parametrize("shape", [PriorShape(), PriorShape(window=3, decay=0.5, backward=0.5, last=3, last_decay=0.5)])
-def test_prior_ranks_interpolate_between_model_and_transition_prior(shape: PriorShape) -> None:
-    split = _split(n_items=40, n_users=60)
-    cfg = SeqRecConfig(hidden=8, n_layers=1, max_len=5, use_text=False)
-    model = build_model(cfg, 40, None).eval()
-    prior = TransitionPrior.from_sequences(split.train, 40, beta=1.0, shape=shape)
-    ranks = prior_ranks(model, split.test, prior, [1e-6, 1e6], batch_size=7)  # [2, n]
-    assert ranks.shape == (2, len(split.test))
-    # a vanishing weight is the model alone; an overwhelming one ranks by the prior (ties aside)
-    np.testing.assert_array_equal(ranks[0], model_ranks(model, split.test))
-    lp = prior.log_prob_context([c.history[::-1][: shape.last] for c in split.test])  # [n, N]
-    targets = np.array([c.target for c in split.test])
-    above = target_ranks(lp, targets)  # items the prior puts strictly above the target
-    tied = (lp == lp[np.arange(len(targets)), targets][:, None]).sum(axis=1) - 1  # model breaks these ties
-    assert np.all(ranks[1] >= above) and np.all(ranks[1] <= above + tied)
-    assert np.any(ranks[1] != ranks[0])
-
-
-def test_markov_eval_picks_the_prior_shape_and_weight_on_validation() -> None:
-    split = _split(n_items=40, n_users=60)
-    model = build_model(SeqRecConfig(hidden=8, n_layers=1, max_len=5, use_text=False), 40, None).eval()
-    shapes = [PriorShape(), PriorShape(window=3, decay=0.5, backward=0.5, last=2, last_decay=0.5)]
-    out = markov_eval(model, split, [0.5, 2.0], 1.0, shapes=shapes)
-    assert set(out["val_by_shape"]) == {"first-order", shapes[1].label}
-    assert out["val"]["ndcg@10"] == pytest.approx(max(out["val_by_shape"].values()))
-    chosen = PriorShape.from_dict(out["shape"])
-    assert chosen in shapes and out["val_by_shape"][chosen.label] == max(out["val_by_weight"].values())
-    # the test figure is that of the chosen (shape, weight)
-    prior = TransitionPrior.from_sequences(split.train, 40, 1.0, chosen)
-    ref = metrics_from_ranks(prior_ranks(model, split.test, prior, [out["weight"]])[0])
-    assert out["test"] == ref
-    with pytest.raises(ValueError, match="prior shape"):
-        markov_eval(model, split, [0.5], 1.0, shapes=[])
-
-
-def test_known_sequences_add_each_test_users_validation_item_and_never_a_target() -> None:
-    split = _split(n_items=40, n_users=60)
-    assert known_sequences(split, split.val) == split.train
-    known = known_sequences(split, split.test)
-    for c_val, c_test in zip(split.val, split.test, strict=True):
-        assert known[c_test.user] == split.train[c_test.user] + [c_val.target] == list(c_test.history)
-    assert split.train[0] != known[0]  # the split itself is left as it was
-
-
-def test_prior_counts_histories_count_the_validation_items_for_test_only() -> None:
-    split = _split(n_items=40, n_users=60)
-    model = build_model(SeqRecConfig(hidden=8, n_layers=1, max_len=5, use_text=False), 40, None).eval()
-    plain = markov_eval(model, split, [0.5, 2.0], 1.0)
-    known = markov_eval(model, split, [0.5, 2.0], 1.0, counts="histories")
-    assert (plain["counts"], known["counts"]) == ("train", "histories")
-    # validation counts the training sequences either way, so the same weight is picked on the same figures
-    assert known["val"] == plain["val"] and known["weight"] == plain["weight"]
-    prior = TransitionPrior.from_sequences(known_sequences(split, split.test), 40, 1.0, PriorShape())
-    assert known["test"] == metrics_from_ranks(prior_ranks(model, split.test, prior, [known["weight"]])[0])
-    assert known["test"] != plain["test"]
-    with pytest.raises(ValueError, match="prior_counts"):
-        markov_eval(model, split, [0.5], 1.0, counts="everything")
 
 
 def test_transitions_baseline_with_histories_counts_scores_the_validation_transitions(tmp_path: Path) -> None:
