@@ -356,7 +356,9 @@ async def _build(
         artifacts,
         embed,
         on_snapshot=functools.partial(_refresh_live_caches, generative),
+        compact_superseded_lines=settings.items.compact_superseded_lines,
     )
+    stack.push_async_callback(items.close)
     reindex.replay_items = items.replay_into
     reindex.items_lock = items.lock
     await reindex.bootstrap(build_if_missing=settings.bootstrap_index)
