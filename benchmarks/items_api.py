@@ -2,10 +2,19 @@
 
     python -m benchmarks.items_api --quick              # tiny test artifact set, FakeEncoder (pipeline cost)
     python -m benchmarks.items_api --artifacts PATH     # a real set (its ONNX encoder, int8 by default)
+    python -m benchmarks.items_api --demo /tmp/DIR      # the demo set, built into DIR first if missing
 
 "Recommendable" = the first ``/recommend`` with the new id in the history answers 200, polled right
-after the ``PUT`` returned (in-process app, embedded Qdrant, no Redis). The load average is printed
-next to the figures: on a shared machine they are only comparable within one run.
+after the ``PUT`` returned (in-process app, embedded Qdrant, no Redis). With a real encoder the same
+batches of short titles are then encoded by the encoder alone (``encoder_only_items_per_s``), so the
+share of the API's time that is the model shows up as a ratio measured in the same run. The load
+average is printed next to the figures: on a shared machine they are only comparable within one run.
+
+``--demo DIR`` builds, when DIR holds no artifact set yet, the seeded demo dataset
+(``python -m training.data.demo --out DIR/data``) and its artifacts without touching Qdrant
+(``recsvc-train build --data DIR/data --out DIR/artifacts --name demo --config
+training/configs/demo.yaml --no-push --seqrec-minutes M --threads 1``); the encoder is the
+exported MiniLM (its int8 variant by default).
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,7 +63,7 @@ def _pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q)) * 1000
 
 
-def run(client: Any, singles: int, batches: int, batch: int) -> dict[str, float]:
+def run(client: Any, singles: int, batches: int, batch: int, encoder: Any = None) -> dict[str, float]:
     h = {"Authorization": f"Bearer {TOKEN}"}
     lat: list[float] = []
     for i in range(singles):
@@ -69,17 +80,41 @@ def run(client: Any, singles: int, batches: int, batch: int) -> dict[str, float]
         resp = client.put("/admin/items", json={"items": items}, headers=h)
         assert resp.status_code == 200, resp.text
     wall = time.perf_counter() - t0
-    return {
+    out = {
         "upsert_to_recommendable_p50_ms": _pct(lat, 50),
         "upsert_to_recommendable_p99_ms": _pct(lat, 99),
         "upserts_per_s": batches * batch / wall,
     }
+    if encoder is not None:  # the same shape of texts through the encoder alone, right after
+        t0 = time.perf_counter()
+        for b in range(batches):
+            encoder.encode([f"Short title {b} {j} again" for j in range(batch)])
+        out["encoder_only_items_per_s"] = batches * batch / (time.perf_counter() - t0)
+        out["api_over_encoder_ratio"] = out["upserts_per_s"] / out["encoder_only_items_per_s"]
+    return out
+
+
+def build_demo(root: Path, seqrec_minutes: float) -> Path:
+    """The demo artifact set under ``root/artifacts`` (built first when missing); -> the artifacts folder."""
+    artifacts = root / "artifacts"
+    if (artifacts / "LATEST").is_file():
+        return artifacts
+    data = root / "data"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    bindir = Path(sys.executable).parent
+    subprocess.run([sys.executable, "-m", "training.data.demo", "--out", str(data)], check=True, env=env)
+    build = [str(bindir / "recsvc-train"), "build", "--data", str(data), "--out", str(artifacts), "--name", "demo"]
+    build += ["--config", "training/configs/demo.yaml", "--no-push", "--seqrec-minutes", str(seqrec_minutes)]
+    subprocess.run([*build, "--threads", "1"], check=True, env=env)
+    return artifacts
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny test artifact set + FakeEncoder, few requests")
     ap.add_argument("--artifacts", type=Path, default=None, help="artifacts folder holding a real set")
+    ap.add_argument("--demo", type=Path, default=None, help="folder for the demo set (built there when missing)")
+    ap.add_argument("--seqrec-minutes", type=float, default=1.0, help="seqrec budget when --demo builds the set")
     ap.add_argument("--variant", default="int8")
     ap.add_argument("--singles", type=int, default=None)
     ap.add_argument("--batches", type=int, default=None)
@@ -89,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
 
     singles = args.singles or (30 if args.quick else 200)
     batches = args.batches or (5 if args.quick else 20)
+    if args.demo is not None:
+        if args.artifacts is not None:
+            ap.error("give --demo or --artifacts, not both")
+        args.artifacts = build_demo(args.demo, args.seqrec_minutes)
     with tempfile.TemporaryDirectory(prefix="recsvc-items-bench-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         if args.artifacts is None:
@@ -101,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             app = _app(args.artifacts.resolve(), work, None, args.variant)
             setup = f"{args.artifacts} ({args.variant} encoder)"
         client = stack.enter_context(TestClient(app))
-        figures = run(client, singles, batches, args.batch)
+        encoder = None if args.artifacts is None else app.state.recsvc.encoder
+        figures = run(client, singles, batches, args.batch, encoder)
     load = os.getloadavg()
     print(f"items API benchmark: {setup}; {singles} single upserts, {batches} x {args.batch} batch upserts")
     for k, v in figures.items():
