@@ -5,9 +5,10 @@
     python -m benchmarks.items_api --demo /tmp/DIR      # the demo set, built into DIR first if missing
 
 "Recommendable" = the first ``/recommend`` with the new id in the history answers 200, polled right
-after the ``PUT`` returned (in-process app, embedded Qdrant, no Redis). With a real encoder the same
-batches of short titles are then encoded by the encoder alone (``encoder_only_items_per_s``), so the
-share of the API's time that is the model shows up as a ratio measured in the same run. The load
+after the ``PUT`` returned (in-process app, embedded Qdrant, no Redis). With a real encoder each batch
+``PUT`` is followed by a batch of the same shape through the encoder alone (``encoder_only_items_per_s``),
+so the share of the API's time that is the model shows up as a ratio measured under the same load;
+``--phases`` then times each step of an upsert batch alone (shares of their sum). The load
 average is printed next to the figures: on a shared machine they are only comparable within one run.
 
 ``--demo DIR`` builds, when DIR holds no artifact set yet, the seeded demo dataset
@@ -64,6 +65,8 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def run(client: Any, singles: int, batches: int, batch: int, encoder: Any = None) -> dict[str, float]:
+    from service.core.items import item_from_dict, item_text
+
     h = {"Authorization": f"Bearer {TOKEN}"}
     lat: list[float] = []
     for i in range(singles):
@@ -74,24 +77,59 @@ def run(client: Any, singles: int, batches: int, batch: int, encoder: Any = None
         while client.post("/recommend", json={"history": [item["item_id"]], "k": 5}).status_code != 200:
             pass
         lat.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    for b in range(batches):
+    api_s = enc_s = 0.0
+    for b in range(batches):  # API and encoder-alone batches interleaved: both see the same load
         items = [{"item_id": f"BENCH-B{b}-{j}", "title": f"Short title {b} {j}"} for j in range(batch)]
+        t0 = time.perf_counter()
         resp = client.put("/admin/items", json={"items": items}, headers=h)
+        api_s += time.perf_counter() - t0
         assert resp.status_code == 200, resp.text
-    wall = time.perf_counter() - t0
+        if encoder is not None:
+            t0 = time.perf_counter()
+            encoder.encode([item_text(item_from_dict(it)) for it in items])  # the texts the PUT encoded
+            enc_s += time.perf_counter() - t0
     out = {
         "upsert_to_recommendable_p50_ms": _pct(lat, 50),
         "upsert_to_recommendable_p99_ms": _pct(lat, 99),
-        "upserts_per_s": batches * batch / wall,
+        "upserts_per_s": batches * batch / api_s,
     }
-    if encoder is not None:  # the same shape of texts through the encoder alone, right after
-        t0 = time.perf_counter()
-        for b in range(batches):
-            encoder.encode([f"Short title {b} {j} again" for j in range(batch)])
-        out["encoder_only_items_per_s"] = batches * batch / (time.perf_counter() - t0)
+    if encoder is not None:
+        out["encoder_only_items_per_s"] = batches * batch / enc_s
         out["api_over_encoder_ratio"] = out["upserts_per_s"] / out["encoder_only_items_per_s"]
     return out
+
+
+async def phase_seconds(state: Any, batches: int, batch: int) -> dict[str, float]:
+    """The steps of one upsert batch (``ItemCatalog.upsert``), each timed alone on fresh items of
+    short titles: text encoding, seqrec fusion, log append (+fsync), snapshot change, store write."""
+    import numpy as np
+
+    from service.artifacts import aligned_seqrec_vectors
+    from service.core.items import Item, item_text
+    from service.stores.item_log import upsert_record
+    from service.stores.qdrant import ItemChange, apply_changes
+
+    t = dict.fromkeys(("encode", "seqrec_fusion", "log_append_fsync", "snapshot_apply", "store_write"), 0.0)
+    art = state.artifacts
+    for b in range(batches):
+        items = [Item(f"PHASE-{b}-{j}", f"Short title {b} {j}") for j in range(batch)]
+        t0 = time.perf_counter()
+        text = np.asarray(await state.embed([item_text(it) for it in items]), dtype=np.float32)  # [M, T]
+        t1 = time.perf_counter()
+        seq = None if art.seqrec is None else aligned_seqrec_vectors(art.seqrec, art, items, text)  # [M, D]
+        t2 = time.perf_counter()
+        changes = [ItemChange(it, text[i], None if seq is None else seq[i]) for i, it in enumerate(items)]
+        state.items.log.append([upsert_record(c, art.version) for c in changes])
+        t3 = time.perf_counter()
+        new, rows, removed = apply_changes(state.store.snapshot, changes, [])
+        t4 = time.perf_counter()
+        state.store.write_changes(new, rows, removed)
+        t5 = time.perf_counter()
+        state.store.set_snapshot(new)
+        for k, dt in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+            t[k] += dt
+    total = sum(t.values())
+    return {f"share_{k}": v / total for k, v in t.items()}
 
 
 def build_demo(root: Path, seqrec_minutes: float) -> Path:
@@ -116,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--demo", type=Path, default=None, help="folder for the demo set (built there when missing)")
     ap.add_argument("--seqrec-minutes", type=float, default=1.0, help="seqrec budget when --demo builds the set")
     ap.add_argument("--variant", default="int8")
+    ap.add_argument("--phases", action="store_true", help="also time each step of an upsert batch (shares)")
     ap.add_argument("--singles", type=int, default=None)
     ap.add_argument("--batches", type=int, default=None)
     ap.add_argument("--batch", type=int, default=50)
@@ -142,10 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         client = stack.enter_context(TestClient(app))
         encoder = None if args.artifacts is None else app.state.recsvc.encoder
         figures = run(client, singles, batches, args.batch, encoder)
+        if args.phases:
+            assert client.portal is not None  # the app's event loop, started by entering the client
+            figures.update(client.portal.call(phase_seconds, app.state.recsvc, batches, args.batch))
     load = os.getloadavg()
     print(f"items API benchmark: {setup}; {singles} single upserts, {batches} x {args.batch} batch upserts")
     for k, v in figures.items():
-        print(f"  {k:34s} {v:10.1f}")
+        print(f"  {k:34s} {v:10.1f}" if abs(v) >= 10 else f"  {k:34s} {v:10.3f}")
     print(f"  load average (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
     return 0
 
