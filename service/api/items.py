@@ -7,6 +7,7 @@ collection behind the alias (see service.stores.item_log).
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -69,6 +70,9 @@ def validate_items(rows: list[dict[str, Any]], max_text_chars: int) -> tuple[lis
             continue
         if len(item.item_id) > 512:
             errors.append({"index": i, "item_id": iid, "field": "item_id", "message": "'item_id' is over 512 chars"})
+            continue
+        if item.price is not None and not math.isfinite(item.price):  # NaN/Infinity: no filter can use it
+            errors.append({"index": i, "item_id": iid, "field": "price", "message": "'price' must be a finite number"})
             continue
         if len(item_text(item)) > max_text_chars:
             errors.append(

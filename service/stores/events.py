@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -52,11 +53,12 @@ class ItemsChanged:
     origin: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # orjson and no asdict() deep copy: the records carry float vectors (json.dumps: ~40 ms a batch of 50)
+        return orjson.dumps({"collection": self.collection, "records": self.records, "origin": self.origin}).decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ItemsChanged:
-        d = json.loads(raw)
+        d = orjson.loads(raw)
         return cls(collection=str(d["collection"]), records=list(d["records"]), origin=str(d.get("origin", "")))
 
 

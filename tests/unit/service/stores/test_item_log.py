@@ -121,3 +121,18 @@ def test_concurrent_appends_during_repeated_compactions_are_not_lost(tmp_path: P
     assert state_of(again) == state_of(log)
     for iid, title in acked.items():
         assert again.state[iid].item.title == title  # type: ignore[union-attr]
+
+
+def test_lines_written_by_the_json_module_still_load(tmp_path: Path) -> None:
+    """Logs written before orjson (json.dumps, which also writes NaN) read back the same."""
+    import json
+
+    path = tmp_path / "log.jsonl"
+    rec = up("A", "a1")
+    old = {**up("B", "b1"), "item": {**Item("B", "b1").payload(), "price": float("nan")}}
+    path.write_text(json.dumps(rec, separators=(",", ":")) + "\n" + json.dumps(old) + "\n")
+    log = reloaded(path)
+    assert log.lines == 2 and log.torn_lines == 0
+    assert entry_record(log.state["A"]) == rec
+    price = log.state["B"].item.price  # type: ignore[union-attr]
+    assert price is not None and np.isnan(price)
