@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import struct
 import time
 import uuid
@@ -59,6 +60,13 @@ class _Call(Generic[T]):
     idempotent: bool = True  # a read failure may be retried (the call changes nothing)
     ok: tuple[int, ...] = (200,)
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """Attempt the call again after ``delay`` seconds (the policy's ``on_retry`` has been told)."""
+
+    delay: float
 
 
 def _json(resp: httpx.Response) -> Any:
@@ -236,9 +244,37 @@ class _Base:
             return None
         return self.retry.delay(attempt, resp.headers)
 
-    def _notify(self, attempt: int, delay: float, reason: str) -> None:
+    # Both clients' ``_send`` are the same loop around these three (only the I/O differs):
+    # request_args -> (response -> _on_response | transport error -> _on_transport_error) ->
+    # the answer, a raised error, or a _Retry to sleep out before the next attempt.
+    def _request_args(self, call: _Call[Any]) -> dict[str, Any]:
+        """Keyword arguments of ``httpx.Client.request`` / ``AsyncClient.request`` for one attempt."""
+        return {
+            "method": call.method,
+            "url": self.base_url + call.path,
+            "json": call.json,
+            "headers": self._request_headers(call),
+            "timeout": self.timeout,
+        }
+
+    def _on_response(self, call: _Call[T], attempt: int, resp: httpx.Response) -> T | _Retry:
+        if resp.status_code in call.ok:
+            return call.parse(resp)
+        delay = self._after_status(attempt, resp)
+        if delay is None:
+            raise _status_error(resp, call.request_id)
+        return self._retry_in(attempt, delay, f"HTTP {resp.status_code}")
+
+    def _on_transport_error(self, call: _Call[Any], attempt: int, exc: httpx.TransportError) -> _Retry:
+        delay = self._after_transport_error(call, attempt, exc)
+        if delay is None:
+            raise _transport_error(exc, call) from exc
+        return self._retry_in(attempt, delay, exc.__class__.__name__)
+
+    def _retry_in(self, attempt: int, delay: float, reason: str) -> _Retry:
         if self.retry.on_retry is not None:
             self.retry.on_retry(attempt, delay, reason)
+        return _Retry(delay)
 
 
 class RecsvcClient(_Base):
@@ -271,31 +307,15 @@ class RecsvcClient(_Base):
         self.close()
 
     def _send(self, call: _Call[T]) -> T:
-        attempt = 0
-        while True:
+        for attempt in itertools.count():
             try:
-                resp = self._http.request(
-                    call.method,
-                    self.base_url + call.path,
-                    json=call.json,
-                    headers=self._request_headers(call),
-                    timeout=self.timeout,
-                )
+                outcome = self._on_response(call, attempt, self._http.request(**self._request_args(call)))
             except httpx.TransportError as exc:
-                delay = self._after_transport_error(call, attempt, exc)
-                if delay is None:
-                    raise _transport_error(exc, call) from exc
-                reason = exc.__class__.__name__
-            else:
-                if resp.status_code in call.ok:
-                    return call.parse(resp)
-                delay = self._after_status(attempt, resp)
-                if delay is None:
-                    raise _status_error(resp, call.request_id)
-                reason = f"HTTP {resp.status_code}"
-            self._notify(attempt, delay, reason)
-            time.sleep(delay)
-            attempt += 1
+                outcome = self._on_transport_error(call, attempt, exc)
+            if not isinstance(outcome, _Retry):
+                return outcome
+            time.sleep(outcome.delay)
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------- endpoints
     def embed(self, items: Sequence[ItemInput], *, return_payload: bool = False) -> EmbedResult:
@@ -392,31 +412,15 @@ class AsyncRecsvcClient(_Base):
         await self.aclose()
 
     async def _send(self, call: _Call[T]) -> T:
-        attempt = 0
-        while True:
+        for attempt in itertools.count():
             try:
-                resp = await self._http.request(
-                    call.method,
-                    self.base_url + call.path,
-                    json=call.json,
-                    headers=self._request_headers(call),
-                    timeout=self.timeout,
-                )
+                outcome = self._on_response(call, attempt, await self._http.request(**self._request_args(call)))
             except httpx.TransportError as exc:
-                delay = self._after_transport_error(call, attempt, exc)
-                if delay is None:
-                    raise _transport_error(exc, call) from exc
-                reason = exc.__class__.__name__
-            else:
-                if resp.status_code in call.ok:
-                    return call.parse(resp)
-                delay = self._after_status(attempt, resp)
-                if delay is None:
-                    raise _status_error(resp, call.request_id)
-                reason = f"HTTP {resp.status_code}"
-            self._notify(attempt, delay, reason)
-            await asyncio.sleep(delay)
-            attempt += 1
+                outcome = self._on_transport_error(call, attempt, exc)
+            if not isinstance(outcome, _Retry):
+                return outcome
+            await asyncio.sleep(outcome.delay)
+        raise AssertionError("unreachable")
 
     async def embed(self, items: Sequence[ItemInput], *, return_payload: bool = False) -> EmbedResult:
         return await self._send(self._embed(items, return_payload))

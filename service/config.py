@@ -95,6 +95,13 @@ class ItemsSettings(BaseModel):
         default=None,
         description="Append-only item log (JSON lines, fsynced before the 200). None: `{data_dir}/items/log.jsonl`.",
     )
+    compact_superseded_lines: int = Field(
+        default=10_000,
+        ge=0,
+        description="Compact the item log (rewrite it atomically as one line per item id: the latest upsert or "
+        "the tombstone) in the background once it holds this many superseded lines; also at start and after "
+        "every reindex that replayed it, when anything is superseded. 0: only at start and after reindexes.",
+    )
 
 
 class BatcherSettings(BaseModel):

@@ -34,7 +34,7 @@ from service.stores.cache import MemoryCache, RedisCache, ResponseCache
 from service.stores.events import IndexEvents, ItemsChanged, MemoryIndexEvents, RedisIndexEvents, RedisItemEvents
 from service.stores.item_log import ItemCatalog, ItemLog
 from service.stores.jobs import JobStore, MemoryJobStore, RedisJobStore
-from service.stores.qdrant import QdrantStore
+from service.stores.qdrant import CatalogSnapshot, QdrantStore
 from service.stores.redis_link import RedisHealth, open_redis, redact_url
 
 logger = logging.getLogger(__name__)
@@ -172,19 +172,13 @@ def _load_generative(root: Path, artifacts: LoadedArtifacts, device: str) -> Gen
         raise ConfigurationError(f"artifact set {root}: cannot load semantic IDs / generative model: {exc}") from exc
 
 
-def _refresh_live_caches(generative: GenerativeRuntime | None, artifacts: LoadedArtifacts, snapshot: Any) -> None:
-    """After a live item change (same collection, other items), caches keyed by collection name
-    follow: the transition prior's row alignment is dropped, and the semantic-ID table of the new
-    snapshot (derived from the saved codec, with the sids handed out before kept: stable collision
-    digits) replaces the one cached for the collection."""
-    if artifacts.transitions is not None:
-        with artifacts.transitions._lock:
-            artifacts.transitions._aligned.pop(snapshot.collection, None)
-    if generative is None:
-        return
-    with generative._lock:
-        cat = generative._derive(snapshot.collection, snapshot.item_ids, snapshot.text_vectors)
-        generative._catalogs[snapshot.collection] = cat
+def _refresh_live_caches(generative: GenerativeRuntime | None, snapshot: CatalogSnapshot) -> None:
+    """After a live item change: derive the semantic-ID table of the new snapshot now (from the saved
+    codec, with the sids handed out before kept: stable collision digits), so the first generative
+    request does not pay for it. Caches are keyed by the snapshot's version (collection + content
+    digest), so nothing keyed by the old one has to be dropped (the transition prior re-aligns on use)."""
+    if generative is not None:
+        generative.prepare_snapshot(snapshot)
 
 
 async def build_state(
@@ -361,8 +355,10 @@ async def _build(
         store,
         artifacts,
         embed,
-        on_snapshot=functools.partial(_refresh_live_caches, generative, artifacts),
+        on_snapshot=functools.partial(_refresh_live_caches, generative),
+        compact_superseded_lines=settings.items.compact_superseded_lines,
     )
+    stack.push_async_callback(items.close)
     reindex.replay_items = items.replay_into
     reindex.items_lock = items.lock
     await reindex.bootstrap(build_if_missing=settings.bootstrap_index)

@@ -7,7 +7,10 @@ collection behind the alias (see service.stores.item_log).
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter
@@ -29,11 +32,26 @@ _422: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _catalog(state: Any) -> ItemCatalog:
+def _check_batch_size(state: Any, n: int) -> None:
+    limit = state.settings.items.max_batch
+    if n > limit:
+        raise LimitExceededError("items per batch", limit, n)
+
+
+async def _apply(
+    state: Any,
+    errors: list[dict[str, Any]],
+    rejected: str,
+    change: Callable[[ItemCatalog], Awaitable[dict[str, int]]],
+) -> ItemsChangeOut:
+    """The framing both routes share: a batch with any error is rejected whole (422 ``rejected``,
+    nothing applied), else ``change`` runs on the item catalog and its counts are the answer."""
+    if errors:
+        raise InvalidRequestError(f"{rejected}; nothing was applied", errors)
     if state.items is None:
         raise NotReadyError("the items API is not ready")
-    items: ItemCatalog = state.items
-    return items
+    counts = await change(state.items)
+    return ItemsChangeOut(**counts, index_version=state.store.snapshot.collection)
 
 
 def validate_items(rows: list[dict[str, Any]], max_text_chars: int) -> tuple[list[Item], list[dict[str, Any]]]:
@@ -52,6 +70,9 @@ def validate_items(rows: list[dict[str, Any]], max_text_chars: int) -> tuple[lis
             continue
         if len(item.item_id) > 512:
             errors.append({"index": i, "item_id": iid, "field": "item_id", "message": "'item_id' is over 512 chars"})
+            continue
+        if item.price is not None and not math.isfinite(item.price):  # NaN/Infinity: no filter can use it
+            errors.append({"index": i, "item_id": iid, "field": "price", "message": "'price' must be a finite number"})
             continue
         if len(item_text(item)) > max_text_chars:
             errors.append(
@@ -91,14 +112,11 @@ def validate_items(rows: list[dict[str, Any]], max_text_chars: int) -> tuple[lis
     responses=_422,
 )
 async def upsert_items(req: ItemsUpsertRequest, state: StateDep) -> ItemsChangeOut:
-    limit = state.settings.items.max_batch
-    if len(req.items) > limit:
-        raise LimitExceededError("items per batch", limit, len(req.items))
+    _check_batch_size(state, len(req.items))
     items, errors = validate_items(req.items, state.settings.limits.max_text_chars)
-    if errors:
-        raise InvalidRequestError(f"{len(errors)} of {len(req.items)} items are invalid; nothing was applied", errors)
-    counts = await _catalog(state).upsert(items)
-    return ItemsChangeOut(**counts, index_version=state.store.snapshot.collection)
+    return await _apply(
+        state, errors, f"{len(errors)} of {len(req.items)} items are invalid", lambda cat: cat.upsert(items)
+    )
 
 
 @router.delete(
@@ -112,18 +130,13 @@ async def upsert_items(req: ItemsUpsertRequest, state: StateDep) -> ItemsChangeO
     responses=_422,
 )
 async def delete_items(req: ItemsDeleteRequest, state: StateDep) -> ItemsChangeOut:
-    limit = state.settings.items.max_batch
-    if len(req.ids) > limit:
-        raise LimitExceededError("items per batch", limit, len(req.ids))
+    _check_batch_size(state, len(req.ids))
     errors = [
         {"index": i, "item_id": iid, "field": "ids", "message": "empty or over 512 chars"}
         for i, iid in enumerate(req.ids)
         if not iid.strip() or len(iid) > 512
     ]
-    dup = {iid for iid in req.ids if req.ids.count(iid) > 1}
+    dup = [iid for iid, n in Counter(req.ids).items() if n > 1]  # (not list.count per id: O(n^2))
     if dup:
-        errors.append({"index": None, "item_id": sorted(dup)[0], "field": "ids", "message": "duplicate ids"})
-    if errors:
-        raise InvalidRequestError(f"{len(errors)} invalid ids; nothing was applied", errors)
-    counts = await _catalog(state).delete(req.ids)
-    return ItemsChangeOut(**counts, index_version=state.store.snapshot.collection)
+        errors.append({"index": None, "item_id": min(dup), "field": "ids", "message": "duplicate ids"})
+    return await _apply(state, errors, f"{len(errors)} invalid ids", lambda cat: cat.delete(req.ids))

@@ -138,7 +138,9 @@ class GenerativeRuntime:
 
     # ------------------------------------------------------------ catalogs
     def catalog(self, collection: str, item_ids: Sequence[str], text_vectors: npt.NDArray[np.float32]) -> SidCatalog:
-        """The sid catalog of a snapshot (derived once, then cached by collection name)."""
+        """The sid catalog of a snapshot (derived once, then cached by ``collection``: the service passes
+        the snapshot's ``version``, collection + content digest, so a request holding an older snapshot
+        of the same collection never gets the rows of a newer one)."""
         with self._lock:
             cached = self._catalogs.get(collection)
             if cached is not None:
@@ -149,8 +151,9 @@ class GenerativeRuntime:
             return cat
 
     def prepare_snapshot(self, snapshot: Any) -> dict[str, Any]:
-        """Reindex hook (before the alias swap): derive the new snapshot's sid catalog; -> job stats."""
-        cat = self.catalog(snapshot.collection, snapshot.item_ids, snapshot.text_vectors)
+        """Derive (and cache) the sid catalog of a snapshot before it is served: the reindex hook
+        (before the alias swap; -> job stats) and the items API's (after a live change)."""
+        cat = self.catalog(snapshot.version, snapshot.item_ids, snapshot.text_vectors)
         return {"sid_new_items": cat.new_items, "sid_unique_prefix_share": round(cat.table.unique_prefix_share(), 5)}
 
     def _derive(self, collection: str, item_ids: Sequence[str], text_vectors: npt.NDArray[np.float32]) -> SidCatalog:

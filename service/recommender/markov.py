@@ -53,12 +53,13 @@ class ServedPrior:
         self.item_ids = list(item_ids)
         self.row_of = {iid: i for i, iid in enumerate(self.item_ids)}
         self.pop_floor = float(prior.pop.min())  # pop of an item with zero training count
-        self._aligned: dict[str, tuple[I64, I64]] = {}  # collection -> (art row per snapshot row, inverse)
+        self._aligned: dict[str, tuple[I64, I64]] = {}  # snapshot version -> (art row per snapshot row, inverse)
         self._lock = threading.Lock()
 
     def align(self, collection: str, snapshot_ids: Sequence[str]) -> tuple[I64, I64]:
         """(artifact row of every snapshot row, -1 for new items [S]; snapshot row of every artifact
-        row, -1 for items not served [N]), cached per collection name."""
+        row, -1 for items not served [N]), cached per ``collection`` key (the service passes the snapshot's
+        version: collection + content digest, so a live item change re-aligns)."""
         with self._lock:
             hit = self._aligned.get(collection)
             if hit is not None and len(hit[0]) == len(snapshot_ids):

@@ -193,8 +193,10 @@ class Recommender:
         if self.cache is not None and self.cache_ttl_s > 0:
             # Workers with the transition prior switched off rank differently: keep their entries apart.
             ranking = RANKING_PRIOR if self.transitions is not None else RANKING_MODEL
+            # snapshot.version = collection + content digest: an alias swap or any item change (here or
+            # applied from another worker's message) moves every request to new keys.
             key = cache_key(
-                self.cache_prefix, snapshot.collection, f"{self.model_version}|{ranking}", req.model_dump(mode="json")
+                self.cache_prefix, snapshot.version, f"{self.model_version}|{ranking}", req.model_dump(mode="json")
             )
             hit = await self.cache.get(key)
             if self.on_cache is not None:
@@ -219,7 +221,7 @@ class Recommender:
     # ----------------------------------------------------------- generative
     def _sid_catalog(self, snapshot: CatalogSnapshot) -> SidCatalog:
         assert self.generative is not None
-        return self.generative.catalog(snapshot.collection, snapshot.item_ids, snapshot.text_vectors)
+        return self.generative.catalog(snapshot.version, snapshot.item_ids, snapshot.text_vectors)
 
     async def _decode(
         self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot, k: int
@@ -252,7 +254,7 @@ class Recommender:
         if not context:
             return None
         rows = np.arange(len(snapshot.item_ids), dtype=np.int64)
-        return prior.log_prob_rows(context, rows, snapshot.collection, snapshot.item_ids)[None, :]
+        return prior.log_prob_rows(context, rows, snapshot.version, snapshot.item_ids)[None, :]
 
     def _result(
         self,
@@ -382,12 +384,12 @@ class Recommender:
             # dot + w * log p(j | context) (the last history item, or the prior's last few).
             hits = await self.store.search(vector_name, user, max(req.k, self.transition_pool), flt, snapshot)
             ids = snapshot.item_ids
-            succ = prior.successor_rows(context, snapshot.collection, ids)  # [S_ctx]
+            succ = prior.successor_rows(context, snapshot.version, ids)  # [S_ctx]
             mask = snapshot.searcher.mask(flt)  # [N] allowed rows, None = all
             if mask is not None:
                 succ = succ[mask[succ]]
             rows = np.concatenate([np.array([snapshot.row_of[h.item_id] for h in hits], dtype=np.int64), succ])
-            scored = prior.rescore(user, snapshot.seqrec_vectors, rows, context, snapshot.collection, ids, req.k)
+            scored = prior.rescore(user, snapshot.seqrec_vectors, rows, context, snapshot.version, ids, req.k)
             return self._result(req, snapshot, scored, source, RANKING_PRIOR)
         hits = await self.store.search(vector_name, user, req.k, flt, snapshot)
         items = [

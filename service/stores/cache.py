@@ -1,8 +1,13 @@
 """Response cache for /recommend: Redis when configured, else a bounded in-process LRU with TTL.
 
-Keys are ``{prefix}:rec:{index_version}:{model_version}:{sha256(canonical request JSON)}``:
-an alias swap changes the index version, so every entry of the old index is
-simply never read again (and expires by TTL) — no explicit invalidation.
+Keys are ``{prefix}:rec:{index_version}:{model_version}:{sha256(canonical request JSON)}`` where
+the index version is the served snapshot's ``{collection}@{content digest}``
+(``CatalogSnapshot.version``): an alias swap changes the collection and every items API change
+(upsert/delete, on this worker or applied from another worker's message) changes the digest, so
+every entry computed on an older snapshot is simply never read again (and expires by TTL) — no
+explicit invalidation, nothing to broadcast. The digest depends only on the items served, not on
+the order changes arrived in, so workers sharing Redis share entries exactly when they serve the
+same items.
 A cache that fails (Redis down) degrades to the in-process LRU until Redis answers
 again; it never fails a request.
 """

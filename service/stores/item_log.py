@@ -11,7 +11,13 @@ delete line the id (a tombstone). The log is the catalog of record for API items
   the catalog file, API deletes stay deleted), under the same lock the API writes take, so an
   upsert acknowledged while a reindex runs is in the collection the alias moves to.
 
-The latest line per id wins. Nothing compacts the log yet (it grows by one line per change).
+The latest line per id wins. **Compaction** (:meth:`ItemLog.compact`) rewrites the log as one line
+per id (its latest upsert, or its tombstone: a later reindex from a catalog file must not bring a
+deleted id back) into ``log.jsonl.compact``, fsyncs it, renames it over the log and fsyncs the folder;
+a crash at any point leaves either the old log or the complete new one (a leftover temporary file is
+removed at load). Appends are not held up while the bulk is written: the lines appended meanwhile
+(already durable in the old log, hence acknowledged) are also kept in memory and written to the new
+file under the log's lock right before the rename, so none is lost.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ import asyncio
 import json
 import logging
 import os
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from service.artifacts import LoadedArtifacts, aligned_seqrec_vectors
 from service.core.items import Item, item_from_dict, item_text
@@ -47,18 +55,82 @@ class LogEntry:
     model_version: str = ""
 
 
+def entry_record(entry: LogEntry) -> dict[str, Any]:
+    """The log line that restores ``entry`` (what compaction writes for each id)."""
+    if entry.item is None:
+        return {"op": "delete", "item_id": entry.item_id}
+    assert entry.text_vector is not None
+    return {
+        "op": "upsert",
+        "item": entry.item.payload(),
+        "text": entry.text_vector.tolist(),
+        "seqrec": None if entry.seqrec_vector is None else entry.seqrec_vector.tolist(),
+        "model_version": entry.model_version,
+    }
+
+
+def _encode_lines(records: Sequence[dict[str, Any]]) -> bytes:
+    # orjson: ~15x faster than json.dumps on the float lists (40 ms -> 3 ms for 50 items of 448 floats),
+    # the same shortest round-trip repr of every double, so the same values read back by either.
+    return b"".join(orjson.dumps(r) + b"\n" for r in records)
+
+
+def _parse_line(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)  # what orjson refuses but json wrote (NaN, Infinity), else ValueError
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    lines_before: int
+    lines_after: int
+    bytes_before: int
+    bytes_after: int
+    appended_during: int  # lines appended while the bulk was written (carried into the new file)
+
+
 class ItemLog:
-    """Append-only JSON-lines file, fsynced per batch; ``state`` is the latest entry per id."""
+    """Append-only JSON-lines file, fsynced per batch; ``state`` is the latest entry per id.
+
+    ``_lock`` (a thread lock: appends and compaction run in worker threads) orders appends with the
+    two short steps of a compaction that must see every line: taking the state to write, and the
+    rename."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.state: dict[str, LogEntry] = {}
         self.torn_lines = 0
         self.lines = 0
+        self.compactions = 0
+        self._lock = threading.Lock()
+        self._during_compaction: list[bytes] | None = None  # lines appended while a compaction writes
+
+    @property
+    def tmp_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".compact")
+
+    @property
+    def superseded(self) -> int:
+        """Lines a compaction would drop (an id's older lines)."""
+        return max(0, self.lines - len(self.state))
 
     def load(self) -> None:
         """Read the whole log into ``state``; a torn (unterminated or unparsable) last line is cut off."""
         self.state.clear()
+        self.lines = 0
+        if self.tmp_path.exists():  # a compaction died before its rename: the log itself is whole
+            logger.warning("item log %s: removing an unfinished compaction (%s)", self.path, self.tmp_path.name)
+            self.tmp_path.unlink()
         if not self.path.exists():
             return
         data = self.path.read_bytes()
@@ -78,7 +150,7 @@ class ItemLog:
             if not raw.strip():
                 continue
             try:
-                rec = json.loads(raw)
+                rec = _parse_line(raw)
                 self._apply(rec)
             except (ValueError, KeyError, TypeError) as exc:
                 self.torn_lines += 1
@@ -107,22 +179,77 @@ class ItemLog:
         """Write ``records`` as lines and fsync (blocking); only then are they applied to ``state``."""
         if not records:
             return
-        new_file = not self.path.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        blob = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records)
-        with open(self.path, "ab") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        if new_file:  # the new directory entry must be durable too
-            fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        for r in records:
-            self._apply(r)
-        self.lines += len(records)
+        blob = _encode_lines(records)
+        with self._lock:
+            new_file = not self.path.exists()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+            if new_file:  # the new directory entry must be durable too
+                _fsync_dir(self.path.parent)
+            for r in records:
+                self._apply(r)
+            self.lines += len(records)
+            if self._during_compaction is not None:
+                self._during_compaction.append(blob)
+
+    def compact(self, on_written: Callable[[], None] | None = None) -> CompactionResult | None:
+        """Rewrite the log as one line per id (blocking; run it in a thread). None: nothing to drop.
+
+        1. under the lock: take the current state (and start keeping the lines appended from now on);
+        2. without it: write those lines to ``log.jsonl.compact`` and fsync (``on_written`` runs here:
+           appends made meanwhile land in the old log, durable, and in memory);
+        3. under the lock: append the lines kept in step 2, fsync, rename over the log, fsync the folder.
+        """
+        with self._lock:
+            if self._during_compaction is not None:
+                raise RuntimeError("a compaction of this log is already running")
+            if self.superseded == 0 or not self.path.exists():
+                return None
+            entries = list(self.state.values())
+            lines_before = self.lines
+            bytes_before = self.path.stat().st_size
+            self._during_compaction = []
+        try:
+            with open(self.tmp_path, "wb") as f:
+                for start in range(0, len(entries), 1000):
+                    f.write(_encode_lines([entry_record(e) for e in entries[start : start + 1000]]))
+                f.flush()
+                os.fsync(f.fileno())
+            if on_written is not None:
+                on_written()
+            with self._lock:
+                late = self._during_compaction
+                assert late is not None
+                with open(self.tmp_path, "ab") as f:
+                    for blob in late:
+                        f.write(blob)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(self.tmp_path, self.path)
+                _fsync_dir(self.path.parent)
+                appended = sum(blob.count(b"\n") for blob in late)
+                self.lines = len(entries) + appended
+                self._during_compaction = None
+                self.compactions += 1
+                result = CompactionResult(lines_before, self.lines, bytes_before, self.path.stat().st_size, appended)
+        except BaseException:
+            with self._lock:
+                self._during_compaction = None
+            self.tmp_path.unlink(missing_ok=True)
+            raise
+        logger.info(
+            "item log %s compacted: %d -> %d lines, %.1f -> %.1f MB (%d appended meanwhile)",
+            self.path,
+            result.lines_before,
+            result.lines_after,
+            result.bytes_before / 1e6,
+            result.bytes_after / 1e6,
+            result.appended_during,
+        )
+        return result
 
 
 def upsert_record(change: ItemChange, model_version: str) -> dict[str, Any]:
@@ -147,6 +274,7 @@ class ItemCatalog:
         artifacts: LoadedArtifacts,
         embed: Embed,
         on_snapshot: Callable[[CatalogSnapshot], None] | None = None,
+        compact_superseded_lines: int = 0,
     ) -> None:
         self.log = log
         self.store = store
@@ -154,6 +282,8 @@ class ItemCatalog:
         self.embed = embed
         self.on_snapshot = on_snapshot  # e.g. derive the semantic-ID table of the new snapshot
         self.lock = asyncio.Lock()
+        self.compact_superseded_lines = compact_superseded_lines  # 0: no size trigger
+        self._compaction: asyncio.Task[CompactionResult | None] | None = None
         # set by the app state with Redis: tells the other workers (records = log lines)
         self.publish: Callable[[str, list[dict[str, Any]]], Awaitable[None]] | None = None
 
@@ -178,6 +308,7 @@ class ItemCatalog:
             version = self.artifacts.version
             records = [upsert_record(c, version) for c in changes]
             await asyncio.to_thread(self.log.append, records)
+            self.maybe_compact()
             await self._apply_live(changes, [])
             await self._tell_others(records)
             return {
@@ -198,9 +329,36 @@ class ItemCatalog:
             # tombstones for every id (also those not served now: a later reindex must not bring them back)
             todo = [i for i in ids if not ((e := self.log.state.get(i)) is not None and e.item is None)]
             await asyncio.to_thread(self.log.append, [{"op": "delete", "item_id": i} for i in todo])
+            self.maybe_compact()
             await self._apply_live([], present)
             await self._tell_others([{"op": "delete", "item_id": i} for i in present])
             return {"created": 0, "updated": 0, "unchanged": len(ids) - len(present), "deleted": len(present)}
+
+    # ------------------------------------------------------------ compaction
+    def maybe_compact(self, *, absorbed: bool = False) -> asyncio.Task[CompactionResult | None] | None:
+        """Start a background compaction when the log holds ``compact_superseded_lines`` superseded
+        lines, or (``absorbed``: at start, after a reindex replayed the log) any. Writes go on meanwhile."""
+        if self._compaction is not None and not self._compaction.done():
+            return None
+        n = self.log.superseded
+        if n == 0 or not (absorbed or (self.compact_superseded_lines and n >= self.compact_superseded_lines)):
+            return None
+        self._compaction = asyncio.create_task(self.compact())
+        return self._compaction
+
+    async def compact(self) -> CompactionResult | None:
+        """Compact the log now (in a thread; appends are held up only for its last step)."""
+        try:
+            return await asyncio.to_thread(self.log.compact)
+        except Exception:
+            # the old log is untouched (and whole): appends go on, the next trigger tries again
+            logger.exception("item log compaction failed")
+            return None
+
+    async def close(self) -> None:
+        """Let a running compaction finish (its thread cannot be stopped half way)."""
+        if self._compaction is not None:
+            await asyncio.shield(self._compaction)
 
     async def _tell_others(self, records: list[dict[str, Any]]) -> None:
         if self.publish is None or not records:
@@ -263,6 +421,7 @@ class ItemCatalog:
             else:
                 upserts.append(entry.item)
         changes = logged + await self.vectors(upserts)
+        self.maybe_compact(absorbed=True)  # start, or a reindex: a good time to drop superseded lines
         if not changes and not deletes:
             return snapshot
         new, rows, removed = await asyncio.to_thread(apply_changes, snapshot, changes, deletes)

@@ -3,12 +3,19 @@
 A :class:`CatalogSnapshot` is the set of items the service serves right now:
 ids, payloads (exactly the Qdrant payloads), text and seqrec vectors, all from
 one collection. Histories are resolved against it, and it is swapped in one
-assignment when a reindex (here or in another worker) moves the alias.
+assignment when a reindex (here or in another worker) moves the alias, or when the items API
+(here, or another worker's change arriving as a message) changes items of the collection.
+
+A snapshot's :attr:`CatalogSnapshot.version` names its collection *and* its content: it changes
+with every applied item change, and two workers serving the same items (whatever the order their
+changes came in) have the same version, so caches shared between workers can be keyed by it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -39,6 +46,21 @@ logger = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 
 
+def item_digest(item: Item) -> int:
+    """128-bit digest of one item's content (every field of its payload, not its row)."""
+    blob = json.dumps(item.payload(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return int.from_bytes(hashlib.blake2b(blob, digest_size=16).digest(), "big")
+
+
+def content_digest(items: Sequence[Item]) -> int:
+    """Order-free digest of a set of items (ids are unique in a snapshot): the XOR of their
+    :func:`item_digest`, so one change updates it in O(1) (XOR the old item out, the new one in)."""
+    out = 0
+    for it in items:
+        out ^= item_digest(it)
+    return out
+
+
 @dataclass
 class CatalogSnapshot:
     collection: str
@@ -46,6 +68,8 @@ class CatalogSnapshot:
     payloads: list[dict[str, Any]]
     text_vectors: F32  # [N, T]
     seqrec_vectors: F32 | None  # [N, D]
+    # content_digest(items); computed when not given (apply_changes hands in the updated one)
+    digest: int | None = None
     row_of: dict[str, int] = field(init=False)
     searcher: ExactSearcher = field(init=False)
 
@@ -60,9 +84,16 @@ class CatalogSnapshot:
         if self.seqrec_vectors is not None:
             vectors[VECTOR_SEQREC] = self.seqrec_vectors
         self.searcher = ExactSearcher([it.item_id for it in self.items], self.payloads, vectors)
+        if self.digest is None:
+            self.digest = content_digest(self.items)
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def version(self) -> str:
+        """``{collection}@{content digest}``: what cached answers computed on this snapshot are keyed by."""
+        return f"{self.collection}@{self.digest:032x}"
 
     @property
     def item_ids(self) -> list[str]:
@@ -136,6 +167,8 @@ def apply_changes(
         text = text.copy()
         seq = None if seq is None else seq.copy()
     touched: set[int] = set()
+    digest = snapshot.digest
+    assert digest is not None
     for u in upserts:
         r = row_of.get(u.item.item_id)
         if r is None:
@@ -143,6 +176,9 @@ def apply_changes(
             items.append(u.item)
             payloads.append({})
             row_of[u.item.item_id] = r
+        else:
+            digest ^= item_digest(items[r])
+        digest ^= item_digest(u.item)
         items[r] = u.item
         text[r] = u.text_vector
         if seq is not None and u.seqrec_vector is not None:
@@ -154,6 +190,7 @@ def apply_changes(
         if r is None:
             continue
         removed.append(item_id)
+        digest ^= item_digest(items[r])
         last = len(items) - 1
         if r != last:
             items[r] = items[last]
@@ -179,6 +216,7 @@ def apply_changes(
         payloads=payloads,
         text_vectors=np.ascontiguousarray(text[:n]),
         seqrec_vectors=None if seq is None else np.ascontiguousarray(seq[:n]),
+        digest=digest,
     )
     return new, sorted(touched), removed
 

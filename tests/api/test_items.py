@@ -176,3 +176,12 @@ def test_the_log_alone_restores_api_items(make_client: Callable[..., TestClient]
     again = make_client()
     assert found(again, "NEW-1") and recommendable(again, "NEW-1")
     assert not recommendable(again, "P0003")
+
+
+def test_a_price_that_is_not_a_finite_number_is_rejected(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    body = '{"items": [{"item_id": "NEW-NAN", "title": "Nan price", "price": NaN}]}'
+    resp = client.put("/admin/items", content=body, headers={**admin_headers(), "Content-Type": "application/json"})
+    err = assert_error(resp, 422, "invalid_request")
+    assert err["details"][0]["field"] == "price" and "finite" in err["details"][0]["message"]
+    assert not recommendable(client, "NEW-NAN")

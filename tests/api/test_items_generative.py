@@ -27,7 +27,7 @@ def test_upserted_item_has_a_stable_semantic_id(
     state = client.app.state.recsvc  # type: ignore[attr-defined]
     snap = state.store.snapshot
     gen = state.recommender.generative
-    cat = gen.catalog(snap.collection, snap.item_ids, snap.text_vectors)
+    cat = gen.catalog(snap.version, snap.item_ids, snap.text_vectors)
     assert cat.item_ids == snap.item_ids  # the sid table follows the live snapshot
     sid = tuple(cat.table.sids[snap.row_of["NEW-1"]].tolist())
     for mode in ("generative", "hybrid"):
@@ -35,6 +35,6 @@ def test_upserted_item_has_a_stable_semantic_id(
         assert resp.status_code == 200, resp.text
     assert put(client, [{**NEW, "item_id": "NEW-2"}]).status_code == 200
     snap = state.store.snapshot
-    cat = gen.catalog(snap.collection, snap.item_ids, snap.text_vectors)
+    cat = gen.catalog(snap.version, snap.item_ids, snap.text_vectors)
     assert tuple(cat.table.sids[snap.row_of["NEW-1"]].tolist()) == sid  # stable, collision digit included
     assert tuple(cat.table.sids[snap.row_of["NEW-2"]].tolist()) != sid  # same text: another collision digit
