@@ -1,0 +1,63 @@
+"""A writer app and a reader app (embedded multi-process mode roles) in one process: the reader serves
+what the writer publishes, and follows its item changes. Forwarding and process management are
+tested on real processes in tests/integration/test_workers.py."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from service.encoding.fake import FakeEncoder
+from service.main import create_app
+from service.state import Components
+from service.workers import ProcessRole
+from tests.api.test_items import NEW, found, put, recommendable
+from tests.conftest import TEXT_DIM
+
+
+def _role(tmp_path: Path, index: int) -> ProcessRole:
+    return ProcessRole(
+        index=index,
+        run_id="run-1",
+        socket_dir=tmp_path / "run",
+        publish_dir=tmp_path / "data" / "published",
+        poll_s=0.05,
+        forward_timeout_s=5.0,
+    )
+
+
+def _start(make_settings: Callable[..., Any], tmp_path: Path, index: int) -> TestClient:
+    settings = make_settings(data_dir=tmp_path / "data")
+    app = create_app(settings, components=Components(encoder=FakeEncoder(dim=TEXT_DIM)), role=_role(tmp_path, index))
+    client = TestClient(app)
+    client.__enter__()
+    return client
+
+
+def test_the_reader_serves_the_writers_snapshot_and_its_item_changes(
+    make_settings: Callable[..., Any], tmp_path: Path
+) -> None:
+    writer = _start(make_settings, tmp_path, 0)
+    reader = _start(make_settings, tmp_path, 1)
+    try:
+        assert reader.app.state.recsvc.store.snapshot.collection == writer.app.state.recsvc.store.snapshot.collection  # type: ignore[attr-defined]
+        body = {"history": ["P0001", "P0002"], "k": 5}
+        a, b = writer.post("/recommend", json=body), reader.post("/recommend", json=body)
+        assert a.status_code == b.status_code == 200
+        assert [i["item_id"] for i in a.json()["items"]] == [i["item_id"] for i in b.json()["items"]]
+        assert a.json()["index_version"] == b.json()["index_version"]
+        ready = reader.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["index_version"] == a.json()["index_version"]
+
+        assert put(writer, [NEW]).status_code == 200
+        deadline = time.monotonic() + 1.0
+        while not (found(reader, "NEW-1") and recommendable(reader, "NEW-1")):
+            assert time.monotonic() < deadline, "the reader did not serve the upsert within a second"
+            time.sleep(0.02)
+    finally:
+        reader.__exit__(None, None, None)
+        writer.__exit__(None, None, None)
