@@ -121,6 +121,7 @@ def create_app(
     app.state.recsvc = None
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.role = role
     install_error_handlers(app)
     install_access_log_redaction()
     # Declared per router; document_errors adds what follows from each route's shape (422 for

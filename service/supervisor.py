@@ -106,7 +106,7 @@ def run_workers(settings: Settings, args: argparse.Namespace, workers: int, chil
     def start(child: _Child) -> None:
         cmd = [
             *(child_cmd or [sys.executable, "-m", "service.supervisor", "child"]),
-            "--index", str(child.index), "--run-id", run_id,
+            "--index", str(child.index), "--run-id", run_id, "--workers", str(workers),
             "--tcp-fd", str(tcp.fileno()), "--unix-fd", str(uds[child.index].fileno()),
             "--log-level", args.log_level,
         ]  # fmt: skip
@@ -193,6 +193,7 @@ def child_main(argv: list[str], components: Components | None = None) -> int:
     p = argparse.ArgumentParser(prog="recsvc-serve child")
     p.add_argument("--index", type=int, required=True)
     p.add_argument("--run-id", required=True)
+    p.add_argument("--workers", type=int, required=True)
     p.add_argument("--tcp-fd", type=int, required=True)
     p.add_argument("--unix-fd", type=int, required=True)
     p.add_argument("--log-level", default="info")
@@ -211,7 +212,7 @@ def child_main(argv: list[str], components: Components | None = None) -> int:
         from service.workers import make_role
 
         settings = load_settings()
-        role = make_role(settings, a.index, a.run_id)
+        role = make_role(settings, a.index, a.run_id, a.workers)
         sockets = [socket.socket(fileno=a.tcp_fd), socket.socket(fileno=a.unix_fd)]
         serve_args = argparse.Namespace(host="127.0.0.1", port=0, log_level=a.log_level, proxy_headers=a.proxy_headers)
         _serve_one(create_app(settings, components=components, role=role), serve_args, sockets=sockets)

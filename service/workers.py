@@ -43,6 +43,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 import numpy as np
 import orjson
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import QdrantSettings, Settings
@@ -72,6 +76,7 @@ class ProcessRole:
 
     index: int
     run_id: str  # the parent's id: readers only trust a pointer the writer of this run wrote
+    workers: int  # processes in all (writer + readers)
     socket_dir: Path
     publish_dir: Path
     poll_s: float
@@ -87,7 +92,11 @@ class ProcessRole:
 
     @property
     def name(self) -> str:
-        return "writer" if self.index == WRITER_INDEX else f"reader-{self.index}"
+        return process_name(self.index)
+
+
+def process_name(index: int) -> str:
+    return "writer" if index == WRITER_INDEX else f"reader-{index}"
 
 
 def worker_socket(socket_dir: Path, index: int) -> Path:
@@ -113,11 +122,12 @@ def socket_dir(settings: Settings) -> Path:
     return Path(tempfile.gettempdir()) / f"recsvc-{digest}"
 
 
-def make_role(settings: Settings, index: int, run_id: str) -> ProcessRole:
+def make_role(settings: Settings, index: int, run_id: str, workers: int) -> ProcessRole:
     assert settings.workers.publish_dir is not None
     return ProcessRole(
         index=index,
         run_id=run_id,
+        workers=workers,
         socket_dir=socket_dir(settings),
         publish_dir=Path(settings.workers.publish_dir).absolute(),
         poll_s=settings.workers.poll_s,
@@ -543,6 +553,56 @@ async def _send_json(
     start: Message = {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
     await send(start)
     await send({"type": "http.response.body", "body": data})
+
+
+# ================================================================ /metrics of every process
+# A scrape reaches one process (whichever accepts the connection); that one asks the others over their
+# unix sockets with this header (answer: your own registry only) and merges all of them.
+METRICS_SCOPE_HEADER = "x-recsvc-metrics-scope"
+METRICS_SCOPE_PROCESS = "process"
+METRICS_TIMEOUT_S = 2.0
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+async def gather_metrics(role: ProcessRole, own: bytes) -> bytes:
+    """Every process's metrics in one exposition, each sample labelled ``worker`` (writer, reader-1, ...),
+    plus ``recsvc_worker_up{worker}`` (0: that process did not answer within 2 s, e.g. restarting)."""
+
+    async def fetch(index: int) -> bytes | None:
+        if index == role.index:
+            return own
+        transport = httpx.AsyncHTTPTransport(uds=str(worker_socket(role.socket_dir, index)))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://recsvc", timeout=METRICS_TIMEOUT_S) as c:
+                resp = await c.get("/metrics", headers={METRICS_SCOPE_HEADER: METRICS_SCOPE_PROCESS})
+                return resp.content if resp.status_code == 200 else None
+        except httpx.HTTPError:
+            return None
+
+    texts = await asyncio.gather(*(fetch(i) for i in range(role.workers)))
+    families: dict[str, Metric] = {}
+    up = Metric("recsvc_worker_up", "Whether the process answered this scrape (embedded multi-process mode).", "gauge")
+    for index, text in enumerate(texts):
+        name = process_name(index)
+        up.add_sample("recsvc_worker_up", {"worker": name}, 0.0 if text is None else 1.0)
+        if text is None:
+            continue
+        for fam in text_string_to_metric_families(text.decode("utf-8")):
+            merged = families.get(fam.name)
+            if merged is None:
+                merged = families[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+            for sample in fam.samples:
+                merged.samples.append(sample._replace(labels={**sample.labels, "worker": name}))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families([*families.values(), up]))
+    return bytes(generate_latest(registry))
 
 
 async def start_publisher(state: AppState, role: ProcessRole) -> SnapshotPublisher:

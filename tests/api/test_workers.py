@@ -9,13 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from service.encoding.fake import FakeEncoder
 from service.main import create_app
 from service.state import Components
-from service.workers import ProcessRole
+from service.workers import Pointer, ProcessRole, read_snapshot
 from tests.api.test_items import NEW, found, put, recommendable
+from tests.api.test_recommend_generative import gen_artifacts  # noqa: F401  (module fixture)
 from tests.conftest import TEXT_DIM
 
 
@@ -23,6 +26,7 @@ def _role(tmp_path: Path, index: int) -> ProcessRole:
     return ProcessRole(
         index=index,
         run_id="run-1",
+        workers=2,
         socket_dir=tmp_path / "run",
         publish_dir=tmp_path / "data" / "published",
         poll_s=0.05,
@@ -30,8 +34,8 @@ def _role(tmp_path: Path, index: int) -> ProcessRole:
     )
 
 
-def _start(make_settings: Callable[..., Any], tmp_path: Path, index: int) -> TestClient:
-    settings = make_settings(data_dir=tmp_path / "data")
+def _start(make_settings: Callable[..., Any], tmp_path: Path, index: int, **overrides: Any) -> TestClient:
+    settings = make_settings(data_dir=tmp_path / "data", **overrides)
     app = create_app(settings, components=Components(encoder=FakeEncoder(dim=TEXT_DIM)), role=_role(tmp_path, index))
     client = TestClient(app)
     client.__enter__()
@@ -58,6 +62,43 @@ def test_the_reader_serves_the_writers_snapshot_and_its_item_changes(
         while not (found(reader, "NEW-1") and recommendable(reader, "NEW-1")):
             assert time.monotonic() < deadline, "the reader did not serve the upsert within a second"
             time.sleep(0.02)
+    finally:
+        reader.__exit__(None, None, None)
+        writer.__exit__(None, None, None)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_reader_serves_the_writers_semantic_ids(
+    make_settings: Callable[..., Any],
+    tmp_path: Path,
+    gen_artifacts: Path,  # noqa: F811
+) -> None:
+    """Items upserted on the writer get sids there (same text: other collision digits); the reader
+    serves the writer's table, not one it derived itself, and decodes the same recommendations."""
+    writer = _start(make_settings, tmp_path, 0, artifacts_dir=gen_artifacts)
+    reader = _start(make_settings, tmp_path, 1, artifacts_dir=gen_artifacts)
+    try:
+        assert put(writer, [NEW, {**NEW, "item_id": "NEW-2"}]).status_code == 200
+        w, r = writer.app.state.recsvc, reader.app.state.recsvc  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 2.0
+        while "NEW-2" not in r.store.snapshot.row_of:
+            assert time.monotonic() < deadline, "the reader did not serve the upsert"
+            time.sleep(0.02)
+        ws, rs = w.store.snapshot, r.store.snapshot
+        wcat = w.recommender.generative.catalog(ws.collection, ws.item_ids, ws.text_vectors)
+        rcat = r.recommender.generative.catalog(rs.collection, rs.item_ids, rs.text_vectors)
+        assert rcat.item_ids == wcat.item_ids
+        np.testing.assert_array_equal(rcat.table.sids, wcat.table.sids)
+        assert rcat.new_items == wcat.new_items == 2
+        pointer = Pointer.read(tmp_path / "data" / "published")
+        assert pointer is not None
+        _, published = read_snapshot(tmp_path / "data" / "published", pointer)
+        assert published is not None  # the writer published its table with the snapshot
+        np.testing.assert_array_equal(published, wcat.table.sids)
+        body = {"history": ["P0001", "NEW-1"], "k": 5, "mode": "generative"}
+        a, b = writer.post("/recommend", json=body), reader.post("/recommend", json=body)
+        assert a.status_code == b.status_code == 200, (a.text, b.text)
+        assert [i["item_id"] for i in a.json()["items"]] == [i["item_id"] for i in b.json()["items"]]
     finally:
         reader.__exit__(None, None, None)
         writer.__exit__(None, None, None)

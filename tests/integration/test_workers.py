@@ -225,6 +225,29 @@ def test_admin_answers_are_the_writers_whichever_process_gets_them(service: Serv
             assert tcp.get("/admin/collections", headers=admin_headers()).status_code == 200
 
 
+def test_metrics_from_any_process_hold_every_process(service: Service) -> None:
+    assert service.reader.post("/recommend", json={"history": ["P0001"], "k": 3}).status_code == 200
+    assert service.writer.post("/recommend", json={"history": ["P0001"], "k": 3}).status_code == 200
+    for client in (service.writer, service.reader):
+        text = client.get("/metrics").text
+        assert 'recsvc_worker_up{worker="writer"} 1.0' in text and 'recsvc_worker_up{worker="reader-1"} 1.0' in text
+        for name in ("writer", "reader-1"):
+            line = next(
+                ln
+                for ln in text.splitlines()
+                if ln.startswith("recsvc_requests_total{")
+                and 'route="/recommend"' in ln
+                and f'worker="{name}"' in ln
+                and 'status="200"' in ln
+            )
+            assert float(line.rsplit(" ", 1)[1]) >= 1, line
+        types = [ln for ln in text.splitlines() if ln.startswith("# TYPE ")]
+        assert len(types) == len(set(types)) and "# TYPE recsvc_requests_total counter" in types  # one family each
+    # a process asked for its own metrics only (what the merging process asks the others)
+    own = service.reader.get("/metrics", headers={"x-recsvc-metrics-scope": "process"}).text
+    assert "recsvc_worker_up" not in own and 'worker="' not in own
+
+
 def test_a_second_reindex_while_one_runs_is_409_from_either_process(
     service: Service, tiny_artifacts: TinyArtifacts
 ) -> None:
