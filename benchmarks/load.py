@@ -4,6 +4,7 @@
                               [--threads 2] [--rounds 3] [--infinity-python PATH] [--no-peers]
                               [--ours-env KEY=VALUE ...] [--workers 1] [--giveup-peers]
                               [--client raw|httpx] [--no-recommend] [--no-giveup] [--tiny]
+                              [--compare-workers N[:T] ...]
     python -m benchmarks.load --results-md docs/RESULTS.md --from docs/results/serving.json
 
 Starts our service (``recsvc-serve``, one worker, embedded Qdrant in a temporary folder, response
@@ -29,6 +30,11 @@ rounds, printed with the load average (``os.getloadavg()``) of the moment it was
   to one core;
 - give-up: 200 concurrent ``/embed`` x 32 items whose clients give up after 5 s, then the latency
   of the next single request against an idle one (ours; ``--giveup-peers`` for the peers too).
+
+``--compare-workers N[:T]`` (repeatable) starts more instances of ours, each with N processes (the
+embedded multi-process mode: one writer + readers, ``service/workers.py``) and T intra-op threads per
+process (default ``--threads // N``: the same thread budget), named ``ours-Np`` / ``ours-NpxTt``; they
+take their turns on every /embed and /recommend row, so "1 vs N processes" is a ratio of one run.
 
 The load generator is a small asyncio HTTP/1.1 client (``benchmarks/_http.py``; ``--client httpx``
 to compare: httpx costs the shared cores 4-8x more CPU per request); each row records the client's
@@ -698,9 +704,9 @@ class Options:
     recommend: bool = True
     ours_env: dict[str, str] = field(default_factory=dict)
     workers: int = 1  # of our server (the peers run one)
-    # A second instance of ours with this many processes (threads // N intra-op threads each: the same
-    # budget), measured side by side with ours on every /embed and /recommend row.
-    compare_workers: int | None = None
+    # More instances of ours, (processes, intra-op threads per process; None: threads // processes, the
+    # same budget), measured side by side with ours on every /embed and /recommend row.
+    compare_workers: list[tuple[int, int | None]] = field(default_factory=list)
     client: str = "raw"  # load generator: "raw" (asyncio streams) or "httpx"
     startup_timeout_s: float = 300.0
     plan: Plan | None = None  # None: make_plan(quick)
@@ -793,12 +799,10 @@ def _start_systems(
     systems[OURS] = ours
     status[OURS] = {"status": "ok", "startup_s": round(ours.startup_s, 1), "url": ours.server.base_url}
     logger.info("ours ready in %.1fs", ours.startup_s)
-    if opts.compare_workers:
-        n = opts.compare_workers
-        name = compare_name(n)
-        other = start_ours(
-            root, work, max(1, opts.threads // n), opts.ours_env, opts.startup_timeout_s, workers=n, name=name
-        )
+    for n, per in opts.compare_workers:
+        name = compare_name(n, per)
+        threads = per if per is not None else max(1, opts.threads // n)
+        other = start_ours(root, work, threads, opts.ours_env, opts.startup_timeout_s, workers=n, name=name)
         stack.callback(other.server.stop)
         systems[name] = other
         status[name] = {"status": "ok", "startup_s": round(other.startup_s, 1), "url": other.server.base_url}
@@ -835,8 +839,20 @@ def _start_systems(
 Rounds = dict[str, list[dict[str, Any]]]
 
 
-def compare_name(workers: int) -> str:
-    return f"{OURS}-{workers}p"
+def compare_name(workers: int, threads: int | None = None) -> str:
+    return f"{OURS}-{workers}p" + ("" if threads is None else f"x{threads}t")
+
+
+def parse_compare(value: str) -> tuple[int, int | None]:
+    """``N`` or ``N:T`` (processes, intra-op threads per process)."""
+    n, _, t = value.partition(":")
+    try:
+        out = (int(n), int(t) if t else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--compare-workers {value!r}: give N or N:T") from None
+    if out[0] < 1 or (out[1] is not None and out[1] < 1):
+        raise argparse.ArgumentTypeError(f"--compare-workers {value!r}: N and T must be >= 1")
+    return out
 
 
 def is_ours(name: str) -> bool:
@@ -1095,10 +1111,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=1, help="worker processes of our server (peers run one)")
     ap.add_argument(
         "--compare-workers",
-        type=int,
-        default=None,
-        metavar="N",
-        help="also run ours with N processes (threads // N intra-op threads each), side by side on every row",
+        type=parse_compare,
+        action="append",
+        default=[],
+        metavar="N[:T]",
+        help="also run ours with N processes and T intra-op threads each (default threads // N), side by side "
+        "on every row (repeatable)",
     )
     ap.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE", help="extra env of our server")
     ap.add_argument("--results-md", type=Path, default=None, help="write the serving section of this page")
