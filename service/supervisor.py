@@ -25,7 +25,7 @@ import time
 import uuid
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from service.errors import ConfigurationError
 
@@ -189,6 +189,19 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def _name_records(process: str) -> None:
+    """Every log line of this process says which one it is: the logger name gets a ``writer:`` /
+    ``reader-1:`` prefix (text and JSON formats alike)."""
+    make = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        record.name = f"{process}:{record.name}"
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
 def child_main(argv: list[str], components: Components | None = None) -> int:
     p = argparse.ArgumentParser(prog="recsvc-serve child")
     p.add_argument("--index", type=int, required=True)
@@ -203,8 +216,8 @@ def child_main(argv: list[str], components: Components | None = None) -> int:
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     debug = a.log_level == "debug"
-    fmt = f"%(asctime)s %(levelname)s [{'writer' if a.index == 0 else f'reader-{a.index}'}] %(name)s: %(message)s"
-    logging.basicConfig(level=a.log_level.upper(), format=fmt)
+    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _name_records("writer" if a.index == 0 else f"reader-{a.index}")
     from service.cli import _fail, _serve_one
 
     try:

@@ -376,7 +376,11 @@ class SnapshotFollower:
         if st is None or st == self._stat:
             return False
         pointer = await asyncio.to_thread(Pointer.read, self.role.publish_dir)
-        if pointer is None or (self.current is not None and pointer.generation == self.current.generation):
+        if (
+            pointer is None
+            or pointer.run_id != self.role.run_id  # not our writer's (never trusted)
+            or (self.current is not None and pointer.generation == self.current.generation)
+        ):
             self._stat = st
             return False
         return await self._load(pointer, st)
