@@ -1034,6 +1034,7 @@ def render_markdown(res: dict[str, Any]) -> str:
                 lines.append(f"| {row['workload']} | " + " | ".join(cells) + " |")
         lines.append("")
     if res.get("recommend"):
+        several = any(row.get("system", OURS) != OURS for row in res["recommend"])  # --compare-workers
         fl = res["floor"]["median"]
         fla = [f["loadavg"][0] for f in res["floor"]["rounds"]]
         lines += [
@@ -1042,15 +1043,17 @@ def render_markdown(res: dict[str, Any]) -> str:
             f"In-process one-core floor (the same scoring, no HTTP): p50 {fl['p50_ms']:.2f} ms, "
             f"{fl['req_per_s']:.1f} req/s (load {min(fla):.1f}–{max(fla):.1f}).",
             "",
-            "| clients | system | req/s | p50 ms | p95 ms | p99 ms | errors | shed | req/s / floor | p99 / floor p50 "
-            "| load |",
-            "|" + "---|" * 11,
+            "| clients |"
+            + (" system |" if several else "")
+            + " req/s | p50 ms | p95 ms | p99 ms | errors | shed | req/s / floor | p99 / floor p50 | load |",
+            "|" + "---|" * (11 if several else 10),
         ]
         for row in res["recommend"]:
             name = row.get("system", OURS)
             m = row["systems"][name]["median"]
             lines.append(
-                f"| {row['clients']} | {name} | {_f(m['req_per_s'])} | {_f(m['p50_ms'])} | {_f(m['p95_ms'])} | "
+                f"| {row['clients']} | " + (f"{name} | " if several else "") + f"{_f(m['req_per_s'])} | "
+                f"{_f(m['p50_ms'])} | {_f(m['p95_ms'])} | "
                 f"{_f(m['p99_ms'])} | {m['errors_total'] + m['timeouts_total']} | {m['shed_total']} | "
                 f"{_x(row['throughput_over_floor'])} | {_x(row['p99_over_floor_p50'], 1)} | {_la(m)} |"
             )
