@@ -52,7 +52,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.config import QdrantSettings, Settings
 from service.core.index import SearchFilter, SearchHit
 from service.core.items import item_from_dict
-from service.errors import ConfigurationError, error_body
+from service.errors import ConfigurationError, WriterUnavailableError, error_body
 from service.stores.qdrant import CatalogSnapshot, QdrantStore
 
 if TYPE_CHECKING:
@@ -531,16 +531,11 @@ class ForwardToWriter:
             response = await self.link.client.send(request)
         except httpx.HTTPError as exc:
             logger.warning("could not forward %s %s to the writer: %s", scope["method"], scope["path"], exc)
-            await _send_json(
-                send,
-                503,
-                error_body(
-                    "writer_unavailable",
-                    "the writer process (admin routes) did not answer; retry shortly",
-                    {"reason": exc.__class__.__name__},
-                ),
-                [(b"retry-after", b"1")],
+            err = WriterUnavailableError(
+                "the writer process (admin routes) did not answer; retry shortly", {"reason": exc.__class__.__name__}
             )
+            headers = [(k.lower().encode(), v.encode()) for k, v in (err.headers or {}).items()]
+            await _send_json(send, err.status_code, error_body(err.code, err.message, err.details), headers)
             return
         content = response.content
         out = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_RESPONSE]

@@ -17,9 +17,10 @@ from service.encoding.fake import FakeEncoder
 from service.main import create_app
 from service.state import Components
 from service.workers import Pointer, ProcessRole, read_snapshot
+from tests.api.test_embed import assert_error
 from tests.api.test_items import NEW, found, put, recommendable
 from tests.api.test_recommend_generative import gen_artifacts  # noqa: F401  (module fixture)
-from tests.conftest import TEXT_DIM
+from tests.conftest import TEXT_DIM, admin_headers
 
 
 def _role(tmp_path: Path, index: int) -> ProcessRole:
@@ -56,6 +57,11 @@ def test_the_reader_serves_the_writers_snapshot_and_its_item_changes(
         assert a.json()["index_version"] == b.json()["index_version"]
         ready = reader.get("/readyz")
         assert ready.status_code == 200 and ready.json()["index_version"] == a.json()["index_version"]
+
+        # nothing listens on the writer's socket here (TestClient apps): a forwarded admin call is a clear 503
+        resp = reader.get("/admin/collections", headers=admin_headers())
+        err = assert_error(resp, 503, "writer_unavailable")
+        assert resp.headers["retry-after"] == "1" and err["details"]["reason"]
 
         assert put(writer, [NEW]).status_code == 200
         deadline = time.monotonic() + 1.0
