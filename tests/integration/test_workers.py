@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from service.config import Settings
+from service.workers import socket_dir, worker_socket
 from tests.api.test_admin import wait_job
 from tests.api.test_embed import assert_error
 from tests.api.test_items import NEW, QUERY
@@ -107,7 +109,8 @@ def service(tiny_artifacts: TinyArtifacts, tmp_path: Path) -> Iterator[Service]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    clients = [_client(data_dir / "run" / f"worker-{i}.sock") for i in range(2)]
+    sockets = socket_dir(Settings(data_dir=data_dir))  # {data_dir}/run unless that path is too long
+    clients = [_client(worker_socket(sockets, i)) for i in range(2)]
     svc = Service(proc, data_dir, port, log, clients)
     try:
         ok = _eventually(lambda: all(svc.ready(c) for c in clients), START_TIMEOUT_S)
@@ -292,4 +295,4 @@ def test_sigterm_stops_every_process_and_removes_the_sockets(service: Service) -
     assert service.proc.wait(timeout=60) == 0
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-    assert not list((service.data_dir / "run").glob("*.sock"))
+    assert not list(socket_dir(Settings(data_dir=service.data_dir)).glob("*.sock"))
