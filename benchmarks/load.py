@@ -4,6 +4,7 @@
                               [--threads 2] [--rounds 3] [--infinity-python PATH] [--no-peers]
                               [--ours-env KEY=VALUE ...] [--workers 1] [--giveup-peers]
                               [--client raw|httpx] [--no-recommend] [--no-giveup] [--tiny]
+                              [--compare-workers N[:T] ...]
     python -m benchmarks.load --results-md docs/RESULTS.md --from docs/results/serving.json
 
 Starts our service (``recsvc-serve``, one worker, embedded Qdrant in a temporary folder, response
@@ -29,6 +30,11 @@ rounds, printed with the load average (``os.getloadavg()``) of the moment it was
   to one core;
 - give-up: 200 concurrent ``/embed`` x 32 items whose clients give up after 5 s, then the latency
   of the next single request against an idle one (ours; ``--giveup-peers`` for the peers too).
+
+``--compare-workers N[:T]`` (repeatable) starts more instances of ours, each with N processes (the
+embedded multi-process mode: one writer + readers, ``service/workers.py``) and T intra-op threads per
+process (default ``--threads // N``: the same thread budget), named ``ours-Np`` / ``ours-NpxTt``; they
+take their turns on every /embed and /recommend row, so "1 vs N processes" is a ratio of one run.
 
 The load generator is a small asyncio HTTP/1.1 client (``benchmarks/_http.py``; ``--client httpx``
 to compare: httpx costs the shared cores 4-8x more CPU per request); each row records the client's
@@ -266,20 +272,26 @@ def ours_env(root: Path, data_dir: Path, threads: int, extra: dict[str, str]) ->
 
 
 def start_ours(
-    root: Path, work: Path, threads: int, extra_env: dict[str, str], timeout_s: float, workers: int = 1
+    root: Path,
+    work: Path,
+    threads: int,
+    extra_env: dict[str, str],
+    timeout_s: float,
+    workers: int = 1,
+    name: str = OURS,
 ) -> System:
     port = free_port()
     server = ServerProcess(
-        name=OURS,
+        name=name,
         cmd=[sys.executable, "-m", "service.cli", "--host", LOOPBACK, "--port", str(port), "--workers", str(workers),
              "--log-level", "warning"],
         base_url=f"http://{LOOPBACK}:{port}",
-        log_path=work / "ours.log",
-        env=ours_env(root, work / "ours-data", threads, extra_env),
+        log_path=work / f"{name}.log",
+        env=ours_env(root, work / f"{name}-data", threads, extra_env),
         cwd=work,  # no stray .env of the checkout
     )  # fmt: skip
     server.start()
-    system = System(OURS, server, "/embed", _ours_body, _ours_vectors)
+    system = System(name, server, "/embed", _ours_body, _ours_vectors)
     system.startup_s = server.wait_ready("/readyz", timeout_s)
     return system
 
@@ -692,6 +704,9 @@ class Options:
     recommend: bool = True
     ours_env: dict[str, str] = field(default_factory=dict)
     workers: int = 1  # of our server (the peers run one)
+    # More instances of ours, (processes, intra-op threads per process; None: threads // processes, the
+    # same budget), measured side by side with ours on every /embed and /recommend row.
+    compare_workers: list[tuple[int, int | None]] = field(default_factory=list)
     client: str = "raw"  # load generator: "raw" (asyncio streams) or "httpx"
     startup_timeout_s: float = 300.0
     plan: Plan | None = None  # None: make_plan(quick)
@@ -784,6 +799,14 @@ def _start_systems(
     systems[OURS] = ours
     status[OURS] = {"status": "ok", "startup_s": round(ours.startup_s, 1), "url": ours.server.base_url}
     logger.info("ours ready in %.1fs", ours.startup_s)
+    for n, per in opts.compare_workers:
+        name = compare_name(n, per)
+        threads = per if per is not None else max(1, opts.threads // n)
+        other = start_ours(root, work, threads, opts.ours_env, opts.startup_timeout_s, workers=n, name=name)
+        stack.callback(other.server.stop)
+        systems[name] = other
+        status[name] = {"status": "ok", "startup_s": round(other.startup_s, 1), "url": other.server.base_url}
+        logger.info("%s ready in %.1fs", name, other.startup_s)
     python, info = (None, "not run (--no-peers)") if not opts.peers else find_infinity(opts.infinity_python)
     if python is None:
         logger.warning("infinity rows skipped: %s", info)
@@ -816,6 +839,30 @@ def _start_systems(
 Rounds = dict[str, list[dict[str, Any]]]
 
 
+def compare_name(workers: int, threads: int | None = None) -> str:
+    return f"{OURS}-{workers}p" + ("" if threads is None else f"x{threads}t")
+
+
+def parse_compare(value: str) -> tuple[int, int | None]:
+    """``N`` or ``N:T`` (processes, intra-op threads per process)."""
+    n, _, t = value.partition(":")
+    try:
+        out = (int(n), int(t) if t else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--compare-workers {value!r}: give N or N:T") from None
+    if out[0] < 1 or (out[1] is not None and out[1] < 1):
+        raise argparse.ArgumentTypeError(f"--compare-workers {value!r}: N and T must be >= 1")
+    return out
+
+
+def is_ours(name: str) -> bool:
+    return name == OURS or name.startswith(f"{OURS}-")
+
+
+def rec_key(workload: str, system: str) -> str:
+    return workload if system == OURS else f"{workload} [{system}]"
+
+
 def _rounds(
     n_rounds: int,
     plan: Plan,
@@ -829,7 +876,8 @@ def _rounds(
     the /recommend rows in odd rounds and after them in even ones."""
     names = list(systems)
     embed_rounds: dict[str, Rounds] = {w.name: {n: [] for n in names} for w in plan.embed}
-    rec_rounds: Rounds = {w.name: [] for w in plan.recommend}
+    ours = [n for n in names if is_ours(n)]
+    rec_rounds: Rounds = {rec_key(w.name, n): [] for w in plan.recommend for n in ours}
     floor_rounds: list[dict[str, Any]] = []
     for r in range(n_rounds):
         for wi, w in enumerate(plan.embed):
@@ -843,11 +891,12 @@ def _rounds(
         floor_bodies = recommend_bodies(item_ids, plan.floor_requests + 2, 1000 * r)
         if r % 2 == 1:
             floor_rounds.append(floor.run(floor_bodies, 600))
-        for rw in plan.recommend:
+        for wi, rw in enumerate(plan.recommend):
             bodies = recommend_bodies(item_ids, rw.requests, 1000 * r + rw.clients)
-            s = asyncio.run(measure_recommend(systems[OURS], rw, bodies, client))
-            rec_rounds[rw.name].append(s)
-            _log_row(r, rw.name, OURS, s, "req_per_s")
+            for name in rotated(ours, r + wi):
+                s = asyncio.run(measure_recommend(systems[name], rw, bodies, client))
+                rec_rounds[rec_key(rw.name, name)].append(s)
+                _log_row(r, rw.name, name, s, "req_per_s")
         if r % 2 == 0:
             floor_rounds.append(floor.run(floor_bodies, 600))
         fl = floor_rounds[-1]
@@ -888,19 +937,25 @@ def _recommend_rows(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     fl = {m: round(median([f[m] for f in floor_rounds]), 3) for m in FLOOR_METRICS}
     rows = []
-    for w in plan.recommend:
-        m = _mk(rec_rounds[w.name])
+    for w, name in ((w, n) for w in plan.recommend for n in (OURS, *_compared(rec_rounds))):
+        m = _mk(rec_rounds[rec_key(w.name, name)])
         rq = m["median"]
         rows.append(
             {
                 "workload": w.name,
                 **asdict(w),
-                "systems": {OURS: m},
+                "system": name,
+                "systems": {name: m},
                 "throughput_over_floor": _r(ratio(rq["req_per_s"], fl["req_per_s"])),
                 "p99_over_floor_p50": _r(ratio(rq["p99_ms"], fl["p50_ms"])),
             }
         )
     return {"rounds": floor_rounds, "median": fl}, rows
+
+
+def _compared(rec_rounds: Rounds) -> list[str]:
+    """The compared instances of ours (``--compare-workers``) that have /recommend rows."""
+    return sorted({k.rsplit(" [", 1)[1].rstrip("]") for k in rec_rounds if k.endswith("]")})
 
 
 def _r(x: float | None) -> float | None:
@@ -979,6 +1034,7 @@ def render_markdown(res: dict[str, Any]) -> str:
                 lines.append(f"| {row['workload']} | " + " | ".join(cells) + " |")
         lines.append("")
     if res.get("recommend"):
+        several = any(row.get("system", OURS) != OURS for row in res["recommend"])  # --compare-workers
         fl = res["floor"]["median"]
         fla = [f["loadavg"][0] for f in res["floor"]["rounds"]]
         lines += [
@@ -987,13 +1043,17 @@ def render_markdown(res: dict[str, Any]) -> str:
             f"In-process one-core floor (the same scoring, no HTTP): p50 {fl['p50_ms']:.2f} ms, "
             f"{fl['req_per_s']:.1f} req/s (load {min(fla):.1f}–{max(fla):.1f}).",
             "",
-            "| clients | req/s | p50 ms | p95 ms | p99 ms | errors | shed | req/s / floor | p99 / floor p50 | load |",
-            "|" + "---|" * 10,
+            "| clients |"
+            + (" system |" if several else "")
+            + " req/s | p50 ms | p95 ms | p99 ms | errors | shed | req/s / floor | p99 / floor p50 | load |",
+            "|" + "---|" * (11 if several else 10),
         ]
         for row in res["recommend"]:
-            m = row["systems"][OURS]["median"]
+            name = row.get("system", OURS)
+            m = row["systems"][name]["median"]
             lines.append(
-                f"| {row['clients']} | {_f(m['req_per_s'])} | {_f(m['p50_ms'])} | {_f(m['p95_ms'])} | "
+                f"| {row['clients']} | " + (f"{name} | " if several else "") + f"{_f(m['req_per_s'])} | "
+                f"{_f(m['p50_ms'])} | {_f(m['p95_ms'])} | "
                 f"{_f(m['p99_ms'])} | {m['errors_total'] + m['timeouts_total']} | {m['shed_total']} | "
                 f"{_x(row['throughput_over_floor'])} | {_x(row['p99_over_floor_p50'], 1)} | {_la(m)} |"
             )
@@ -1052,6 +1112,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--neighbour", action="store_true", help="a CPU-bound busy loop on one core during the run")
     ap.add_argument("--client", default="raw", choices=CLIENTS, help="load generator (raw: asyncio streams)")
     ap.add_argument("--workers", type=int, default=1, help="worker processes of our server (peers run one)")
+    ap.add_argument(
+        "--compare-workers",
+        type=parse_compare,
+        action="append",
+        default=[],
+        metavar="N[:T]",
+        help="also run ours with N processes and T intra-op threads each (default threads // N), side by side "
+        "on every row (repeatable)",
+    )
     ap.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE", help="extra env of our server")
     ap.add_argument("--results-md", type=Path, default=None, help="write the serving section of this page")
     ap.add_argument("--from", dest="from_json", type=Path, default=None, help="render this JSON (no run)")
@@ -1082,6 +1151,7 @@ def main(argv: list[str] | None = None) -> int:
         peers=not args.no_peers, infinity_python=args.infinity_python, neighbour=args.neighbour,
         giveup=not args.no_giveup, giveup_peers=args.giveup_peers, recommend=not args.no_recommend,
         ours_env=extra_env, workers=args.workers, client=args.client, plan=make_plan(args.quick, args.tiny),
+        compare_workers=args.compare_workers,
     )  # fmt: skip
     with _terminate_as_interrupt(), busy_neighbour(args.neighbour):
         res = run(opts)

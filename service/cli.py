@@ -1,11 +1,14 @@
 """`recsvc-serve`: run the API with uvicorn.
 
-    recsvc-serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--log-level info] [--reload]
+    recsvc-serve [--host 127.0.0.1] [--port 8000] [--workers N] [--log-level info]
 
-More than one worker needs state every worker can share: a Qdrant server
-(RECSVC_QDRANT__URL; embedded Qdrant is a folder that one process locks) and
-Redis (RECSVC_REDIS__URL; otherwise the cache, the reindex lock, job state and
-the alias-moved messages live inside one process).
+``--workers`` (default ``RECSVC_WORKERS__COUNT``; 0 = one per core with embedded Qdrant):
+
+- embedded Qdrant (no RECSVC_QDRANT__URL): one writer process owns the Qdrant folder, the
+  reindex, the items API and /admin; the others serve reads from the snapshot it publishes and
+  forward /admin to it (``service/workers.py``, ``service/supervisor.py``);
+- a Qdrant server: uvicorn's workers, which need Redis too (RECSVC_REDIS__URL; otherwise the
+  cache, the reindex lock, job state and the alias-moved messages live inside one process).
 
 A start-up failure (configuration, missing or altered artifact set, unreachable
 Redis or Qdrant) prints one line ``recsvc-serve: <what is wrong and the fix>``
@@ -41,7 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recsvc-serve", description="Serve the recsvc API with uvicorn.")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (>1 needs Qdrant server + Redis)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes (default RECSVC_WORKERS__COUNT; 0: one per core with embedded Qdrant; "
+        "with a Qdrant server >1 needs Redis)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from the proxy in front")
     return p
@@ -51,11 +60,9 @@ def check_workers(workers: int, *, qdrant_url: str | None, redis_url: str | None
     """Why ``workers`` processes cannot share this configuration, or None when they can."""
     if workers < 1:
         return "--workers must be at least 1"
-    if workers == 1:
+    if workers == 1 or not qdrant_url:  # embedded Qdrant: one writer + readers (service/workers.py)
         return None
     reasons = []
-    if not qdrant_url:
-        reasons.append("embedded Qdrant is a folder locked by one process (set RECSVC_QDRANT__URL to a Qdrant server)")
     if not redis_url:
         reasons.append(
             "without Redis the cache, reindex lock, job state and alias-moved messages are per process, so "
@@ -94,7 +101,7 @@ def _preflight(settings: Settings) -> None:
         raise ConfigurationError(str(exc)) from exc
 
 
-def _serve_one(app: FastAPI, args: argparse.Namespace) -> None:
+def _serve_one(app: FastAPI, args: argparse.Namespace, sockets: list[socket.socket] | None = None) -> None:
     """One worker: the app's lifespan is entered here, before uvicorn binds the port, so a start-up
     failure surfaces as the exception itself (not uvicorn's traceback dump); uvicorn's own shutdown
     (SIGTERM/SIGINT, graceful) closes it, while uvicorn still holds the signals."""
@@ -125,7 +132,7 @@ def _serve_one(app: FastAPI, args: argparse.Namespace) -> None:
     async def run() -> None:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(app.router.lifespan_context(app))
-            await _Server(config, stack).serve()
+            await _Server(config, stack).serve(sockets=sockets)
 
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         runner.run(run())
@@ -143,9 +150,12 @@ def serve(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from service.main import create_app, load_settings
+        from service.supervisor import auto_workers, run_workers
 
         settings = load_settings()
-        problem = check_workers(args.workers, qdrant_url=settings.qdrant.url, redis_url=settings.redis.url)
+        embedded = not settings.qdrant.url
+        workers = args.workers if args.workers is not None else auto_workers(settings.workers.count, embedded)
+        problem = check_workers(workers, qdrant_url=settings.qdrant.url, redis_url=settings.redis.url)
         if problem is not None:
             raise ConfigurationError(problem)
         problem = settings.admin_token_problem()
@@ -154,15 +164,17 @@ def serve(argv: list[str] | None = None) -> int:
                 f"{problem}; set RECSVC_ADMIN_TOKEN to a random secret (e.g. `openssl rand -hex 24`) "
                 "or RECSVC_ENABLE_ADMIN=false"
             )
-        if args.workers == 1:
+        if workers == 1:
             _serve_one(create_app(settings), args)
             return 0
         _preflight(settings)
+        if embedded:
+            return run_workers(settings, args, workers)
         uvicorn.run(
             "service.main:app",
             host=args.host,
             port=args.port,
-            workers=args.workers,
+            workers=workers,
             log_level=args.log_level,
             proxy_headers=args.proxy_headers,
             timeout_graceful_shutdown=30,

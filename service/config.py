@@ -176,6 +176,55 @@ class DeadlineSettings(BaseModel):
     )
 
 
+class WorkersSettings(BaseModel):
+    """Processes serving the API (`recsvc-serve`). With embedded Qdrant (no RECSVC_QDRANT__URL) one process,
+    the writer, owns the Qdrant folder, the reindex, the items API and every /admin route; the others,
+    readers, serve /recommend, /embed, /search and the probes from the snapshot the writer publishes under
+    `publish_dir`, and forward /admin requests to the writer over a unix socket (docs/OPERATIONS.md,
+    'Several processes on one node')."""
+
+    count: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="Processes serving the API (`recsvc-serve --workers N` overrides it). 0: one per CPU core "
+        "with embedded Qdrant, else 1. More than 1 with a Qdrant server also needs Redis.",
+    )
+    poll_s: float = Field(
+        default=0.2,
+        gt=0,
+        le=10,
+        description="Embedded multi-process mode: how often a reader checks the writer's published snapshot "
+        "(one stat of the pointer file). An alias swap or an item change reaches the readers within this plus "
+        "the time the writer takes to write the snapshot.",
+    )
+    publish_dir: Path | None = Field(
+        default=None,
+        description="Embedded multi-process mode: folder of the published snapshots (vectors, payloads, sids) "
+        "and their pointer file. None: `{data_dir}/published`.",
+    )
+    socket_dir: Path | None = Field(
+        default=None,
+        description="Embedded multi-process mode: folder of the processes' unix sockets (`worker-0.sock` is the "
+        "writer, where readers forward /admin). None: `{data_dir}/run`, or a folder under the system temp dir "
+        "when that path is too long for a unix socket.",
+    )
+    forward_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="Embedded multi-process mode: longest a reader waits for the writer's answer to a forwarded "
+        "/admin request before answering 503 `writer_unavailable`.",
+    )
+    restart_delay_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=300,
+        description="Embedded multi-process mode: pause before a process that died is started again (doubling "
+        "while it keeps dying within a minute of its start, up to 30 s).",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RECSVC_",
@@ -265,6 +314,7 @@ class Settings(BaseSettings):
     batcher: BatcherSettings = Field(default_factory=BatcherSettings)
     onnx: OnnxSettings = Field(default_factory=OnnxSettings)
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
+    workers: WorkersSettings = Field(default_factory=WorkersSettings, description="Serving processes.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Root log level.")
     log_format: Literal["text", "json"] = Field(
         default="text",
@@ -305,6 +355,12 @@ class Settings(BaseSettings):
     def _default_items_log(self) -> Settings:
         if self.items.log_path is None:
             self.items.log_path = self.data_dir / "items" / "log.jsonl"
+        return self
+
+    @model_validator(mode="after")
+    def _default_workers_dirs(self) -> Settings:
+        if self.workers.publish_dir is None:
+            self.workers.publish_dir = self.data_dir / "published"
         return self
 
     @model_validator(mode="after")

@@ -397,6 +397,14 @@ class DeadlineExceededError(ServiceError):
     code = "deadline_exceeded"
 
 
+class WriterUnavailableError(ServiceError):
+    """Embedded multi-process mode: a reader could not reach the writer process with an /admin request."""
+
+    status_code = 503
+    code = "writer_unavailable"
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
+
+
 class ConfigurationError(RuntimeError):
     """The service cannot start with these settings or artifacts (raised at start, never per request)."""
 

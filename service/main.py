@@ -30,6 +30,7 @@ from service.config import Settings
 from service.errors import ConfigurationError, document_errors, error_responses, install_error_handlers
 from service.logging_setup import RequestIdMiddleware, configure_logging
 from service.state import Components, build_state
+from service.workers import ForwardToWriter, ProcessRole, WriterLink, reader_start, start_publisher
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,11 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("service").setLevel(level)
 
 
-def create_app(settings: Settings | None = None, *, components: Components | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, components: Components | None = None, role: ProcessRole | None = None
+) -> FastAPI:
+    """``role``: this process's place in the embedded multi-process mode (``service/workers.py``): the
+    writer publishes its served snapshot, a reader serves the published one and forwards /admin."""
     settings = settings if settings is not None else load_settings()
     problem = settings.admin_token_problem()
     if problem is not None:
@@ -78,16 +83,30 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     _configure_logging(settings.log_level)
     configure_logging(settings.log_format)
     metrics = Metrics()
+    link = (
+        WriterLink(role.writer_socket, role.forward_timeout_s) if role is not None and role.kind == "reader" else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await build_state(settings, components, metrics)
+        if role is not None and role.kind == "reader":
+            state = await build_state(settings, components, metrics, reader=reader_start(role))
+        else:
+            state = await build_state(settings, components, metrics)
+        if role is not None and role.kind == "writer":
+            try:
+                await start_publisher(state, role)
+            except BaseException:
+                await state.close()
+                raise
         app.state.recsvc = state
         try:
             yield
         finally:
             app.state.recsvc = None
             await state.close()
+            if link is not None:
+                await link.aclose()
 
     app = FastAPI(
         title="recsvc",
@@ -102,6 +121,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     app.state.recsvc = None
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.role = role
     install_error_handlers(app)
     install_access_log_redaction()
     # Declared per router; document_errors adds what follows from each route's shape (422 for
@@ -129,6 +149,8 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     # Deadlines + disconnect cancellation (outside the size limit, inside metrics: 499/504 are counted).
     app.add_middleware(RequestDeadlineMiddleware, settings=settings.deadlines, on_abandoned=metrics.on_abandoned)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if link is not None:  # a reader: /admin goes to the writer (counted there, not here)
+        app.add_middleware(ForwardToWriter, link=link, max_bytes=settings.limits.max_request_bytes)
     # Outermost: every response (413s, errors) carries the request id, every log line of the request names it.
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)
     return app

@@ -8,7 +8,7 @@ import functools
 import inspect
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,21 +181,65 @@ def _refresh_live_caches(generative: GenerativeRuntime | None, snapshot: Catalog
         generative.prepare_snapshot(snapshot)
 
 
+# A reader process of the embedded multi-process mode (service/workers.py): given the reader's store,
+# the generative runtime and the artifacts, it loads the writer's published snapshot (waiting for the
+# first) and keeps following it; what it opens it closes through the exit stack.
+ReaderStart = Callable[
+    [QdrantStore, GenerativeRuntime | None, LoadedArtifacts, contextlib.AsyncExitStack], Awaitable[None]
+]
+
+
+def _recommender(
+    settings: Settings,
+    artifacts: LoadedArtifacts,
+    generative: GenerativeRuntime | None,
+    store: QdrantStore,
+    embed_interactive: Callable[[Sequence[str]], Awaitable[np.ndarray]],
+    cache: ResponseCache,
+    metrics: Metrics,
+) -> Recommender:
+    return Recommender(
+        generative=generative,
+        store=store,
+        seqrec=artifacts.seqrec,
+        profiles=artifacts.profiles,
+        transitions=artifacts.transitions if settings.transition_prior else None,
+        transition_pool=settings.transition_pool,
+        embed=embed_interactive,
+        model_version=artifacts.version,
+        cache=cache,
+        cache_prefix=settings.redis.key_prefix,
+        cache_ttl_s=settings.redis.cache_ttl_s,
+        on_cache=metrics.on_cache,
+    )
+
+
 async def build_state(
-    settings: Settings, components: Components | None = None, metrics: Metrics | None = None
+    settings: Settings,
+    components: Components | None = None,
+    metrics: Metrics | None = None,
+    *,
+    reader: ReaderStart | None = None,
 ) -> AppState:
-    """Load, verify and connect everything; clean up whatever was opened if a step fails."""
+    """Load, verify and connect everything; clean up whatever was opened if a step fails.
+
+    ``reader``: build a reader process of the embedded multi-process mode (no Qdrant, no reindex, no
+    items API: it serves the snapshot ``reader`` loads; its /admin requests go to the writer)."""
     components = components or Components()
     stack = contextlib.AsyncExitStack()
     try:
-        return await _build(settings, components, stack, metrics or Metrics())
+        return await _build(settings, components, stack, metrics or Metrics(), reader)
     except BaseException:
         await stack.aclose()
         raise
 
 
 async def _build(
-    settings: Settings, components: Components, stack: contextlib.AsyncExitStack, metrics: Metrics
+    settings: Settings,
+    components: Components,
+    stack: contextlib.AsyncExitStack,
+    metrics: Metrics,
+    reader: ReaderStart | None = None,
 ) -> AppState:
     root = resolve_artifact_root(settings, components)
     try:  # every file's sha256 checked before any model is loaded from it
@@ -300,6 +344,22 @@ async def _build(
         events = MemoryIndexEvents()
     stack.push_async_callback(cache.close)
 
+    if reader is not None:
+        return await _build_reader(
+            settings,
+            root,
+            device,
+            stack,
+            metrics,
+            reader,
+            artifacts,
+            encoder,
+            batcher,
+            cache,
+            redis_client,
+            redis_health,
+        )
+
     # ---- qdrant
     if settings.qdrant.path and not settings.qdrant.url:
         Path(settings.qdrant.path).mkdir(parents=True, exist_ok=True)
@@ -381,20 +441,7 @@ async def _build(
         await item_events.start(on_items)
         stack.push_async_callback(item_events.close)
 
-    recommender = Recommender(
-        generative=generative,
-        store=store,
-        seqrec=artifacts.seqrec,
-        profiles=artifacts.profiles,
-        transitions=artifacts.transitions if settings.transition_prior else None,
-        transition_pool=settings.transition_pool,
-        embed=embed_interactive,
-        model_version=artifacts.version,
-        cache=cache,
-        cache_prefix=settings.redis.key_prefix,
-        cache_ttl_s=settings.redis.cache_ttl_s,
-        on_cache=metrics.on_cache,
-    )
+    recommender = _recommender(settings, artifacts, generative, store, embed_interactive, cache, metrics)
     state = AppState(
         settings=settings,
         artifacts=artifacts,
@@ -422,5 +469,76 @@ async def _build(
         store.snapshot.collection,
         len(store.snapshot),
         ("redis" if redis_health.up else "redis DOWN (degraded)") if redis_health else "in-process cache/lock",
+    )
+    return state
+
+
+async def _build_reader(
+    settings: Settings,
+    root: Path,
+    device: str,
+    stack: contextlib.AsyncExitStack,
+    metrics: Metrics,
+    reader: ReaderStart,
+    artifacts: LoadedArtifacts,
+    encoder: Encoder,
+    batcher: DynamicBatcher,
+    cache: ResponseCache,
+    redis_client: aioredis.Redis | None,
+    redis_health: RedisHealth | None,
+) -> AppState:
+    """The rest of a reader's state: the served snapshot comes from the writer's published files."""
+    from service.workers import FollowerStore
+
+    store = FollowerStore(settings.qdrant)
+    stack.callback(store.close)
+    metrics.track_index_size(lambda: len(store.snapshot) if store.has_snapshot else 0)
+    worker_id = uuid.uuid4().hex[:12]
+
+    async def embed(texts: Sequence[str]) -> np.ndarray:
+        return await batcher.encode(list(texts), lane=BULK, shed=False)
+
+    async def embed_interactive(texts: Sequence[str]) -> np.ndarray:
+        return await encode_through(batcher, texts, lane=INTERACTIVE)
+
+    generative = await asyncio.to_thread(_load_generative, root, artifacts, device)
+    # Never started here: reindex, rollback and the items API run in the writer (readers forward /admin).
+    jobs, events = MemoryJobStore(), MemoryIndexEvents()
+    reindex = ReindexManager(
+        store=store,
+        jobs=jobs,
+        events=events,
+        artifacts=artifacts,
+        embed=embed,
+        encoder_name=encoder.name,
+        worker_id=worker_id,
+    )
+    await reader(store, generative, artifacts, stack)
+    state = AppState(
+        settings=settings,
+        artifacts=artifacts,
+        encoder=encoder,
+        batcher=batcher,
+        seqrec=artifacts.seqrec,
+        store=store,
+        cache=cache,
+        jobs=jobs,
+        events=events,
+        reindex=reindex,
+        recommender=_recommender(settings, artifacts, generative, store, embed_interactive, cache, metrics),
+        metrics=metrics,
+        device=device,
+        worker_id=worker_id,
+        items=None,
+        redis=redis_client,
+        redis_health=redis_health,
+        _stack=stack,
+    )
+    state.ready = True
+    logger.info(
+        "reader ready: %s, index %s (%d items) from the writer's published snapshot",
+        state.model_name,
+        store.snapshot.collection,
+        len(store.snapshot),
     )
     return state

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service.api.metrics import Metrics
 from service.schemas import ReadyResponse
 from service.state import AppState
+from service.workers import METRICS_SCOPE_HEADER, METRICS_SCOPE_PROCESS, ProcessRole, gather_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -91,5 +92,11 @@ async def _redis_up(state: AppState) -> bool:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
+    """With several processes on one node (embedded multi-process mode) the answer holds every process's
+    metrics, labelled ``worker``."""
     metrics: Metrics = request.app.state.metrics
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    own = generate_latest(metrics.registry)
+    role: ProcessRole | None = getattr(request.app.state, "role", None)
+    if role is None or role.workers < 2 or request.headers.get(METRICS_SCOPE_HEADER) == METRICS_SCOPE_PROCESS:
+        return Response(own, media_type=CONTENT_TYPE_LATEST)
+    return Response(await gather_metrics(role, own), media_type=CONTENT_TYPE_LATEST)

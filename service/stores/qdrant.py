@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,6 +233,9 @@ class QdrantStore:
         self.index = CatalogIndex(self.client, alias=settings.alias, lock=self.lock)
         self.use_exact_search = self.embedded and settings.exact_local_search
         self._snapshot: CatalogSnapshot | None = None
+        # Called (on the setter's thread) after every swap of the served snapshot: reindex, rollback,
+        # item changes. The embedded multi-process mode's writer publishes it for the readers here.
+        self.on_snapshot: list[Callable[[CatalogSnapshot], None]] = []
 
     # ------------------------------------------------------------- snapshot
     @property
@@ -249,6 +252,11 @@ class QdrantStore:
         old = self._snapshot.collection if self._snapshot is not None else None
         self._snapshot = snapshot
         logger.info("serving %s (%d items; was %s)", snapshot.collection, len(snapshot), old)
+        for listener in self.on_snapshot:
+            try:
+                listener(snapshot)
+            except Exception:
+                logger.exception("snapshot listener failed")
 
     def write_changes(self, snapshot: CatalogSnapshot, rows: Sequence[int], deleted: Sequence[str]) -> None:
         """Write ``rows`` of ``snapshot`` as points of its collection and delete ``deleted`` (blocking)."""

@@ -78,3 +78,29 @@ def test_tiny_run_against_our_service_only(demo_set: Path, tmp_path: Path) -> No
         httpx.get(res["systems"]["ours"]["url"] + "/healthz", timeout=5, trust_env=False)
     assert _ps_lines(str(demo_set)) == []
     assert _ps_lines("recsvc-load-") == []
+
+
+def test_workers_benchmark_runs_one_and_two_processes_side_by_side(demo_set: Path, tmp_path: Path) -> None:
+    """benchmarks.workers on the real service: one process and the embedded multi-process mode (writer +
+    reader, real ONNX encoder) answer every workload without errors; nothing outlives the run."""
+    out = tmp_path / "workers.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "benchmarks.workers", "--quick", "--rounds", "1", "--artifacts", str(demo_set),
+           "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["options"] == {"workers": 2, "threads": 2, "per_process_threads": 1, "rounds": 1}
+    (rnd,) = res["rounds"]
+    for clients, got in rnd["recommend"].items():
+        for name in ("ours", "ours-2p"):
+            r = got[name]
+            assert r["ok"] == r["requests"] > 0 and r["errors"] == r["timeouts"] == 0, (clients, name, r)
+        assert got["floor"]["p50_ms"] > 0
+    for got in rnd["embed"].values():
+        assert all(got[name]["ok"] + got[name]["shed"] == got[name]["requests"] > 0 for name in ("ours", "ours-2p"))
+    s = res["summary"]
+    assert sorted(s["recommend"], key=int) == ["1", "20", "100"]
+    assert all(r["multi_over_one_throughput"]["n"] == 1 and r["errors"] == 0 for r in s["recommend"].values())
+    assert sorted(s["embed"]) == ["long 32x1", "short 32x1"]
+    assert _ps_lines(str(demo_set)) == [] and _ps_lines("service.supervisor child") == []

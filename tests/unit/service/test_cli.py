@@ -20,9 +20,10 @@ def test_one_worker_always_fine() -> None:
     assert check_workers(1, qdrant_url=None, redis_url=None) is None
 
 
-def test_many_workers_need_qdrant_server_and_redis() -> None:
-    msg = check_workers(4, qdrant_url=None, redis_url=None)
-    assert msg is not None and "RECSVC_QDRANT__URL" in msg and "RECSVC_REDIS__URL" in msg
+def test_many_workers_with_a_qdrant_server_need_redis() -> None:
+    # embedded Qdrant: one writer + readers (service/workers.py), with or without Redis
+    assert check_workers(4, qdrant_url=None, redis_url=None) is None
+    assert check_workers(2, qdrant_url=None, redis_url="redis://r") is None
     msg = check_workers(2, qdrant_url="http://q:6333", redis_url=None)
     assert msg is not None and "RECSVC_REDIS__URL" in msg and "QDRANT" not in msg
     assert check_workers(2, qdrant_url="http://q:6333", redis_url="redis://r") is None
@@ -30,10 +31,28 @@ def test_many_workers_need_qdrant_server_and_redis() -> None:
 
 
 def test_serve_exits_2_with_an_explanation(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.delenv("RECSVC_QDRANT__URL", raising=False)
+    monkeypatch.setenv("RECSVC_QDRANT__URL", "http://127.0.0.1:1")
     monkeypatch.delenv("RECSVC_REDIS__URL", raising=False)
     assert serve(["--workers", "3"]) == 2
-    assert "embedded Qdrant" in capsys.readouterr().err
+    assert "RECSVC_REDIS__URL" in capsys.readouterr().err
+
+
+def test_auto_workers() -> None:
+    from service.supervisor import auto_workers, threads_per_process
+
+    cpus = os.cpu_count() or 1
+    assert auto_workers(3, embedded=True) == 3 and auto_workers(3, embedded=False) == 3
+    assert auto_workers(0, embedded=True) == cpus
+    assert auto_workers(0, embedded=False) == 1  # uvicorn's workers with a Qdrant server need Redis too
+    assert threads_per_process(4, 2) == 4
+    assert threads_per_process(0, 1) == cpus
+    assert threads_per_process(0, 64) == 1
+
+
+def test_embedded_workers_check_the_artifacts_before_starting(tiny_artifacts: TinyArtifacts, tmp_path: Path) -> None:
+    res = _run_cli({"RECSVC_ARTIFACTS_DIR": str(_tampered_set(tiny_artifacts, tmp_path))}, tmp_path, "--workers", "2")
+    assert res.returncode == 2
+    assert len(_lines(res.stderr)) == 1 and "does not match its sha256" in res.stderr, res.stderr
 
 
 def test_serve_refuses_placeholder_token(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
