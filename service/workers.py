@@ -264,10 +264,10 @@ class SnapshotPublisher:
         if self.generative is not None:
             # The writer's sid table of exactly this snapshot (prepared before the swap, or refreshed with
             # the item change just before set_snapshot); derived here when not cached yet.
-            sids = self.generative.cached_sids(snapshot.collection, snapshot.item_ids)
+            sids = self.generative.cached_sids(snapshot.version, snapshot.item_ids)
             if sids is None:
                 cat = await asyncio.to_thread(
-                    self.generative.catalog, snapshot.collection, snapshot.item_ids, snapshot.text_vectors
+                    self.generative.catalog, snapshot.version, snapshot.item_ids, snapshot.text_vectors
                 )
                 sids = cat.table.sids if cat.item_ids == snapshot.item_ids else None
         t0 = time.perf_counter()
@@ -405,18 +405,11 @@ class SnapshotFollower:
         return True
 
     def _prepare(self, snapshot: CatalogSnapshot, sids: np.ndarray | None) -> None:
-        """Caches keyed by collection name follow the new snapshot (same collection after item changes)."""
-        transitions = self.artifacts.transitions
-        if transitions is not None:
-            with transitions._lock:
-                transitions._aligned.pop(snapshot.collection, None)
-        if self.generative is None:
-            return
-        if sids is not None:
-            self.generative.adopt_sids(snapshot.collection, snapshot.item_ids, sids)
-        else:
-            with self.generative._lock:
-                self.generative._catalogs.pop(snapshot.collection, None)
+        """The sid table and the prior's row alignment are cached by the snapshot's ``version``
+        (collection + content digest), so a new snapshot never reuses an older one's rows; the
+        writer's sid table is adopted under that version (same collision digits in every process)."""
+        if self.generative is not None and sids is not None:
+            self.generative.adopt_sids(snapshot.version, snapshot.item_ids, sids)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -156,24 +156,25 @@ class GenerativeRuntime:
         cat = self.catalog(snapshot.version, snapshot.item_ids, snapshot.text_vectors)
         return {"sid_new_items": cat.new_items, "sid_unique_prefix_share": round(cat.table.unique_prefix_share(), 5)}
 
-    def cached_sids(self, collection: str, item_ids: Sequence[str]) -> npt.NDArray[np.int32] | None:
-        """The sid table [N, depth] derived for ``collection`` when it is aligned to ``item_ids``, else None
-        (the embedded multi-process mode's writer publishes it, so readers hand out the same sids)."""
+    def cached_sids(self, key: str, item_ids: Sequence[str]) -> npt.NDArray[np.int32] | None:
+        """The sid table [N, depth] derived under ``key`` (a snapshot version) when it is aligned to
+        ``item_ids``, else None (the embedded multi-process mode's writer publishes it, so readers hand
+        out the same sids)."""
         with self._lock:
-            cat = self._catalogs.get(collection)
+            cat = self._catalogs.get(key)
         if cat is None or cat.item_ids != list(item_ids):
             return None
         return np.asarray(cat.table.sids, dtype=np.int32)
 
-    def adopt_sids(self, collection: str, item_ids: Sequence[str], sids: npt.NDArray[np.int32]) -> SidCatalog:
-        """Serve ``collection`` with a sid table derived elsewhere (the writer process) instead of deriving
-        one here: same collision digits in every process."""
+    def adopt_sids(self, key: str, item_ids: Sequence[str], sids: npt.NDArray[np.int32]) -> SidCatalog:
+        """Serve the snapshot ``key`` (its version) with a sid table derived elsewhere (the writer
+        process) instead of deriving one here: same collision digits in every process."""
         table = SidTable(np.asarray(sids, dtype=np.int32).reshape(-1, self.layout.depth), self.layout)
         if len(table) != len(item_ids):
             raise SidError(f"sid table has {len(table)} rows for {len(item_ids)} items")
         known = set(self._base)
         cat = SidCatalog(
-            collection=collection,
+            collection=key,
             item_ids=list(item_ids),
             table=table,
             index=PrefixIndex(table.sids, self.layout, self.device),
@@ -181,7 +182,7 @@ class GenerativeRuntime:
             new_items=sum(1 for iid in item_ids if iid not in known),
         )
         with self._lock:
-            self._catalogs = {**dict(list(self._catalogs.items())[-2:]), collection: cat}
+            self._catalogs = {**dict(list(self._catalogs.items())[-2:]), key: cat}
         return cat
 
     def _derive(self, collection: str, item_ids: Sequence[str], text_vectors: npt.NDArray[np.float32]) -> SidCatalog:

@@ -91,8 +91,8 @@ def test_the_reader_serves_the_writers_semantic_ids(
             assert time.monotonic() < deadline, "the reader did not serve the upsert"
             time.sleep(0.02)
         ws, rs = w.store.snapshot, r.store.snapshot
-        wcat = w.recommender.generative.catalog(ws.collection, ws.item_ids, ws.text_vectors)
-        rcat = r.recommender.generative.catalog(rs.collection, rs.item_ids, rs.text_vectors)
+        wcat = w.recommender.generative.catalog(ws.version, ws.item_ids, ws.text_vectors)
+        rcat = r.recommender.generative.catalog(rs.version, rs.item_ids, rs.text_vectors)
         assert rcat.item_ids == wcat.item_ids
         np.testing.assert_array_equal(rcat.table.sids, wcat.table.sids)
         assert rcat.new_items == wcat.new_items == 2
