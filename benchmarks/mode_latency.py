@@ -48,7 +48,14 @@ def summarize(times: dict[str, list[float]], base: str = "dense") -> dict[str, d
 
 
 def run(
-    artifacts: Path, n: int, threads: int, variant: str, k: int = 10, max_history: int = 20, seed: int = 0
+    artifacts: Path,
+    n: int,
+    threads: int,
+    variant: str,
+    k: int = 10,
+    max_history: int = 20,
+    seed: int = 0,
+    torch_threads: int = 1,
 ) -> dict[str, Any]:
     from service.core.manifest import Manifest
 
@@ -61,7 +68,7 @@ def run(
     times: dict[str, list[float]] = {m: [] for m in MODES}
     rankings: dict[str, str] = {}
     load_before = os.getloadavg()
-    with served(root, variant, threads) as client:
+    with served(root, variant, threads, torch_threads=torch_threads) as client:
         for i in range(n + 5):
             history = rng.sample(item_ids, rng.randint(1, max_history))
             for mode in MODES[i % 3 :] + MODES[: i % 3]:  # rotate the order
@@ -80,6 +87,7 @@ def run(
         "k": k,
         "max_history": max_history,
         "threads": threads,
+        "torch_threads": torch_threads,
         "encoder": variant,
         "clients": 1,
         "rankings": rankings,
@@ -97,19 +105,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--max-history", type=int, default=20, help="history lengths drawn from 1..this")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
+    ap.add_argument(
+        "--torch-threads", type=int, default=1, help="torch threads of the generative decode (RECSVC_TORCH_THREADS)"
+    )
     ap.add_argument("--encoder", default="int8", choices=["int8", "fp32"])
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING)
     n = 100 if args.quick else args.n
-    result = run(Path(args.artifacts), n, args.threads, args.encoder, args.k, args.max_history)
+    result = run(
+        Path(args.artifacts), n, args.threads, args.encoder, args.k, args.max_history, torch_threads=args.torch_threads
+    )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(
         f"{result['artifacts']}: {n} requests per mode, 1 client, k {args.k}, histories of 1-{args.max_history}"
-        f" items, {args.encoder} encoder, {args.threads} thread(s); load average before"
+        f" items, {args.encoder} encoder, {args.threads} ONNX / {args.torch_threads} torch thread(s);"
+        " load average before"
         f" {'/'.join(f'{x:.2f}' for x in result['loadavg_before'])}, after"
         f" {'/'.join(f'{x:.2f}' for x in result['loadavg_after'])}"
     )
