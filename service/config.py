@@ -256,6 +256,15 @@ class Settings(BaseSettings):
     )
     encoder_variant: Literal["int8", "fp32"] = Field(default="int8", description="ONNX encoder variant to serve.")
     onnx_threads: int = Field(default=0, ge=0, le=256, description="Intra-op threads per ONNX session (0 = default).")
+    torch_threads: int = Field(
+        default=1,
+        ge=0,
+        le=256,
+        description="Intra-op threads of torch for each generative decode on CPU (0 = torch's default, one per "
+        "core). A one-request decode is many small ops: on the shared 2-core machine, demo set, 1 client, 1 thread "
+        "gave generative p99 61 ms against 130 ms with the default (docs/OPERATIONS.md, 'Generative decoding "
+        "threads').",
+    )
     profile_cache_size: int = Field(
         default=4096,
         ge=0,

@@ -387,6 +387,8 @@ async def _build(
         return await encode_through(batcher, texts, lane=INTERACTIVE)
 
     generative = await asyncio.to_thread(_load_generative, root, artifacts, device)
+    if generative is not None:
+        generative.torch_threads = settings.torch_threads
     reindex = ReindexManager(
         prepare_snapshot=generative.prepare_snapshot if generative is not None else None,
         store=store,

@@ -1,6 +1,6 @@
 """`recsvc-train`: offline jobs.
 
-    recsvc-train build --data DIR [--out artifacts] [--config FILE.yaml] [--name NAME]
+    recsvc-train build --data DIR [--out artifacts] [--config FILE.yaml] [--name NAME] [--set genrec.epochs=2 ...]
     recsvc-train demo-data --out DIR [--items N --users N --seed S]
     recsvc-train push [--artifacts DIR] [--version V]
     recsvc-train bench-seqrec --data DIR [--models a,b] [--seeds 0,1,2] [--out DIR | --update-docs] [--threads 1]
@@ -35,6 +35,7 @@ from training.config import (
     DemoConfig,
     EncoderFinetuneConfig,
     EvalProfilesConfig,
+    dotted_overrides,
     load_config,
 )
 from training.jobs import bench_seqrec, report
@@ -90,7 +91,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from training.data.loader import DatasetError
     from training.jobs.build import build
 
-    cfg = load_config(BuildConfig, Path(args.config) if args.config else None, _build_overrides(args))
+    overrides = dotted_overrides(args.set or [], _build_overrides(args))
+    cfg = load_config(BuildConfig, Path(args.config) if args.config else None, overrides)
     if cfg.seqrec.threads > 0:
         import torch
 
@@ -107,6 +109,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         "stage_seconds": result.stage_seconds,
         "metrics": result.manifest.metrics.get("seqrec", {}),
     }
+    if "genrec" in result.manifest.metrics:
+        summary["genrec_metrics"] = result.manifest.metrics["genrec"]
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -562,6 +566,12 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=None, help="torch threads, embedding + training (default: config)")
     b.add_argument(
         "--no-markov-prior", action="store_true", help="skip the item -> next item prior stage (markov_prior)"
+    )
+    b.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one config field after --config (repeatable; YAML values), e.g. --set genrec.epochs=2",
     )
     b.set_defaults(func=cmd_build)
 

@@ -3,6 +3,7 @@ the defaults per dataset (``load_config``)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -334,6 +335,25 @@ def _apply(obj: Any, overrides: dict[str, Any], where: str) -> Any:
         else:
             setattr(obj, key, value)
     return obj
+
+
+def dotted_overrides(pairs: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``["genrec.epochs=2", "semantic_ids.codebook_size=16"]`` -> nested overrides for :func:`load_config`
+    (each value read as YAML: numbers, booleans, lists), merged into a copy of ``base``."""
+    out: dict[str, Any] = copy.deepcopy(base) if base else {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ValueError(f"override {pair!r}: expected section.key=value (e.g. genrec.epochs=2)")
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"override {pair!r}: {part!r} is already set to a value")
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
 
 
 def load_config(cls: type[T], path: Path | None = None, overrides: dict[str, Any] | None = None) -> T:

@@ -58,6 +58,14 @@ class SidCatalog:
     new_items: int  # items that got a sid from the codec (not in the base table)
 
 
+def use_torch_threads(n: int) -> None:
+    """Run this thread's torch ops on ``n`` intra-op threads (0: leave torch's setting). OpenMP keeps the
+    count per calling thread, and decodes run in ``asyncio.to_thread`` workers, so each decode sets it
+    (a no-op once it matches)."""
+    if n > 0 and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 def torch_device(device: str) -> torch.device:
     if device in ("auto", "cuda"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -94,6 +102,8 @@ class GenerativeRuntime:
         self.device = device
         self.beam = beam
         self.max_items = max_items
+        # Intra-op threads of torch for each decode (Settings.torch_threads; 0 = torch's default).
+        self.torch_threads = 0
         if not (np.isfinite(prior_weight) and prior_weight >= 0):
             raise SidError(f"genrec prior_weight must be a finite number >= 0, got {prior_weight}")
         # Weight of the item -> next item prior in prior-guided decoding (0 = none; the build picks it on
@@ -250,6 +260,7 @@ class GenerativeRuntime:
 
         ``user_ids``: the requests' users (None = anonymous), read by a model with user tokens.
         ``log_prior``: item log-prior over the snapshot rows [B, N], added with ``prior_weight``."""
+        use_torch_threads(self.torch_threads)
         b = len(histories)
         # history_tokens indexes an item-token table: stack each history's tokens into one.
         flat = np.concatenate(histories, axis=0)  # [sum L_i, depth]

@@ -336,3 +336,39 @@ def test_prior_trained_model_served_without_the_prior_warns_and_decodes_alone(
     assert "trained next to the item -> next item prior" in caplog.text
     body = post(client, history=["P0003", "P0001"], k=5, mode="generative")
     assert body["ranking"] == "model" and len(body["items"]) == 5
+
+
+def test_generative_decodes_run_torch_on_the_configured_threads(
+    make_client: Callable[..., TestClient],
+    gen_artifacts: Path,
+    runtime: GenerativeRuntime,
+    tiny_artifacts: TinyArtifacts,
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    import torch
+
+    for setting in (3, 0):
+        qdrant = {"path": str(tmp_path / f"qdrant-{setting}")}
+        client = make_client(artifacts_dir=gen_artifacts, torch_threads=setting, qdrant=qdrant)
+        assert client.app.state.recsvc.recommender.generative.torch_threads == setting  # type: ignore[attr-defined]
+        assert post(client, history=["P0001", "P0005"], mode="generative", k=3)["mode"] == "generative"
+    # OpenMP keeps one count per thread, so each decode sets its own: a fresh worker thread (as
+    # asyncio.to_thread uses) decodes on the configured count; 0 leaves torch's setting.
+    seen: dict[int, int] = {}
+
+    def decode_in_a_new_thread(n: int) -> None:
+        torch.set_num_threads(2)
+        runtime.torch_threads = n
+        direct_decode(runtime, gen_artifacts, tiny_artifacts, ["P0001", "P0005"], 3)
+        seen[n] = torch.get_num_threads()
+
+    try:
+        for n in (3, 0):
+            worker = threading.Thread(target=decode_in_a_new_thread, args=(n,))
+            worker.start()
+            worker.join()
+    finally:
+        runtime.torch_threads = 0
+    assert seen == {3: 3, 0: 2}

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from training.config import BuildConfig, SeqRecConfig, load_config
+from training.config import BuildConfig, SeqRecConfig, dotted_overrides, load_config
 
 
 def test_yaml_and_overrides_apply_nested(tmp_path: Path) -> None:
@@ -21,6 +21,29 @@ def test_unknown_key_is_a_clear_error(tmp_path: Path) -> None:
     f.write_text("seqrec:\n  hiden: 32\n")
     with pytest.raises(ValueError, match="unknown key 'hiden'"):
         load_config(BuildConfig, f)
+
+
+def test_dotted_overrides_nest_merge_and_read_yaml_values(tmp_path: Path) -> None:
+    base = {"seqrec": {"epochs": 2}}
+    sets = ["genrec.epochs=3", "genrec.prior_weights=[1, 2.5]", "seqrec.use_text=false", "semantic_ids.lr=0.001"]
+    o = dotted_overrides(sets, base)
+    assert o == {
+        "seqrec": {"epochs": 2, "use_text": False},
+        "genrec": {"epochs": 3, "prior_weights": [1, 2.5]},
+        "semantic_ids": {"lr": 0.001},
+    }
+    assert base == {"seqrec": {"epochs": 2}}  # the base is not changed
+    f = tmp_path / "c.yaml"
+    f.write_text("genrec:\n  epochs: 9\n  lr: 0.003\n")
+    cfg = load_config(BuildConfig, f, o)
+    assert cfg.genrec.epochs == 3 and cfg.genrec.lr == 0.003 and cfg.genrec.prior_weights == [1, 2.5]
+    for bad in ("genrec.epochs", "=3", "genrec..epochs=3"):
+        with pytest.raises(ValueError, match=r"expected section\.key=value"):
+            dotted_overrides([bad])
+    with pytest.raises(ValueError, match="already set"):
+        dotted_overrides(["genrec=1", "genrec.epochs=2"])
+    with pytest.raises(ValueError, match="unknown key 'epoch'"):
+        load_config(BuildConfig, None, dotted_overrides(["genrec.epoch=2"]))
 
 
 def test_build_refuses_mismatched_encoder_lengths(tmp_path: Path) -> None:
