@@ -242,7 +242,7 @@ def apply_changes(
         p[ROW_KEY] = r
         payloads[r] = p
     rows = np.asarray(sorted(written), dtype=np.int64)  # [K]: every touched row, the appended ones included
-    t = len(snapshot.text_vectors[0]) if n_old else len(upserts[0].text_vector)
+    t = snapshot.text_vectors.shape[1]
     text_vals = np.stack([written[r][0] for r in rows.tolist()]).astype(np.float32) if rows.size else np.zeros((0, t))
     text_store, text = snapshot.text_store.patched(n_old, n, rows, text_vals)
     seq_store: RowStore | None = None
