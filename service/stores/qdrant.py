@@ -176,7 +176,7 @@ def apply_changes(
     Returns (new snapshot, rows whose point must be (re)written, ids whose point must be deleted).
     The old snapshot is not modified (requests holding it keep a consistent view).
 
-    Cost: O(N) only in list/dict pointer copies (items, payloads, id -> row); the vector arrays, the
+    Cost: O(N) only in list/dict pointer copies (items, payloads, ids, id -> row); the vector arrays, the
     exact searcher's unit text rows, prices and category index are patched in O(changed rows)
     (:class:`RowStore`: appended rows go past the rows older snapshots see, without a copy while the
     buffer has room; a change to an existing row, or a delete, copies the arrays once).
@@ -255,7 +255,10 @@ def apply_changes(
     vectors = {VECTOR_TEXT: text}
     if seq is not None:
         vectors[VECTOR_SEQREC] = seq
-    searcher = snapshot.searcher.patched([it.item_id for it in items], payloads, row_of, rows.tolist(), vectors)
+    ids = snapshot.searcher.item_ids[:n] + [""] * (n - n_old)  # a list copy: no per-item Python work
+    for r in rows.tolist():
+        ids[r] = items[r].item_id
+    searcher = snapshot.searcher.patched(ids, payloads, row_of, rows.tolist(), vectors)
     new = CatalogSnapshot(
         collection=snapshot.collection,
         items=items,
