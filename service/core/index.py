@@ -400,7 +400,7 @@ class CatalogIndex:
         meta = self.metadata(name)
         # A collection (re)opened by this client has SQLite's default synchronous=FULL again (only the WAL
         # journal mode is stored in the file): the items API's writes into it would fsync once per point
-        # (measured: 52 fsyncs for a 50-item batch after a restart). The item log's one fsync per batch is
+        # (measured: 52 fsyncs for a 50-item batch after a restart; 0 once tuned). The item log's one fsync per batch is
         # what makes a change durable; the collection is rebuilt from it.
         with self._lock:
             self._tune_local_storage(name)
