@@ -10,6 +10,7 @@ after the ``PUT`` returned (in-process app, embedded Qdrant, no Redis). With a r
 so the share of the API's time that is the model shows up as a ratio measured under the same load;
 ``--phases`` then times each step of an upsert batch alone (shares of their sum). The load
 average is printed next to the figures: on a shared machine they are only comparable within one run.
+BLAS runs single-threaded, as in the served process (``recsvc serve`` sets ``OPENBLAS_NUM_THREADS=1``).
 
 ``--demo DIR`` builds, when DIR holds no artifact set yet, the seeded demo dataset
 (``python -m training.data.demo --out DIR/data``) and its artifacts without touching Qdrant
@@ -30,7 +31,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# As `recsvc serve` runs (service/cli.py): one BLAS thread per process, set before numpy loads. A BLAS
+# pool of one thread per core fights the encoder and the event loop for the cores: the seqrec fusion of
+# a 50-item batch measured 46 ms with 2 threads against 11 ms with 1 at load ~7 on 2 cores.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 TOKEN = "bench-admin-token-0123456789abcdef"
 

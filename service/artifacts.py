@@ -284,7 +284,23 @@ def aligned_seqrec_vectors(
     Items of the trained artifact set keep their ID embedding (looked up by id,
     so order and removals do not matter); new items get the cold-ID rule's borrowed
     ID row (:meth:`SeqRecRuntime.item_vectors`) or the text part alone.
+
+    O(M): each row is fused from its own text vector and ID row alone
+    (:meth:`SeqRecRuntime.item_vectors_at`), so an items-API batch does not pay for the whole artifact
+    catalog. :func:`aligned_seqrec_vectors_full` is the former whole-catalog computation, kept as the
+    reference the unit tests compare this with.
     """
+    id_rows = np.fromiter(
+        (-1 if (r := artifacts.row_of.get(it.item_id)) is None else r for it in items), dtype=np.int64, count=len(items)
+    )  # [M]
+    return runtime.item_vectors_at(np.asarray(text_vectors, dtype=np.float32), id_rows)
+
+
+def aligned_seqrec_vectors_full(
+    runtime: SeqRecRuntime, artifacts: LoadedArtifacts, items: Sequence[Item], text_vectors: np.ndarray
+) -> F32:
+    """What :func:`aligned_seqrec_vectors` computed before it became O(M): the artifact catalog's text
+    with ``items`` laid over it (by id; new ids appended), fused as a whole, the items' rows picked out."""
     n_art = len(artifacts.item_ids)
     rows = [artifacts.row_of.get(it.item_id) for it in items]
     new_pos = [i for i, r in enumerate(rows) if r is None]

@@ -137,13 +137,29 @@ class SeqRecRuntime:
         known = np.asarray(known, dtype=bool)
         if known.shape != (n,):
             raise ValueError(f"known must have shape [{n}], got {known.shape}")
-        ids = np.zeros((n, self.dim), dtype=np.float32)  # [N, D]
-        rows = np.flatnonzero(known)
-        if rows.size and rows[-1] >= n_rows:
-            raise ValueError(f"row {rows[-1]} is marked known but there are {n_rows} ID rows")
-        ids[rows] = self.id_embeddings[rows]
+        return self.item_vectors_at(text_vectors, np.where(known, np.arange(n), -1))
+
+    def item_vectors_at(self, text_vectors: np.ndarray, id_rows: np.ndarray) -> F32:
+        """Seqrec vectors of any items, each with its own ID row: text_vectors [M, T], id_rows [M]
+        int (the item's ID row, -1 for an item of no ID row) -> [M, D].
+
+        Every output row depends on its own text vector and ID row only (the fusion, the cold-ID
+        rule's nearest trained items), so a batch of new or changed items costs O(batch), not O(catalog):
+        :meth:`item_vectors` is this with ``id_rows[i] = i`` for its known rows. Rows whose ID row was
+        never trained, and rows of -1, are cold (as in :meth:`item_vectors`).
+        """
+        n = text_vectors.shape[0]
+        n_rows = self.id_embeddings.shape[0]
+        id_rows = np.asarray(id_rows, dtype=np.int64)
+        if id_rows.shape != (n,):
+            raise ValueError(f"id_rows must have shape [{n}], got {id_rows.shape}")
+        if id_rows.size and (id_rows.max() >= n_rows or id_rows.min() < -1):
+            raise ValueError(f"id_rows must be in [-1, {n_rows}); got {id_rows.min()}..{id_rows.max()}")
+        ids = np.zeros((n, self.dim), dtype=np.float32)  # [M, D]
+        known = id_rows >= 0
+        ids[known] = self.id_embeddings[id_rows[known]]
         cold = ~known
-        cold[rows] = ~self.trained[rows]
+        cold[known] = ~self.trained[id_rows[known]]
         if self.cold_ids.active and cold.any():
             if self._ref_text is None:
                 raise RuntimeError("the cold-ID rule needs the artifact text vectors: call set_reference first")

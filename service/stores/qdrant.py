@@ -34,6 +34,7 @@ from service.core.index import (
     CatalogIndex,
     ExactSearcher,
     IndexedPoints,
+    RowStore,
     SearchFilter,
     SearchHit,
     open_client,
@@ -70,8 +71,13 @@ class CatalogSnapshot:
     seqrec_vectors: F32 | None  # [N, D]
     # content_digest(items); computed when not given (apply_changes hands in the updated one)
     digest: int | None = None
+    # apply_changes: the id -> row map, searcher and row buffers it derived from the previous snapshot
+    derived: SnapshotParts | None = field(default=None, repr=False, compare=False)
     row_of: dict[str, int] = field(init=False)
     searcher: ExactSearcher = field(init=False)
+    # growable buffers behind text_vectors / seqrec_vectors (RowStore: appends without copying the catalog)
+    text_store: RowStore = field(init=False, repr=False, compare=False)
+    seqrec_store: RowStore | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.items)
@@ -79,6 +85,15 @@ class CatalogSnapshot:
             raise ValueError("snapshot arrays disagree in length")
         if self.seqrec_vectors is not None and self.seqrec_vectors.shape[0] != n:
             raise ValueError("snapshot seqrec vectors disagree in length")
+        if self.derived is not None:
+            parts, self.derived = self.derived, None  # not kept: it would chain every older snapshot
+            self.row_of, self.searcher = parts.row_of, parts.searcher
+            self.text_store, self.seqrec_store = parts.text_store, parts.seqrec_store
+            if self.digest is None:
+                self.digest = content_digest(self.items)
+            return
+        self.text_store = RowStore.wrap(self.text_vectors)
+        self.seqrec_store = None if self.seqrec_vectors is None else RowStore.wrap(self.seqrec_vectors)
         self.row_of = {it.item_id: i for i, it in enumerate(self.items)}
         vectors = {VECTOR_TEXT: self.text_vectors}
         if self.seqrec_vectors is not None:
@@ -142,6 +157,16 @@ class ItemChange:
     seqrec_vector: F32 | None
 
 
+@dataclass(frozen=True)
+class SnapshotParts:
+    """What :func:`apply_changes` derives for the next snapshot instead of rebuilding it from all rows."""
+
+    row_of: dict[str, int]
+    searcher: ExactSearcher
+    text_store: RowStore
+    seqrec_store: RowStore | None
+
+
 def apply_changes(
     snapshot: CatalogSnapshot, upserts: Sequence[ItemChange], deletes: Sequence[str]
 ) -> tuple[CatalogSnapshot, list[int], list[str]]:
@@ -150,22 +175,29 @@ def apply_changes(
 
     Returns (new snapshot, rows whose point must be (re)written, ids whose point must be deleted).
     The old snapshot is not modified (requests holding it keep a consistent view).
+
+    Cost: O(N) only in list/dict pointer copies (items, payloads, ids, id -> row); the vector arrays, the
+    exact searcher's unit text rows, prices and category index are patched in O(changed rows)
+    (:class:`RowStore`: appended rows go past the rows older snapshots see, without a copy while the
+    buffer has room; a change to an existing row, or a delete, copies the arrays once).
     """
     items = list(snapshot.items)
     payloads = list(snapshot.payloads)
     row_of = dict(snapshot.row_of)
-    fresh = [u for u in upserts if u.item.item_id not in row_of]
-    text = snapshot.text_vectors
-    seq = snapshot.seqrec_vectors
-    if fresh:
-        text = np.concatenate([text, np.stack([u.text_vector for u in fresh]).astype(np.float32)], axis=0)  # [N+M, T]
-        if seq is not None:
-            if any(u.seqrec_vector is None for u in fresh):
-                raise ValueError("a new item lacks its seqrec vector")
-            seq = np.concatenate([seq, np.stack([u.seqrec_vector for u in fresh]).astype(np.float32)], axis=0)  # type: ignore[misc]
-    else:
-        text = text.copy()
-        seq = None if seq is None else seq.copy()
+    n_old = len(items)
+    old_seq = snapshot.seqrec_vectors
+    for u in upserts:
+        if old_seq is not None and u.item.item_id not in row_of and u.seqrec_vector is None:
+            raise ValueError("a new item lacks its seqrec vector")
+    # row -> (text, seqrec) written into it; other rows keep the old arrays' values
+    written: dict[int, tuple[F32, F32 | None]] = {}
+
+    def row_vectors(r: int) -> tuple[F32, F32 | None]:
+        got = written.get(r)
+        if got is not None:
+            return got
+        return snapshot.text_vectors[r], None if old_seq is None else old_seq[r]
+
     touched: set[int] = set()
     digest = snapshot.digest
     assert digest is not None
@@ -176,13 +208,13 @@ def apply_changes(
             items.append(u.item)
             payloads.append({})
             row_of[u.item.item_id] = r
+            seq_r = u.seqrec_vector
         else:
             digest ^= item_digest(items[r])
+            seq_r = u.seqrec_vector if u.seqrec_vector is not None else row_vectors(r)[1]
         digest ^= item_digest(u.item)
         items[r] = u.item
-        text[r] = u.text_vector
-        if seq is not None and u.seqrec_vector is not None:
-            seq[r] = u.seqrec_vector
+        written[r] = (u.text_vector, seq_r)
         touched.add(r)
     removed: list[str] = []
     for item_id in deletes:
@@ -195,13 +227,12 @@ def apply_changes(
         if r != last:
             items[r] = items[last]
             payloads[r] = payloads[last]
-            text[r] = text[last]
-            if seq is not None:
-                seq[r] = seq[last]
+            written[r] = row_vectors(last)
             row_of[items[r].item_id] = r
             touched.add(r)
         items.pop()
         payloads.pop()
+        written.pop(last, None)
         touched.discard(last)
     n = len(items)
     if n == 0:
@@ -210,13 +241,32 @@ def apply_changes(
         p = items[r].payload()
         p[ROW_KEY] = r
         payloads[r] = p
+    rows = np.asarray(sorted(written), dtype=np.int64)  # [K]: every touched row, the appended ones included
+    t = snapshot.text_vectors.shape[1]
+    text_vals = np.stack([written[r][0] for r in rows.tolist()]).astype(np.float32) if rows.size else np.zeros((0, t))
+    text_store, text = snapshot.text_store.patched(n_old, n, rows, text_vals)
+    seq_store: RowStore | None = None
+    seq = None
+    if old_seq is not None:
+        assert snapshot.seqrec_store is not None
+        seq_vals = [written[r][1] for r in rows.tolist()]
+        seq_arr = np.stack(seq_vals).astype(np.float32) if rows.size else np.zeros((0, old_seq.shape[1]))  # type: ignore[arg-type]
+        seq_store, seq = snapshot.seqrec_store.patched(n_old, n, rows, seq_arr)
+    vectors = {VECTOR_TEXT: text}
+    if seq is not None:
+        vectors[VECTOR_SEQREC] = seq
+    ids = snapshot.searcher.item_ids[:n] + [""] * (n - n_old)  # a list copy: no per-item Python work
+    for r in rows.tolist():
+        ids[r] = items[r].item_id
+    searcher = snapshot.searcher.patched(ids, payloads, row_of, rows.tolist(), vectors)
     new = CatalogSnapshot(
         collection=snapshot.collection,
         items=items,
         payloads=payloads,
-        text_vectors=np.ascontiguousarray(text[:n]),
-        seqrec_vectors=None if seq is None else np.ascontiguousarray(seq[:n]),
+        text_vectors=text,
+        seqrec_vectors=seq,
         digest=digest,
+        derived=SnapshotParts(row_of, searcher, text_store, seq_store),
     )
     return new, sorted(touched), removed
 

@@ -253,3 +253,26 @@ def test_exact_searcher_validates_input() -> None:
     with pytest.raises(ValueError, match="no vectors"):
         s.search(VECTOR_SEQREC, np.ones(4), 1)
     assert s.search(VECTOR_TEXT, np.ones(4), 5, SearchFilter(exclude_ids=("a",))) == []
+
+
+def _synchronous(client: QdrantClient, name: str) -> int:
+    storage = client._client.collections[name].storage.storage  # type: ignore[attr-defined]  # the SQLite connection
+    return int(storage.execute("PRAGMA synchronous").fetchone()[0])
+
+
+def test_a_reopened_collection_gets_the_build_tuning_when_loaded(tmp_path: Path) -> None:
+    """SQLite keeps WAL mode in the file but not synchronous=NORMAL: without tuning at load, writes into a
+    collection served after a restart would fsync once per point (the items API writes one per item)."""
+    items = make_items(30)
+    first = open_client(None, str(tmp_path / "q"))
+    name = CatalogIndex(first, alias="items").build(items, unit(30, 8, 1), None)
+    assert _synchronous(first, name) == 1  # NORMAL, set by the build
+    first.close()
+    again = open_client(None, str(tmp_path / "q"))
+    try:
+        assert _synchronous(again, name) == 2  # FULL: SQLite's default for a fresh connection
+        points = CatalogIndex(again, alias="items").load_points(name)
+        assert points.item_ids == [it.item_id for it in items]
+        assert _synchronous(again, name) == 1
+    finally:
+        again.close()

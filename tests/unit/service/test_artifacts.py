@@ -102,3 +102,50 @@ def test_aligned_seqrec_vectors_keep_id_embeddings_by_id(tiny_artifacts: TinyArt
     text_only = art.seqrec.item_vectors(text[2:], np.zeros(1, dtype=bool))[0]
     np.testing.assert_allclose(out[2], text_only, atol=1e-6)
     assert json.loads((tiny_artifacts.root / "items" / "item_ids.json").read_text()) == art.item_ids
+
+
+@pytest.mark.parametrize("cold_k", [0, 3])
+def test_batch_seqrec_vectors_equal_the_whole_catalog_computation(tiny_artifacts: TinyArtifacts, cold_k: int) -> None:
+    """The O(batch) fusion gives each item the vector the former whole-catalog computation gave it:
+    known ids with changed text, known ids whose ID row was never trained, new ids, cold rule off/on.
+    Tolerance: rtol 1e-5 / atol 1e-6 (a matrix product over a subset of rows may round differently in the
+    last bit; float32 epsilon is 1.2e-7)."""
+    from service.artifacts import aligned_seqrec_vectors_full
+    from service.core.seqrec import ColdIdRule, fuse_item_vectors
+    from service.recommender.dense import SeqRecRuntime
+
+    art = load_artifacts(tiny_artifacts.root, FakeEncoder(dim=TEXT_DIM), variant="int8", device="cpu")
+    assert art.seqrec is not None and art.manifest.seqrec is not None
+    ids = art.seqrec.id_embeddings.copy()
+    ids[[1, 4, 7]] = 0.0  # never trained: cold, they borrow ID rows when the rule is on
+    runtime = SeqRecRuntime(
+        tiny_artifacts.root / art.manifest.seqrec.user_tower,
+        ids,
+        art.seqrec.W,
+        art.seqrec.b,
+        max_len=art.seqrec.max_len,
+        device="cpu",
+        cold_ids=ColdIdRule(cold_k, 0.1, 0.8),
+        item_norm=art.seqrec.item_norm,
+    )
+    runtime.item_vectors(art.text_vectors)  # sets the reference, as loading the set does
+    rng = np.random.default_rng(0)
+    known = [art.items[art.item_ids[r]] for r in (9, 1, 30, 4)]
+    new = [Item(item_id=f"new-{i}", title=f"brand new {i}") for i in range(5)]
+    items = [known[0], new[0], known[1], new[1], known[2], new[2], new[3], known[3], new[4]]
+    text = rng.normal(size=(len(items), TEXT_DIM)).astype(np.float32)  # [M, T]: new text for every item
+    text[0] = art.text_vectors[9]  # one unchanged known item
+    batch = aligned_seqrec_vectors(runtime, art, items, text)
+    full = aligned_seqrec_vectors_full(runtime, art, items, text)
+    assert batch.shape == full.shape == (len(items), runtime.dim) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch, full, rtol=1e-5, atol=1e-6)
+    # each row alone is the same as in the batch (no row depends on another)
+    for i in range(len(items)):
+        np.testing.assert_allclose(
+            aligned_seqrec_vectors(runtime, art, items[i : i + 1], text[i : i + 1])[0], batch[i], rtol=1e-5, atol=1e-6
+        )
+    # the cold rule did change the cold rows when on (so the comparison covers it)
+    text_only = fuse_item_vectors(text, None, runtime.W, runtime.b, runtime.item_norm)  # [M, D]
+    cold_rows = [1, 2, 3, 5, 6, 7, 8]  # new ids and the untrained known ones (rows 1 and 4 of the set)
+    assert np.allclose(batch[cold_rows], text_only[cold_rows], atol=1e-6) == (cold_k == 0)
+    assert not np.allclose(batch[[0, 4]], text_only[[0, 4]], atol=1e-3)  # trained ids keep their ID rows
