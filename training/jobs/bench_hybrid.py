@@ -425,7 +425,7 @@ def render_hybrid(entries: Sequence[dict[str, Any]]) -> list[str]:
             f" prior counts `{e['prior_counts']}`,"
             f" seed {e['seed']}; dense model {e['dense']['epochs']} epochs (best {e['dense']['best_epoch']},"
             f" {e['dense']['train_seconds']:.0f} s, budget {e['dense']['budget_minutes']:g} min); evaluation"
-            f" {e['eval_seconds']:.0f} s. Command: `{e['command']}`.",
+            f" {e['eval_seconds']:.0f} s. Command: `{e['command']}`." + (f" {e['note']}" if e.get("note") else ""),
             "",
             "| model | R@5 | N@5 | R@10 | N@10 | tuned on validation |",
             "|---|---|---|---|---|---|",
