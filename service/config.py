@@ -283,6 +283,23 @@ class Settings(BaseSettings):
         le=10_000,
         description="Dense candidates (max(k, pool)) rescored with the transition prior (+ last item's successors).",
     )
+    hybrid_prior_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Hybrid mode: weight of the transition prior's log p(j | context) in the merged score (with the "
+            "context's successors added to the pool; service/recommender/hybrid.py). Picked on validation by "
+            "recsvc-train bench-genrec --hybrid (docs/RESULTS.md); 0 = off."
+        ),
+    )
+    hybrid_generative_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Hybrid mode: weight of the beam-score bonus (beam score minus the request's lowest) in the merged "
+            "score; 0 = the dense score alone orders the pool. Picked with hybrid_prior_weight."
+        ),
+    )
     reindex_lease_s: float = Field(
         default=15.0,
         ge=1.0,

@@ -28,6 +28,7 @@ from service.errors import ConfigurationError, OverloadedError
 from service.errors import DeadlineExceededError as DeadlineExceeded
 from service.recommender.dense import SeqRecRuntime
 from service.recommender.generative import GenerativeRuntime
+from service.recommender.hybrid import HybridWeights
 from service.recommender.service import Recommender
 from service.reindex import ReindexManager
 from service.stores.cache import MemoryCache, RedisCache, ResponseCache
@@ -205,6 +206,7 @@ def _recommender(
         profiles=artifacts.profiles,
         transitions=artifacts.transitions if settings.transition_prior else None,
         transition_pool=settings.transition_pool,
+        hybrid_weights=HybridWeights(settings.hybrid_prior_weight, settings.hybrid_generative_weight),
         embed=embed_interactive,
         model_version=artifacts.version,
         cache=cache,

@@ -457,8 +457,23 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
         torch.set_num_threads(cfg.threads)
     data = Path(args.data)
     work = Path(args.work) if args.work else Path("var/genrec") / data.name
+    hybrid = None
+    if args.hybrid:
+        from training.evaluation.hybrid import HYBRID_JSON, HybridOptions
+
+        hybrid = HybridOptions(
+            out=Path(args.hybrid_out) if args.hybrid_out else HYBRID_JSON,
+            dense_minutes=args.hybrid_dense_minutes,
+            val_users=args.hybrid_val_users,
+            command="recsvc-train bench-genrec " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
+        )
     row = bench_genrec(
-        data, sid_cfg, cfg, vectors_from=Path(args.vectors_from) if args.vectors_from else None, work_dir=work
+        data,
+        sid_cfg,
+        cfg,
+        vectors_from=Path(args.vectors_from) if args.vectors_from else None,
+        work_dir=work,
+        hybrid=hybrid,
     )
     print(json.dumps(row, indent=2))
     return 0
@@ -538,6 +553,20 @@ def _add_genrec_commands(sub: Any) -> None:
     )
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: config)")
     g.add_argument("--device", default=None, help="torch device (cpu, cuda)")
+    g.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="also train the served dense model on the same split and score dense, dense + prior and hybrid mode"
+        " (the service's merge; its weights picked on validation); results in --hybrid-out",
+    )
+    g.add_argument("--hybrid-out", default=None, help="hybrid results JSON (default docs/results/hybrid.json)")
+    g.add_argument("--hybrid-dense-minutes", type=float, default=15.0, help="the dense model's training budget")
+    g.add_argument(
+        "--hybrid-val-users",
+        type=int,
+        default=5000,
+        help="validation cases (seeded sample) the hybrid weights are picked on (0 = all)",
+    )
     g.set_defaults(func=cmd_bench_genrec)
 
 

@@ -17,8 +17,9 @@ search decodes the top-k items of the served catalog (``generative.py``), filter
 history exclusion applied as masks while decoding. With a genrec ``prior_weight`` (picked by the
 build on validation) and the transition prior above, the prior steers the beam at every level
 (prior-guided decoding, ``service/semantic_ids/beam.py``; ``ranking`` = "model+transition_prior").
-Hybrid mode: dense candidates and
-generative candidates, merged and rescored by the dense model (``hybrid.py``).
+Hybrid mode: dense candidates, generative candidates (and, with the transition prior, the context's
+successors), merged and rescored by ``u . v + w_prior * log p(j | context) + w_gen * beam bonus``
+(``hybrid.py``; the weights are ``hybrid_weights``, picked on validation by bench-genrec --hybrid).
 
 User profiles (``profiles.py``): with a model trained on profiles, the request's ``profile`` is
 validated, verbalised by the shared function, embedded by the live encoder and projected; the offset
@@ -43,7 +44,7 @@ from service.errors import EmptyHistoryError, ModeUnavailableError, UnknownItemE
 from service.recommender.dense import SeqRecRuntime
 from service.recommender.filters import build_filter
 from service.recommender.generative import GenerativeRuntime, SidCatalog
-from service.recommender.hybrid import merge_and_rescore
+from service.recommender.hybrid import HYBRID_DENSE_POOL, HybridWeights, merge_and_rescore
 from service.recommender.markov import RANKING_MODEL, RANKING_PRIOR, ServedPrior
 from service.recommender.profiles import ProfileRuntime
 from service.schemas import ItemRef, NewItem, RecommendRequest
@@ -56,7 +57,6 @@ F32 = npt.NDArray[np.float32]
 EmbedFn = Callable[[Sequence[str]], Awaitable[np.ndarray]]
 
 AVAILABLE_MODES = ("dense",)  # without a generative model; with one also "generative" and "hybrid"
-HYBRID_DENSE_POOL = 50  # dense candidates entering the hybrid pool (with the beam's items)
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,7 @@ class Recommender:
         profiles: ProfileRuntime | None = None,
         transitions: ServedPrior | None = None,
         transition_pool: int = 200,
+        hybrid_weights: HybridWeights = HybridWeights(),
     ) -> None:
         if profiles is not None and seqrec is None:
             raise ValueError("profiles need the seqrec model they were trained with")
@@ -147,6 +148,7 @@ class Recommender:
             raise ValueError(f"transition_pool must be >= 1, got {transition_pool}")
         self.transitions = transitions
         self.transition_pool = transition_pool
+        self.hybrid_weights = hybrid_weights
         self.generative = generative
         if generative is not None and generative.renormalize and transitions is None:
             logger.warning(
@@ -294,23 +296,51 @@ class Recommender:
     async def _hybrid(
         self, req: RecommendRequest, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot
     ) -> RecommendResult:
-        """Dense top-``max(k, HYBRID_DENSE_POOL)`` + the beam's items, rescored by the dense model (hybrid.py)."""
+        """Dense top-``max(k, HYBRID_DENSE_POOL)`` + the beam's items (+ the context's successors under the
+        transition prior), rescored by the dense score, the prior and the beam bonus (hybrid.py)."""
         assert self.generative is not None
+        weights = self.hybrid_weights
         user, vector_name, source = await self._user_vector(entries, snapshot, req)
         exclude = [e.item_id for e in entries if isinstance(e, ItemRef)] if req.exclude_history else []
         flt = build_filter(req.filters, exclude)
         hits = await self.store.search(vector_name, user, max(req.k, HYBRID_DENSE_POOL), flt, snapshot)
-        gen_rows, _, _ = await self._decode(req, entries, snapshot, max(req.k, self.generative.beam))
+        gen_rows, gen_scores, guided = await self._decode(req, entries, snapshot, max(req.k, self.generative.beam))
         if vector_name == VECTOR_SEQREC:
             assert snapshot.seqrec_vectors is not None
             item_vectors = snapshot.seqrec_vectors
         else:
             tv = snapshot.text_vectors
             item_vectors = (tv / np.maximum(np.linalg.norm(tv, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        succ: np.ndarray = np.zeros(0, dtype=np.int64)
+        log_prior: Callable[[np.ndarray], np.ndarray] | None = None
+        prior = self.transitions
+        if prior is not None and weights.prior > 0 and vector_name == VECTOR_SEQREC:
+            recent = entries[-prior.context_size :]
+            context = prior.context([e.item_id if isinstance(e, ItemRef) else None for e in recent])
+            if context:
+                ids = snapshot.item_ids
+                succ = prior.successor_rows(context, snapshot.collection, ids)  # [S_ctx]
+                mask = snapshot.searcher.mask(flt)  # [N] allowed rows, None = all
+                if mask is not None:
+                    succ = succ[mask[succ]]
+
+                def log_prior(rows: np.ndarray) -> np.ndarray:
+                    assert prior is not None
+                    return prior.log_prob_rows(context, rows, snapshot.collection, ids)
+
         scored = merge_and_rescore(
-            [snapshot.row_of[h.item_id] for h in hits], gen_rows.tolist(), item_vectors, user, req.k
+            [snapshot.row_of[h.item_id] for h in hits],
+            gen_rows.tolist(),
+            item_vectors,
+            user,
+            req.k,
+            generative_scores=gen_scores.tolist(),
+            extra_rows=succ.tolist(),
+            log_prior=log_prior,
+            weights=weights,
         )
-        return self._result(req, snapshot, scored, source)
+        uses_prior = log_prior is not None or (guided and weights.generative > 0)
+        return self._result(req, snapshot, scored, source, RANKING_PRIOR if uses_prior else RANKING_MODEL)
 
     # ---------------------------------------------------------------- dense
     @staticmethod

@@ -372,3 +372,30 @@ def test_generative_decodes_run_torch_on_the_configured_threads(
     finally:
         runtime.torch_threads = 0
     assert seen == {3: 3, 0: 2}
+
+
+def test_hybrid_weights_add_the_prior_and_the_beam_bonus(
+    make_client: Callable[..., TestClient], tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    """RECSVC_HYBRID_PRIOR_WEIGHT brings the transition prior (and the last item's successors) into the
+    hybrid score; RECSVC_HYBRID_GENERATIVE_WEIGHT the beam bonus. Both 0: the dense score alone."""
+    sequences = [["P0001", "P0040"]] * 30 + [["P0002", "P0041"]] * 30
+    tiny = with_transition_prior(tiny_artifacts, tmp_path, sequences)
+    add_generative(tiny.root, GEN_CFGS["items+ids"])
+    history = ["P0003", "P0001"]
+
+    def client_with(name: str, **weights: float) -> TestClient:  # one embedded Qdrant folder per app
+        return make_client(artifacts_dir=tiny.artifacts_dir, qdrant={"path": str(tmp_path / name)}, **weights)
+
+    plain = post(client_with("q0"), history=history, k=5, mode="hybrid")
+    assert plain["ranking"] == "model"
+    with_prior = post(client_with("q1", hybrid_prior_weight=5.0), history=history, k=5, mode="hybrid")
+    assert with_prior["ranking"] == "model+transition_prior"
+    assert with_prior["items"][0]["item_id"] == "P0040"  # counted 30 times after P0001
+    assert [it["item_id"] for it in plain["items"]] != [it["item_id"] for it in with_prior["items"]]
+    client = client_with("q2", hybrid_generative_weight=1000.0)
+    gen = post(client, history=history, k=5, mode="generative")
+    hyb = post(client, history=history, k=5, mode="hybrid")
+    assert hyb["ranking"] == "model"  # no prior-guided beam here (the genrec has no prior weight)
+    # a bonus that large orders the beam's items first, in beam order
+    assert [it["item_id"] for it in hyb["items"]][:3] == [it["item_id"] for it in gen["items"]][:3]

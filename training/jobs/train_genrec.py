@@ -44,6 +44,7 @@ from service.semantic_ids.decoder import (
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import ITEM_ID_INITS, LR_SCHEDULES, GenRecConfig
 from training.data.split import EvalCase, Split
+from training.evaluation.hybrid import HYBRID_JSON, HybridOptions, render_hybrid, run_hybrid, write_hybrid_entry
 from training.loop import FitResult, LoopConfig, device_name, fit, resolve_device
 from training.metrics import metrics_from_ranks, target_ranks
 from training.models.genrec import GenRecBatch, build_genrec, genrec_loss
@@ -57,6 +58,8 @@ class GenRecResult:
     metrics: dict[str, Any]
     train_seconds: float
     fit: FitResult
+    model: Any = None  # the trained model (best validated weights), in eval mode
+    test_cases: list[EvalCase] | None = None  # the cases ``metrics["test"]`` scored
 
 
 def lr_at(step: int, cfg: GenRecConfig, total_steps: int = 0) -> float:
@@ -256,6 +259,23 @@ def decode_top(
     model with item-ID input). ``user_ids``: the histories' users, for a model with user tokens.
     ``prior``: item -> next item prior added to the beam with ``prior_weight`` (prior-guided decoding);
     ``renormalize``: the beam's renormalised steps (a model trained next to the prior)."""
+    items, _ = decode_scored(model, item_tokens, index, histories, cfg, k, user_ids, prior, prior_weight, renormalize)
+    return items
+
+
+def decode_scored(
+    model: Any,
+    item_tokens: np.ndarray,
+    index: PrefixIndex,
+    histories: Sequence[Sequence[int]],
+    cfg: GenRecConfig,
+    k: int = 10,
+    user_ids: Sequence[str | None] | None = None,
+    prior: TransitionPrior | None = None,
+    prior_weight: float = 0.0,
+    renormalize: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`decode_top` with the beam scores: (item rows [B, k] (-1 = fewer), scores [B, k] (-inf there))."""
     ids, mask = model_history_tokens(model, item_tokens, histories, cfg.max_items, user_ids)
     step = step_for(model, ids, mask, index.device)
     log_prior = None
@@ -271,7 +291,7 @@ def decode_top(
         prior_weight=prior_weight,
         renormalize=renormalize,
     )
-    return res.items.cpu().numpy()
+    return res.items.cpu().numpy(), res.scores.cpu().numpy()
 
 
 def evaluate_generative(
@@ -499,7 +519,7 @@ def _train(
         section["prior_weight"] = metrics["prior"]["weight"]
     elif cfg.prior_train_weight > 0:
         section["prior_weight"] = cfg.prior_train_weight
-    return GenRecResult(section, metrics, result.train_seconds, result)
+    return GenRecResult(section, metrics, result.train_seconds, result, model, list(test_cases))
 
 
 def prior_guided_metrics(
@@ -629,9 +649,12 @@ def bench_genrec(
     work_dir: Path,
     results_json: Path = RESULTS_JSON,
     results_md: Path | None = None,
+    hybrid: HybridOptions | None = None,
 ) -> dict[str, Any]:
     """Semantic IDs + genrec on one dataset folder; appends/replaces its row in ``results_json``
-    and rewrites the ``generative`` section of docs/RESULTS.md."""
+    and rewrites the ``generative`` section of docs/RESULTS.md. With ``hybrid``: also the served dense
+    model and hybrid mode on the same split (``training/evaluation/hybrid.py``), an entry in
+    ``hybrid.out`` (replaced per dataset)."""
     import time
 
     from training.data.loader import load_dataset
@@ -705,7 +728,11 @@ def bench_genrec(
     rows = [r for r in rows if (r["dataset"], r["model"]) not in keys] + new_rows
     results_json.parent.mkdir(parents=True, exist_ok=True)
     results_json.write_text(json.dumps(rows, indent=2) + "\n")
-    write_generative_section(results_json, BEAM_JSON, results_md or DEFAULT_PATH)
+    hybrid_json = hybrid.out if hybrid is not None else HYBRID_JSON
+    if hybrid is not None:
+        entry = run_hybrid(hybrid, dataset.name, split, vectors, sid.table, cfg, res, new_rows, user_ids, work_dir)
+        write_hybrid_entry(hybrid.out, entry)
+    write_generative_section(results_json, BEAM_JSON, results_md or DEFAULT_PATH, hybrid_json)
     return row
 
 
@@ -718,13 +745,16 @@ def prior_alone_fields(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def write_generative_section(results_json: Path, beam_json: Path, results_md: Path) -> None:
-    """(Re)write the ``generative`` section of the results page from both JSON files."""
+def write_generative_section(
+    results_json: Path, beam_json: Path, results_md: Path, hybrid_json: Path = HYBRID_JSON
+) -> None:
+    """(Re)write the ``generative`` section of the results page from the JSON files."""
     from training.reports.page import write_section
 
     rows = json.loads(results_json.read_text()) if results_json.is_file() else []
     beam = json.loads(beam_json.read_text()) if beam_json.is_file() else None  # a run or a list of runs
-    write_section("generative", render_section(rows, beam), results_md)
+    hybrid = json.loads(hybrid_json.read_text()) if hybrid_json.is_file() else []
+    write_section("generative", render_section(rows, beam, hybrid), results_md)
 
 
 PRIOR_LABEL = "item→next prior"  # in the model label of every row decoded with the prior
@@ -777,7 +807,9 @@ def _device_label(r: dict[str, Any]) -> str:
 
 
 def render_section(
-    rows: Sequence[dict[str, Any]], beam: dict[str, Any] | Sequence[dict[str, Any]] | None = None
+    rows: Sequence[dict[str, Any]],
+    beam: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+    hybrid: Sequence[dict[str, Any]] = (),
 ) -> str:
     lines = [
         "## Generative recommendation (semantic IDs + TIGER-style T5)",
@@ -837,6 +869,7 @@ def render_section(
             f"{r['train_seconds']:.0f} | {_device_label(r)} | {alone} | {ref} |"
         )
     lines += _best_rows(rows)
+    lines += render_hybrid(hybrid)
     runs = [beam] if isinstance(beam, dict) else list(beam or [])
     if runs:
         lines += [

@@ -17,6 +17,7 @@ from training.reports.page import SECTION_ORDER
 
 GENERATIVE_JSON = "generative.json"
 GENERATIVE_BEAM_JSON = "generative_beam.json"
+HYBRID_JSON = "hybrid.json"
 
 
 def render_page(results_dir: Path | str, page: Path | str, sections: Sequence[str] = SECTION_ORDER) -> Path:
@@ -39,5 +40,7 @@ def render_page(results_dir: Path | str, page: Path | str, sections: Sequence[st
             # branch); it moves here with the train_genrec split (issue 22, next slice).
             from training.jobs.train_genrec import write_generative_section
 
-            write_generative_section(results_dir / GENERATIVE_JSON, results_dir / GENERATIVE_BEAM_JSON, page)
+            write_generative_section(
+                results_dir / GENERATIVE_JSON, results_dir / GENERATIVE_BEAM_JSON, page, results_dir / HYBRID_JSON
+            )
     return page

@@ -1,0 +1,100 @@
+"""bench-genrec --hybrid: the served dense model, dense + prior and hybrid mode scored on the genrec split,
+the merge being the service's own function (training.evaluation.hybrid.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from service.core.transitions import TransitionPrior
+from service.recommender.hybrid import HybridWeights
+from training.config import SeqRecConfig
+from training.evaluation.hybrid import GenerativeSide, dense_side, hybrid_ranks, weight_grid
+from training.jobs.train_seqrec import build_model
+from training.metrics import metrics_from_ranks
+
+from .test_genrec import cyclic_split
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_hybrid_ranks_follow_the_prior_weight_that_validation_picks() -> None:
+    """An untrained dense model and a beam that never holds the target: only the prior term (next = last + 1,
+    which the training counts know) puts the target first. Weights without the prior miss it."""
+    split = cyclic_split(n_items=30, n_users=60)
+    torch.manual_seed(0)
+    model = build_model(
+        SeqRecConfig(hidden=16, n_layers=1, n_heads=1, max_len=8, use_text=False), split.n_items, None, None
+    )
+    cases = split.val
+    dense = dense_side(model, cases, pool=5)
+    assert dense.top.shape == (len(cases), 5) and dense.users.shape == (len(cases), 16)
+    # the dense top 5 really is the top 5 by dot product
+    assert np.array_equal(np.sort(dense.top[0]), np.sort(np.argsort(-(dense.table @ dense.users[0]))[:5]))
+    rng = np.random.default_rng(0)
+    beam_rows = np.array([[(c.target + 1 + j) % split.n_items for j in range(4)] for c in cases])  # never the target
+    gen = GenerativeSide(beam_rows, np.sort(rng.normal(size=beam_rows.shape)).astype(np.float32)[:, ::-1].copy())
+    prior = TransitionPrior.from_sequences(split.train, split.n_items, 1.0)
+    grid = weight_grid(prior=True)
+    ranks = hybrid_ranks(cases, dense, gen, prior, grid, k=10)  # [G, C]
+    ndcg = [metrics_from_ranks(r)["ndcg@10"] for r in ranks]
+    best = grid[int(np.argmax(ndcg))]
+    assert best.prior > 0
+    assert metrics_from_ranks(ranks[grid.index(best)])["recall@5"] > 0.9
+    # without the prior the target enters the pool only through the dense top 5 (30 items, untrained model)
+    no_prior = metrics_from_ranks(ranks[grid.index(HybridWeights(0.0, 0.0))])["recall@10"]
+    assert no_prior < 0.5
+    # a beam bonus large enough puts the beam's items (never the target) first, but its last one, whose
+    # bonus is 0 like an item outside the beam: the target ranks below the other three
+    top_beam = hybrid_ranks(cases, dense, gen, None, [HybridWeights(0.0, 1e6)], k=10)
+    assert (top_beam >= beam_rows.shape[1] - 1).all()
+
+
+def test_bench_genrec_hybrid_writes_an_entry_and_the_page_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training.cli import main
+    from training.data.loader import load_dataset
+
+    data = tmp_path / "cyc"
+    data.mkdir()
+    split = cyclic_split(n_items=30, n_users=60)
+    ids = [f"I{i:03d}" for i in range(split.n_items)]
+    (data / "items.jsonl").write_text("".join(json.dumps({"item_id": i, "title": f"item {i}"}) + "\n" for i in ids))
+    seqs = [[*c.history, c.target] for c in split.test]
+    (data / "sequences.jsonl").write_text(
+        "".join(json.dumps({"user_id": f"u{u}", "items": [ids[j] for j in s]}) + "\n" for u, s in enumerate(seqs))
+    )
+    vec = tmp_path / "vec" / "items"
+    vec.mkdir(parents=True)
+    (vec / "item_ids.json").write_text(json.dumps(load_dataset(data).item_ids))
+    np.save(vec / "text_vectors.npy", np.random.default_rng(0).normal(size=(split.n_items, 16)).astype(np.float32))
+    (tmp_path / "gen.yaml").write_text("d_model: 32\nd_ff: 64\nn_heads: 2\nd_kv: 16\nbatch_size: 32\nbeam: 10\n")
+    (tmp_path / "sid.yaml").write_text("codebook_size: 8\nhidden: [16]\nlatent_dim: 8\nepochs: 4\nbatch_size: 16\n")
+    monkeypatch.chdir(tmp_path)
+    args = ["bench-genrec", "--data", str(data), "--config", "gen.yaml", "--sid-config", "sid.yaml"]
+    args += ["--vectors-from", str(tmp_path / "vec"), "--work", "work", "--epochs", "2", "--val-users", "0"]
+    args += ["--history-input", "items", "--threads", "1", "--prior-weights", "1,4"]
+    args += ["--hybrid", "--hybrid-dense-minutes", "0.05", "--hybrid-val-users", "40"]
+    assert main(args) == 0
+    entries = json.loads((tmp_path / "docs/results/hybrid.json").read_text())
+    assert len(entries) == 1
+    e = entries[0]
+    assert e["dataset"] == "cyc" and e["val_cases"] == 40 and e["test_cases"] == 60 and e["prior_counts"] == "train"
+    for part in (e["dense"], e["dense_prior"], e["hybrid"]):
+        assert all(0 <= v <= 1 for v in part["test"].values())
+    w = e["hybrid"]["weights"]
+    grid = e["hybrid"]["val_ndcg@10"]
+    assert grid[HybridWeights(**w).label()] == max(grid.values())  # picked on validation
+    assert e["hybrid"]["val"]["ndcg@10"] == pytest.approx(max(grid.values()), abs=1e-4)
+    assert (
+        e["generative"]["test"]["recall@10"]
+        == json.loads((tmp_path / "docs/results/generative.json").read_text())[0]["recall@10"]
+    )
+    page = (tmp_path / "docs/RESULTS.md").read_text()
+    assert "### Hybrid mode, as served" in page
+    assert f"| **hybrid** (prior {w['prior']:g}, generative {w['generative']:g}; genrec prior" in page
