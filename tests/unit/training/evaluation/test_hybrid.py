@@ -1,5 +1,5 @@
 """bench-genrec --hybrid: the served dense model, dense + prior and hybrid mode scored on the genrec split,
-the merge being the service's own function (training.evaluation.hybrid.py)."""
+the merge being the service's own function (training/evaluation/hybrid.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from service.core.transitions import TransitionPrior
 from service.recommender.hybrid import HybridWeights
 from training.config import SeqRecConfig
 from training.evaluation.hybrid import GenerativeSide, dense_side, hybrid_ranks, weight_grid
-from training.jobs.train_seqrec import build_model
 from training.metrics import metrics_from_ranks
+from training.seqrec.model import build_model
 
-from .test_genrec import cyclic_split
+from ..test_genrec import cyclic_split
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
