@@ -3,7 +3,7 @@ qdrant-edge (an in-process Qdrant shard with HNSW), and reindex throughput of th
 
     python -m benchmarks.catalog_scale [--sizes 100000,1000000] [--quick] [--dim 64] [--queries 200]
                                        [--engines exact,qdrant-local,edge] [--reindex 2000] [--artifacts DIR]
-                                       [--json] [--out FILE]
+                                       [--reindex-kinds short,long] [--reindex-inflight 1,4] [--json] [--out FILE]
 
 Catalogs are synthetic and made at run time (never written to the repo): ``--dim`` dimensional
 item vectors in seeded Gaussian clusters (like trained item embeddings, which cluster by category;
@@ -30,7 +30,9 @@ whose build passes ``--build-timeout-s`` is stopped and reported as such; querie
 ``--reindex N`` (0 to skip) also starts the service on an artifact set (as ``benchmarks.load`` finds
 one) and times ``POST /admin/reindex`` of N new items twice, short titles and long descriptions, to
 the swapped alias: items/s of the whole job (read, encode through the service's encoder, fuse,
-upsert + verify, swap).
+upsert + verify, swap), with the job's seconds per stage (``stats.stage_s``). ``--engines ""`` runs only
+the reindex; ``--reindex-inflight 1,4`` repeats it on a fresh server per value of
+``RECSVC_REINDEX_ENCODE_INFLIGHT`` (encoder chunks a reindex keeps queued), so they compare in one run.
 """
 
 from __future__ import annotations
@@ -434,7 +436,8 @@ def _run_reindex(
             for kind in kinds:
                 catalog = synthetic_catalog(catalogs / f"{kind}.jsonl", n, kind)
                 t0 = time.perf_counter()
-                r = client.post("/admin/reindex", json={"catalog_path": catalog.name})
+                # force: each catalog replaces the served one, which may hold more items (shrink guard)
+                r = client.post("/admin/reindex", json={"catalog_path": catalog.name, "force": True})
                 r.raise_for_status()
                 job_id = r.json()["job_id"]
                 stages: dict[str, float] = {}
