@@ -3,7 +3,7 @@ qdrant-edge (an in-process Qdrant shard with HNSW), and reindex throughput of th
 
     python -m benchmarks.catalog_scale [--sizes 100000,1000000] [--quick] [--dim 64] [--queries 200]
                                        [--engines exact,qdrant-local,edge] [--reindex 2000] [--artifacts DIR]
-                                       [--json] [--out FILE]
+                                       [--reindex-kinds short,long] [--reindex-inflight 1,4] [--json] [--out FILE]
 
 Catalogs are synthetic and made at run time (never written to the repo): ``--dim`` dimensional
 item vectors in seeded Gaussian clusters (like trained item embeddings, which cluster by category;
@@ -30,7 +30,9 @@ whose build passes ``--build-timeout-s`` is stopped and reported as such; querie
 ``--reindex N`` (0 to skip) also starts the service on an artifact set (as ``benchmarks.load`` finds
 one) and times ``POST /admin/reindex`` of N new items twice, short titles and long descriptions, to
 the swapped alias: items/s of the whole job (read, encode through the service's encoder, fuse,
-upsert + verify, swap).
+upsert + verify, swap), with the job's seconds per stage (``stats.stage_s``). ``--engines ""`` runs only
+the reindex; ``--reindex-inflight 1,4`` repeats it on a fresh server per value of
+``RECSVC_REINDEX_ENCODE_INFLIGHT`` (encoder chunks a reindex keeps queued), so they compare in one run.
 """
 
 from __future__ import annotations
@@ -392,8 +394,26 @@ def synthetic_catalog(path: Path, n: int, kind: str, seed: int = 0) -> Path:
     return path
 
 
-def run_reindex(n: int, artifacts: Path | None, threads: int, timeout_s: float) -> list[dict[str, Any]]:
-    """Reindex throughput through the running service (``POST /admin/reindex``), short then long."""
+def run_reindex(
+    n: int,
+    artifacts: Path | None,
+    threads: int,
+    timeout_s: float,
+    kinds: Sequence[str] = ("short", "long"),
+    inflight: Sequence[int | None] = (None,),
+) -> list[dict[str, Any]]:
+    """Reindex throughput through the running service (``POST /admin/reindex``), short then long,
+    once per ``inflight`` value (``RECSVC_REINDEX_ENCODE_INFLIGHT``; None: the service's default),
+    each on a fresh server, so the settings compare in one run."""
+    rows: list[dict[str, Any]] = []
+    for value in inflight:
+        rows += _run_reindex(n, artifacts, threads, timeout_s, kinds, value)
+    return rows
+
+
+def _run_reindex(
+    n: int, artifacts: Path | None, threads: int, timeout_s: float, kinds: Sequence[str], inflight: int | None
+) -> list[dict[str, Any]]:
     import httpx
 
     from benchmarks._artifacts import artifact_set
@@ -403,15 +423,21 @@ def run_reindex(n: int, artifacts: Path | None, threads: int, timeout_s: float) 
     with contextlib.ExitStack() as stack:
         root = stack.enter_context(artifact_set(artifacts, threads=threads))
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recsvc-reindex-")))
-        ours = start_ours(root, work, threads, {}, 600)
+        catalogs = work / "catalogs"  # the service reads catalogs from its catalog directory only
+        catalogs.mkdir()
+        env = {"RECSVC_CATALOG_DIR": str(catalogs)}
+        if inflight is not None:
+            env["RECSVC_REINDEX_ENCODE_INFLIGHT"] = str(inflight)
+        ours = start_ours(root, work, threads, env, 600)
         stack.callback(ours.server.stop)
         token = (ours.server.env or {})["RECSVC_ADMIN_TOKEN"]
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=ours.server.base_url, headers=headers, timeout=60, trust_env=False) as client:
-            for kind in ("short", "long"):
-                catalog = synthetic_catalog(work / f"{kind}.jsonl", n, kind)
+            for kind in kinds:
+                catalog = synthetic_catalog(catalogs / f"{kind}.jsonl", n, kind)
                 t0 = time.perf_counter()
-                r = client.post("/admin/reindex", json={"catalog_path": str(catalog)})
+                # force: each catalog replaces the served one, which may hold more items (shrink guard)
+                r = client.post("/admin/reindex", json={"catalog_path": catalog.name, "force": True})
                 r.raise_for_status()
                 job_id = r.json()["job_id"]
                 stages: dict[str, float] = {}
@@ -428,12 +454,14 @@ def run_reindex(n: int, artifacts: Path | None, threads: int, timeout_s: float) 
                     {
                         "kind": kind,
                         "items": n,
+                        "inflight": inflight,
                         "status": job["status"] if ok or job["status"] == "failed" else "timed out",
                         "error": job.get("error"),
                         "seconds": round(wall, 2),
                         "items_per_s": round(n / wall, 1) if ok else None,
                         "encode_items_per_s": round(n / enc, 1) if ok and enc > 0 else None,
                         "encoded": job.get("stats", {}).get("encoded"),
+                        "stage_s": job.get("stats", {}).get("stage_s"),
                         "loadavg": loadavg(),
                     }
                 )
@@ -488,13 +516,15 @@ def render(res: dict[str, Any]) -> str:
         lines += [
             "",
             "Reindex through POST /admin/reindex (the service's encoder, upserts, verify, swap)",
-            "| items | kind | status | seconds | items/s | encode items/s | load |",
-            "|---|---|---|---|---|---|---|",
+            "| items | kind | chunks in flight | status | seconds | items/s | encode items/s | stage seconds | load |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in res["reindex"]:
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in (r.get("stage_s") or {}).items() if v >= 0.05)
             lines.append(
-                f"| {r['items']:,} | {r['kind']} | {r['status']} | {r['seconds']:.1f} | {r['items_per_s'] or '–'} "
-                f"| {r['encode_items_per_s'] or '–'} | {r['loadavg'][0]:.1f} |"
+                f"| {r['items']:,} | {r['kind']} | {r.get('inflight') or 'default'} | {r['status']} "
+                f"| {r['seconds']:.1f} | {r['items_per_s'] or '–'} "
+                f"| {r['encode_items_per_s'] or '–'} | {stages or '–'} | {r['loadavg'][0]:.1f} |"
             )
     lines += ["", f"Recommended default by these figures: {res['recommended']}"]
     return "\n".join(lines) + "\n"
@@ -516,6 +546,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--reindex", type=int, default=None, help="items per reindex run, 0 = skip (default 2000, quick 300)"
+    )
+    ap.add_argument("--reindex-kinds", default="short,long", help="catalogs of the reindex runs (short, long)")
+    ap.add_argument(
+        "--reindex-inflight",
+        default="",
+        help="comma-separated RECSVC_REINDEX_ENCODE_INFLIGHT values to compare (default: the service's own)",
     )
     ap.add_argument("--hnsw-m", type=int, default=16, help="HNSW edges per node (edge engines)")
     ap.add_argument("--ef-construct", type=int, default=100, help="HNSW build width (edge engines)")
@@ -563,7 +599,11 @@ def main(argv: list[str] | None = None) -> int:
                 logger.warning("  %s", row.get("status"))
     res["recommended"] = recommend_default(res["search"])
     if n_reindex > 0:
-        res["reindex"] = run_reindex(n_reindex, args.artifacts, args.threads, timeout_s=args.budget_s * 2)
+        kinds = [k for k in args.reindex_kinds.split(",") if k]
+        if unknown := set(kinds) - {"short", "long"}:
+            ap.error(f"unknown reindex kinds {sorted(unknown)} (known: short, long)")
+        inflight: list[int | None] = [int(x) for x in args.reindex_inflight.split(",") if x] or [None]
+        res["reindex"] = run_reindex(n_reindex, args.artifacts, args.threads, args.budget_s * 2, kinds, inflight)
     res["loadavg_end"] = loadavg()
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

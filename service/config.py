@@ -327,6 +327,16 @@ class Settings(BaseSettings):
             "refused (422 catalog_shrink) unless the request says `force: true`. 0 disables it."
         ),
     )
+    reindex_encode_inflight: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description=(
+            "Chunks of `batcher.max_batch` texts a reindex keeps queued in the encoder's bulk lane at once. "
+            "1 queues the next chunk only after the previous one came back (the encoder's tokenize/run/pool "
+            "stages then never overlap); more keep the model busy. Interactive encodes still go first."
+        ),
+    )
     reindex_keep_collections: int = Field(
         default=1,
         ge=0,

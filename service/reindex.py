@@ -132,6 +132,7 @@ class ReindexManager:
         default_catalog: Path | None = None,
         catalog_dir: Path | None = None,
         encode_chunk: int = 64,
+        encode_inflight: int = 4,
         lease_s: float = 15.0,
         min_share: float = 0.9,
         keep_collections: int = 1,
@@ -156,6 +157,7 @@ class ReindexManager:
         self.default_catalog = default_catalog or (artifacts.root / artifacts.manifest.items.catalog)
         self.catalog_dir = catalog_dir
         self.encode_chunk = max(1, encode_chunk)
+        self.encode_inflight = max(1, encode_inflight)
         self.lease_s = float(lease_s)
         self.min_share = min_share
         self.keep_collections = max(0, keep_collections)
@@ -163,6 +165,7 @@ class ReindexManager:
         self.on_finished = on_finished
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._controls: dict[str, _Control] = {}
+        self._stage_started: dict[str, tuple[str, float]] = {}  # job id -> (stage, perf_counter at its start)
 
     # ======================================================== catalogs
     def resolve_catalog(self, name: str) -> Path:
@@ -720,6 +723,12 @@ class ReindexManager:
         a step that must see the final item set before it goes live (e.g. replaying an item log
         into the new collection) belongs in :meth:`_before_swap`."""
         t0 = time.perf_counter()
+        try:
+            await self._pipeline(job, items, control, t0)
+        finally:
+            self._stage_started.pop(job.id, None)
+
+    async def _pipeline(self, job: Job, items: list[Item], control: _Control, t0: float) -> None:
         await self._stage(job, "reading catalog", 0.0)
         job.stats["items"] = len(items)
         new, snapshot, encoded = await self._build(job, items, control)
@@ -756,6 +765,7 @@ class ReindexManager:
             await self._sweep(job.id, after_swap=True)
         except Exception as exc:
             logger.warning("could not drop old collections: %s", exc)
+        self._end_stage(job)
         job.status = "succeeded"
         job.stage = "done"
         job.progress = 1.0
@@ -773,7 +783,16 @@ class ReindexManager:
             time.perf_counter() - t0,
         )
 
+    def _end_stage(self, job: Job) -> None:
+        """Add the seconds of the stage that is ending to ``stats["stage_s"]`` (where a job's time goes)."""
+        started = self._stage_started.pop(job.id, None)
+        if started is not None:
+            timings = job.stats.setdefault("stage_s", {})
+            timings[started[0]] = round(timings.get(started[0], 0.0) + time.perf_counter() - started[1], 3)
+
     async def _stage(self, job: Job, name: str, progress: float) -> None:
+        self._end_stage(job)
+        self._stage_started[job.id] = (name, time.perf_counter())
         job.stage, job.progress = name, round(progress, 4)
         logger.info("reindex %s: %s", job.id, name)
         await self._save_progress(job)
@@ -853,6 +872,49 @@ class ReindexManager:
         control.check()
         return snapshot
 
+    async def _encode_chunks(
+        self,
+        texts: Sequence[str],
+        todo: Sequence[int],
+        vectors: F32,
+        progress: Callable[[float], None],
+        control: _Control,
+    ) -> None:
+        """Encode ``texts[i]`` for every ``i`` in ``todo`` into ``vectors[i]``, ``encode_inflight``
+        chunks queued at a time: with one, the encoder's stages (tokenize, run, pool) could never
+        overlap across chunks and each chunk waited for the event loop to queue the next one. More
+        in flight keep the bulk lane fed; interactive work still goes ahead of them."""
+        dim = vectors.shape[1]
+        chunks = [list(todo[s : s + self.encode_chunk]) for s in range(0, len(todo), self.encode_chunk)]
+        done = [0]
+
+        async def one(chunk: list[int]) -> None:
+            control.check()
+            out = await self.embed([texts[i] for i in chunk])  # [C, T]
+            if out.shape != (len(chunk), dim):
+                raise ValueError(f"encoder returned shape {out.shape} for {len(chunk)} texts (expected dim {dim})")
+            vectors[chunk] = out
+            done[0] += len(chunk)
+            progress(done[0] / len(todo))
+
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            for chunk in chunks:
+                if len(pending) >= self.encode_inflight:
+                    finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for t in finished:
+                        t.result()  # the first failure (or stop) ends the loop
+                pending.add(asyncio.create_task(one(chunk)))
+            while pending:
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for t in finished:
+                    t.result()
+        finally:
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
     async def _encode(self, items: list[Item], progress: Callable[[float], None], control: _Control) -> EncodedCatalog:
         texts = await asyncio.to_thread(lambda: [item_text(it) for it in items])
         dim = self.artifacts.text_vectors.shape[1]
@@ -872,14 +934,7 @@ class ReindexManager:
         logger.info(
             "reindex: %d items, %d reuse their vectors, %d to encode", len(items), len(items) - len(todo), len(todo)
         )
-        for start in range(0, len(todo), self.encode_chunk):
-            control.check()
-            chunk = todo[start : start + self.encode_chunk]
-            out = await self.embed([texts[i] for i in chunk])  # [C, T]
-            if out.shape != (len(chunk), dim):
-                raise ValueError(f"encoder returned shape {out.shape} for {len(chunk)} texts (expected dim {dim})")
-            vectors[chunk] = out
-            progress((start + len(chunk)) / len(todo))
+        await self._encode_chunks(texts, todo, vectors, progress, control)
         progress(1.0)
         seqrec_vectors = None
         if art.seqrec is not None:

@@ -402,6 +402,7 @@ async def _build(
         default_catalog=settings.catalog_path,
         catalog_dir=settings.catalog_dir,
         encode_chunk=settings.batcher.max_batch,
+        encode_inflight=settings.reindex_encode_inflight,
         lease_s=settings.reindex_lease_s,
         min_share=settings.reindex_min_share,
         keep_collections=settings.reindex_keep_collections,

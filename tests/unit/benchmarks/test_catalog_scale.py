@@ -88,14 +88,26 @@ def test_render_shows_rows_failures_reindex_and_the_pick() -> None:
                 "items_per_s": 150.0,
                 "encode_items_per_s": 300.0,
                 "loadavg": [2.0, 1.0, 1.0],
-            }
+            },
+            {
+                "items": 300,
+                "kind": "long",
+                "inflight": 1,
+                "status": "succeeded",
+                "seconds": 4.0,
+                "items_per_s": 75.0,
+                "encode_items_per_s": 80.0,
+                "stage_s": {"encoding": 3.75, "indexing": 0.2, "swapping alias": 0.01},
+                "loadavg": [2.0, 1.0, 1.0],
+            },
         ],
         "recommended": "exact: p99 0.9 ms",
     }
     text = cs.render(res)
     assert "| 1,000 | exact | – | 0.1 | 10,000 | 2 | 0 | 90 | 0.30 | 0.90 | 1.000 | 10 | 1.5 |" in text
     assert "| 1,000 | edge | stopped after 60s |" in text
-    assert "| 300 | short | succeeded | 2.0 | 150.0 | 300.0 | 2.0 |" in text
+    assert "| 300 | short | default | succeeded | 2.0 | 150.0 | 300.0 | – | 2.0 |" in text
+    assert "| 300 | long | 1 | succeeded | 4.0 | 75.0 | 80.0 | encoding 3.8, indexing 0.2 | 2.0 |" in text
     assert "Recommended default by these figures: exact: p99 0.9 ms" in text
 
 
