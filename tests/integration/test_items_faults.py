@@ -85,6 +85,11 @@ def test_acknowledged_updates_survive_kill9_during_compactions(
         resp = svc.http.post("/search", json={"query": "Updated item", "k": 100})  # every item of the tiny set
         assert resp.status_code == 200, resp.text
         served = {it["item_id"]: it["payload"]["title"] for it in resp.json()["items"]}
-        assert {iid: served.get(iid) for iid in latest} == latest
+        # The latest acknowledged title, or the one batch sent after it whose 200 the kill cut off
+        # (durable in the log but never acknowledged: applying it loses nothing).
+        in_flight = {
+            iid: title.rsplit(" ", 1)[0] + f" {int(title.rsplit(' ', 1)[1]) + 1}" for iid, title in latest.items()
+        }
+        assert all(served.get(iid) in (latest[iid], in_flight[iid]) for iid in latest), (served, latest)
     finally:
         svc.stop()
