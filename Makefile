@@ -78,7 +78,7 @@ lint: setup  ## ruff + mypy + import contracts
 	$(BIN)/ruff check service training benchmarks tests recsvc_client
 	$(BIN)/ruff format --check service training benchmarks tests recsvc_client
 	$(BIN)/mypy service training benchmarks recsvc_client
-	$(BIN)/lint-imports  # the import contracts of .importlinter (jobs never import jobs)
+	$(BIN)/lint-imports --no-cache  # the import contracts of .importlinter (jobs never import jobs)
 
 format: setup
 	$(BIN)/ruff format service training benchmarks tests recsvc_client
