@@ -190,6 +190,32 @@ ReaderStart = Callable[
 ]
 
 
+def _encoder_lanes(
+    batcher: Any,
+) -> tuple[Callable[[Sequence[str]], Awaitable[np.ndarray]], Callable[[Sequence[str]], Awaitable[np.ndarray]]]:
+    """(bulk, interactive) encode functions over the batcher, for the writer and the readers alike."""
+
+    async def embed(texts: Sequence[str]) -> np.ndarray:
+        # Reindex: bulk lane, never shed (it queues one chunk at a time), no request deadline.
+        return await batcher.encode(list(texts), lane=BULK, shed=False)
+
+    async def embed_interactive(texts: Sequence[str]) -> np.ndarray:
+        # /recommend: text history items and profile sentences go ahead of bulk /embed work.
+        return await encode_through(batcher, texts, lane=INTERACTIVE)
+
+    return embed, embed_interactive
+
+
+async def _generative_runtime(
+    settings: Settings, root: Path, artifacts: LoadedArtifacts, device: str
+) -> GenerativeRuntime | None:
+    """The generative runtime (None without one in the artifact set), decoding on the configured threads."""
+    generative = await asyncio.to_thread(_load_generative, root, artifacts, device)
+    if generative is not None:
+        generative.torch_threads = settings.torch_threads
+    return generative
+
+
 def _recommender(
     settings: Settings,
     artifacts: LoadedArtifacts,
@@ -380,17 +406,8 @@ async def _build(
     metrics.track_index_size(lambda: len(store.snapshot) if store.has_snapshot else 0)
     worker_id = uuid.uuid4().hex[:12]
 
-    async def embed(texts: Sequence[str]) -> np.ndarray:
-        # Reindex: bulk lane, never shed (it queues one chunk at a time), no request deadline.
-        return await batcher.encode(list(texts), lane=BULK, shed=False)
-
-    async def embed_interactive(texts: Sequence[str]) -> np.ndarray:
-        # /recommend: text history items and profile sentences go ahead of bulk /embed work.
-        return await encode_through(batcher, texts, lane=INTERACTIVE)
-
-    generative = await asyncio.to_thread(_load_generative, root, artifacts, device)
-    if generative is not None:
-        generative.torch_threads = settings.torch_threads
+    embed, embed_interactive = _encoder_lanes(batcher)
+    generative = await _generative_runtime(settings, root, artifacts, device)
     reindex = ReindexManager(
         prepare_snapshot=generative.prepare_snapshot if generative is not None else None,
         store=store,
@@ -500,13 +517,8 @@ async def _build_reader(
     metrics.track_index_size(lambda: len(store.snapshot) if store.has_snapshot else 0)
     worker_id = uuid.uuid4().hex[:12]
 
-    async def embed(texts: Sequence[str]) -> np.ndarray:
-        return await batcher.encode(list(texts), lane=BULK, shed=False)
-
-    async def embed_interactive(texts: Sequence[str]) -> np.ndarray:
-        return await encode_through(batcher, texts, lane=INTERACTIVE)
-
-    generative = await asyncio.to_thread(_load_generative, root, artifacts, device)
+    embed, embed_interactive = _encoder_lanes(batcher)
+    generative = await _generative_runtime(settings, root, artifacts, device)
     # Never started here: reindex, rollback and the items API run in the writer (readers forward /admin).
     jobs, events = MemoryJobStore(), MemoryIndexEvents()
     reindex = ReindexManager(
