@@ -232,7 +232,11 @@ def dataset_rows(
 
 
 def _dagger_families(
-    ds: str, rows: Sequence[Mapping[str, Any]], details: Mapping[str, Any], gen: Sequence[Any]
+    ds: str,
+    rows: Sequence[Mapping[str, Any]],
+    details: Mapping[str, Any],
+    gen: Sequence[Mapping[str, Any]],
+    hybrid: Sequence[Mapping[str, Any]],
 ) -> set[str]:
     """The families that have a ‡ row on ``ds``."""
     dagger = {
@@ -241,7 +245,8 @@ def _dagger_families(
         if r["dataset"] == ds and seqrec_is_dagger(details.get(f"{ds}/{r['model']}", {}).get("runs", []))
     }
     out = {family for family, members in SEQREC_FAMILIES if dagger & set(members)}
-    return out | {GEN_PRIOR for r in gen if r.get("dataset") == ds and _gen_dagger(r)}
+    out |= {GEN_PRIOR for r in gen if r.get("dataset") == ds and _gen_dagger(r)}
+    return out | {HYBRID for h in hybrid if h.get("dataset") == ds and h.get("prior_counts") == "histories"}
 
 
 def omitted_line(ds: str, have: Sequence[SummaryRow], dagger: set[str]) -> str:
@@ -351,7 +356,7 @@ def render_markdown(
     detail_lines: list[str] = []
     for ds in datasets:
         have = dataset_rows(ds, rows, details, gen, hybrid)
-        dagger = _dagger_families(ds, rows, details, gen)
+        dagger = _dagger_families(ds, rows, details, gen, hybrid)
         lines += [f"### {ds}", ""]
         if not have and not dagger:
             lines += ["Not run yet.", ""]

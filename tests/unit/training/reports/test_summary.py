@@ -90,7 +90,8 @@ def _results(tmp_path: Path) -> Path:
             "dense": {"train_seconds": 2143.4},
             "generative": {"model": long_model},
             "hybrid": {"weights": {"prior": 0.5, "generative": 0.0}, "test": metrics},
-        }
+        },
+        {"dataset": "Scientific", "prior_counts": "histories", "hybrid": {"test": metrics | {"ndcg@10": 0.0777}}},
     ]
     out = tmp_path / "results"
     out.mkdir()
@@ -147,6 +148,7 @@ def test_families_without_rows_are_omitted_not_filled(tmp_path: Path) -> None:
     families = [cells[0] for cells in _table(section, "Scientific")[1:]]
     assert families == ["Fusion", "**Fusion at one norm ★**"]  # nothing else, no placeholder rows
     assert "Not measured on Scientific: Popularity, Item→next counts, SASRec" in section
+    assert "Only ‡ rows (see the sections below): Hybrid as served." in section and "0.0777" not in section
     assert "### ml-100k\n\nNot run yet." in section  # no JSON rows at all
     assert omitted_line("X", [], {GEN_PRIOR}).endswith("Only ‡ rows (see the sections below): Generative + prior.")
 
