@@ -7,8 +7,8 @@ Trains and evaluates each model with the standard protocol (leave-one-out, full 
 items, history items not excluded, early stopping on validation NDCG@10; :mod:`training.seqrec.bench`)
 and writes ``seqrec.json`` (rows replaced by (dataset, model), so one dataset's run keeps the others)
 and ``seqrec_runs.json`` into ``--out`` (default ``var/results``). Nothing else is written unless asked:
-``--update-docs`` stores the repository's own results (``docs/results``) and re-renders the ``seqrec``
-section of ``docs/RESULTS.md`` from them (:mod:`training.reports.seqrec`); ``recsvc-train report``
+``--update-docs`` stores the repository's own results (``docs/results``) and re-renders the ``summary``
+and ``seqrec`` sections of ``docs/RESULTS.md`` from them (:mod:`training.reports`); ``recsvc-train report``
 renders any results folder into any page.
 
 Item text vectors come from the text encoder through the disk cache of :mod:`training.encoder.cache`.
@@ -94,7 +94,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from training.config import BenchSeqRecConfig, load_config
     from training.data.loader import DatasetError, load_dataset
-    from training.reports.seqrec import render
+    from training.reports import render_page
     from training.seqrec.bench import bench, merge_runs
 
     log = logging.getLogger("recsvc-train")
@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     if args.update_docs:
-        log.info("rendered %s", render(RESULTS_DIR, DEFAULT_PATH))
+        # the summary opens the page with the best row of each family: it is re-rendered with the table
+        log.info("rendered %s", render_page(RESULTS_DIR, DEFAULT_PATH, ["summary", "seqrec"]))
     print(json.dumps(rows, indent=2))
     return 0
