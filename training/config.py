@@ -18,7 +18,7 @@ BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 @dataclass
 class DemoConfig:
-    """Synthetic demo catalog and sequences (training/data/demo.py)."""
+    """Synthetic demo catalog and sequences (training/data/demo/)."""
 
     n_items: int = 3000
     n_users: int = 6000
