@@ -214,11 +214,13 @@ ITEM_ID_INITS = ("random", "vectors")  # GenRecConfig.item_id_init
 class GenRecConfig:
     """TIGER-style encoder-decoder over semantic-ID tokens (training/models/genrec.py).
 
-    Defaults are sized for 2 CPU cores; training/configs/genrec_gpu.yaml has the
-    paper-sized model for a GPU."""
+    Defaults are the CPU model of the shipped configs (training/configs/genrec_beauty.yaml,
+    genrec_sports.yaml: thin feed-forward, batch 128, one encoder position per history item with
+    an item ID vector, cosine decay over ``epochs``); training/configs/genrec_gpu.yaml has the
+    paper-sized TIGER model (one position per sid token) for a GPU. Evidence: docs/EXPERIMENTS.md."""
 
     d_model: int = 128
-    d_ff: int = 512
+    d_ff: int = 256
     n_heads: int = 4
     d_kv: int = 32
     encoder_layers: int = 2
@@ -227,7 +229,7 @@ class GenRecConfig:
     max_items: int = 20  # history items fed to the encoder (depth tokens each)
     # Encoder input (service.semantic_ids.decoder.history_input): "tokens" = one position per sid
     # token (TIGER); "items" = one position per item, the sum of its tokens' embeddings.
-    history_input: str = "tokens"
+    history_input: str = "items"
     # TIGER's user token: the user id hashed into this many buckets, one encoder position before the
     # history (0 = none). A user_dropout share of training examples gets the no-user token instead,
     # so requests without a user_id (and users' first requests) get a trained input too.
@@ -237,22 +239,22 @@ class GenRecConfig:
     # service/semantic_ids/model.py): the ID + text fusion of the seqrec models for the generative encoder.
     # An item_dropout share of history positions gets no ID in training, as items added after training
     # (and history items given by text) have none when served.
-    item_id_input: bool = False
+    item_id_input: bool = True
     item_dropout: float = 0.1
     # How the item ID vectors start (ITEM_ID_INITS): "random" (normal, the scale of T5's token embeddings),
     # or "vectors": the top-d_model principal components of what the RQ-VAE coded (text vectors, plus the
     # co-occurrence part with cf_dim), scaled to the same overall std, so items that read alike or are
     # bought together start close and a transition learned for one item carries to its neighbours.
-    item_id_init: str = "random"
-    lr: float = 2e-3
+    item_id_init: str = "vectors"
+    lr: float = 3e-3
     # LR_SCHEDULES: "constant", or "inverse_sqrt" (TIGER's): linear warmup over warmup_steps to lr, then
     # lr * sqrt(warmup_steps / step). No total step count needed, so budget-bound runs keep it.
     # "cosine": linear warmup, then a half cosine from lr down to 0 at the end of `epochs` (set epochs to
     # the run's intended length: a run stopped by max_minutes or patience stops before the decay ends).
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 500
     weight_decay: float = 0.01
-    batch_size: int = 256
+    batch_size: int = 128
     epochs: int = 50
     max_minutes: float = 15.0
     patience: int = 3
@@ -273,7 +275,7 @@ class GenRecConfig:
     # transition left out (prior_beta smoothing); validation, test and serving decode with the same
     # renormalised prior-guided beam. The model learns what the counts miss instead of relearning them.
     prior_train_weight: float = 0.0
-    eval_batch_size: int = 64
+    eval_batch_size: int = 128
     val_users: int = 2000  # validation cases sampled for early stopping (0 = all)
     test_users: int = 0  # test cases scored after training (0 = all: the protocol; builds may cap it)
     threads: int = 0  # 0 -> torch default

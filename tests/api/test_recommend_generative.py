@@ -31,7 +31,9 @@ from training.semantic_ids.build import build_semantic_ids
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-GEN_CFG = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, max_items=6, beam=12)
+GEN_CFG = GenRecConfig(
+    d_model=32, d_ff=64, n_heads=2, d_kv=16, max_items=6, beam=12, history_input="tokens", item_id_input=False
+)
 # Two served models: TIGER's layout with its user token (16 hash buckets), and the per-item input
 # with item-ID vectors (no user token).
 GEN_CFGS = {

@@ -16,6 +16,14 @@ from tests.unit.training.test_genrec import cyclic_split
 from training.config import BuildConfig, GenRecConfig, SemanticIdConfig
 from training.jobs.build import generative_stages
 
+# TIGER's layout at a constant lr (the GenRecConfig defaults are the CPU configs' model).
+TIGER: dict[str, Any] = {
+    "history_input": "tokens",
+    "item_id_input": False,
+    "lr_schedule": "constant",
+    "warmup_steps": 0,
+}
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -44,7 +52,7 @@ def test_stages_off_by_default_and_on_when_configured(tmp_path: Path, inputs: di
             n_levels=2, codebook_size=8, hidden=[16], latent_dim=4, epochs=3, cf_dim=4 if inputs else 0
         ),
         genrec=GenRecConfig(
-            d_model=16, d_ff=32, n_heads=2, d_kv=8, epochs=1, beam=10, val_users=20, test_users=20, **inputs
+            d_model=16, d_ff=32, n_heads=2, d_kv=8, epochs=1, beam=10, val_users=20, test_users=20, **TIGER | inputs
         ),
     )
     users = [f"U{u}" for u in range(len(split.train))]

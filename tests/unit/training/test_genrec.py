@@ -36,6 +36,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = GenRecConfig(
+    history_input="tokens",  # TIGER's layout at a constant lr (the defaults are the CPU configs' model)
+    item_id_input=False,
+    lr_schedule="constant",
+    warmup_steps=0,
     d_model=32,
     d_ff=64,
     n_heads=2,
@@ -223,7 +227,9 @@ def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, mon
     vec.mkdir(parents=True)
     (vec / "item_ids.json").write_text(json.dumps(load_dataset(data).item_ids))
     np.save(vec / "text_vectors.npy", np.random.default_rng(0).normal(size=(split.n_items, 16)).astype(np.float32))
-    (tmp_path / "gen.yaml").write_text("d_model: 32\nd_ff: 64\nn_heads: 2\nd_kv: 16\nbatch_size: 32\nbeam: 10\n")
+    gen = "d_model: 32\nd_ff: 64\nn_heads: 2\nd_kv: 16\nbatch_size: 32\nbeam: 10\n"
+    gen += "item_id_input: false\nlr_schedule: constant\nwarmup_steps: 0\n"  # the plain model at a constant lr
+    (tmp_path / "gen.yaml").write_text(gen)
     (tmp_path / "sid.yaml").write_text("codebook_size: 8\nhidden: [16]\nlatent_dim: 8\nepochs: 4\nbatch_size: 16\n")
     monkeypatch.chdir(tmp_path)  # the command writes docs/results/generative.json and docs/RESULTS.md here
     common = ["bench-genrec", "--data", str(data), "--config", "gen.yaml", "--sid-config", "sid.yaml"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +27,14 @@ from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import GenRecConfig
 from training.models.genrec import build_genrec
 
+# TIGER's layout at a constant lr (the GenRecConfig defaults are the CPU configs' model).
+TIGER: dict[str, Any] = {
+    "history_input": "tokens",
+    "item_id_input": False,
+    "lr_schedule": "constant",
+    "warmup_steps": 0,
+}
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -35,7 +44,7 @@ def setup(request: pytest.FixtureRequest) -> tuple[object, SidLayout, np.ndarray
     rng = np.random.default_rng(0)
     flat = rng.choice(int(np.prod(layout.level_sizes)), 300, replace=False)
     sids = np.stack(np.unravel_index(flat, layout.level_sizes), axis=1)
-    cfg = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, history_input=request.param)
+    cfg = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, history_input=request.param, item_id_input=False)
     model = build_genrec(layout, cfg, seed=0).eval()
     return model, layout, sids
 
@@ -77,13 +86,13 @@ def test_user_token_goes_first_in_both_layouts() -> None:
 
 def test_model_user_tokens_follow_the_config() -> None:
     layout = SidLayout(2, 4, 4)
-    plain = build_genrec(layout, GenRecConfig(d_model=16, d_ff=32, n_heads=2, d_kv=8))
+    plain = build_genrec(layout, GenRecConfig(d_model=16, d_ff=32, n_heads=2, d_kv=8, **TIGER))
     assert user_buckets(plain) == 0 and model_user_tokens(plain, ["u1"]) is None
     # a model without user tokens ignores user ids
     a = model_history_tokens(plain, layout.to_tokens([[0, 0, 0]]), [[0]], 2, ["u1"])
     b = model_history_tokens(plain, layout.to_tokens([[0, 0, 0]]), [[0]], 2)
     assert np.array_equal(a[0], b[0])
-    users = build_genrec(layout, GenRecConfig(d_model=16, d_ff=32, n_heads=2, d_kv=8, user_buckets=50))
+    users = build_genrec(layout, GenRecConfig(d_model=16, d_ff=32, n_heads=2, d_kv=8, user_buckets=50, **TIGER))
     assert user_buckets(users) == 50
     assert users.config.vocab_size == layout.vocab_size + 1 + 50
     toks = model_user_tokens(users, ["u1", None, "u1", "u2"])
@@ -94,9 +103,9 @@ def test_model_user_tokens_follow_the_config() -> None:
     ids, _ = model_history_tokens(users, layout.to_tokens([[0, 0, 0]]), [[0], [0]], 2)  # anonymous
     assert ids[:, 0].tolist() == [layout.vocab_size] * 2
     with pytest.raises(ValueError, match="user_buckets"):
-        build_genrec(layout, GenRecConfig(user_buckets=-1))
+        build_genrec(layout, GenRecConfig(user_buckets=-1, **TIGER))
     with pytest.raises(ValueError, match="user_dropout"):
-        build_genrec(layout, GenRecConfig(user_buckets=5, user_dropout=1.0))
+        build_genrec(layout, GenRecConfig(user_buckets=5, user_dropout=1.0, **TIGER))
 
 
 def test_per_item_encoder_input_sums_the_item_token_embeddings(setup: tuple[object, SidLayout, np.ndarray]) -> None:
@@ -123,7 +132,9 @@ def test_fast_step_matches_hf_forward_with_user_tokens(history_input: str) -> No
     rng = np.random.default_rng(0)
     flat = rng.choice(int(np.prod(layout.level_sizes)), 200, replace=False)
     sids = np.stack(np.unravel_index(flat, layout.level_sizes), axis=1)
-    cfg = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, history_input=history_input, user_buckets=30)
+    cfg = GenRecConfig(
+        d_model=32, d_ff=64, n_heads=2, d_kv=16, history_input=history_input, item_id_input=False, user_buckets=30
+    )
     model = build_genrec(layout, cfg, seed=0).eval()
     tokens = layout.to_tokens(sids)
     hist = [[3, 4], [3, 4], [9]]
@@ -160,7 +171,7 @@ def test_item_id_column_adds_the_item_vector() -> None:
     with pytest.raises(ValueError, match="3 columns; the model reads 4"):
         model_history_tokens(model, tokens, [[0]], 4)  # rows without the ID column
     with pytest.raises(ValueError, match="history_input: items"):
-        build_genrec(layout, GenRecConfig(item_id_input=True), n_items=3)
+        build_genrec(layout, GenRecConfig(history_input="tokens", item_id_input=True), n_items=3)
     with pytest.raises(ValueError, match="number of items"):
         build_genrec(layout, replace(cfg, item_id_input=True))
 
