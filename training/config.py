@@ -230,11 +230,6 @@ class GenRecConfig:
     # Encoder input (service.semantic_ids.decoder.history_input): "tokens" = one position per sid
     # token (TIGER); "items" = one position per item, the sum of its tokens' embeddings.
     history_input: str = "items"
-    # TIGER's user token: the user id hashed into this many buckets, one encoder position before the
-    # history (0 = none). A user_dropout share of training examples gets the no-user token instead,
-    # so requests without a user_id (and users' first requests) get a trained input too.
-    user_buckets: int = 0
-    user_dropout: float = 0.1
     # Per-item ID vectors added to the item positions of the encoder input (needs history_input items;
     # service/semantic_ids/model.py): the ID + text fusion of the seqrec models for the generative encoder.
     # An item_dropout share of history positions gets no ID in training, as items added after training
@@ -269,12 +264,6 @@ class GenRecConfig:
     # What the prior counts (training.evaluation.prior.PRIOR_COUNTS): "train" = the training sequences;
     # "histories" = everything known at evaluation time (for test: plus each user's validation item).
     prior_counts: str = "train"
-    # > 0: train the model as the second expert next to that prior (product of experts): at each level the
-    # training loss is the cross-entropy of softmax(logits + prior_train_weight * log prior mass of each
-    # child code) over the valid codes, the prior counted on the training sequences with the predicted
-    # transition left out (prior_beta smoothing); validation, test and serving decode with the same
-    # renormalised prior-guided beam. The model learns what the counts miss instead of relearning them.
-    prior_train_weight: float = 0.0
     eval_batch_size: int = 128
     val_users: int = 2000  # validation cases sampled for early stopping (0 = all)
     test_users: int = 0  # test cases scored after training (0 = all: the protocol; builds may cap it)

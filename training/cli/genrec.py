@@ -13,8 +13,8 @@ from service.core.sid import HISTORY_INPUTS
 from training.cli.common import add_set_arg, float_list, set_threads
 from training.config import ITEM_ID_INITS, LR_SCHEDULES, GenRecConfig, SemanticIdConfig, apply_sets, load_config
 
-_FLAG_KEYS = ("max_minutes", "epochs", "threads", "device", "val_users", "beam", "history_input", "user_buckets")
-_MORE_FLAG_KEYS = ("item_id_input", "item_id_init", "lr", "lr_schedule", "warmup_steps", "prior_train_weight")
+_FLAG_KEYS = ("max_minutes", "epochs", "threads", "device", "val_users", "beam", "history_input")
+_MORE_FLAG_KEYS = ("item_id_input", "item_id_init", "lr", "lr_schedule", "warmup_steps")
 
 
 @dataclass
@@ -85,12 +85,6 @@ def _add_model_args(g: argparse.ArgumentParser) -> None:
         help="encoder positions: one per sid token (TIGER) or one per history item (default: config)",
     )
     g.add_argument(
-        "--user-buckets",
-        type=int,
-        default=None,
-        help="TIGER's user token: user ids hashed into this many buckets (0 = none; default: config)",
-    )
-    g.add_argument(
         "--item-id-input",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -131,13 +125,6 @@ def _add_prior_args(g: argparse.ArgumentParser) -> None:
         default=None,
         help="what the prior counts: the training sequences, or everything known at evaluation time"
         " (test: plus each user's validation item; rows marked ‡) (default: config)",
-    )
-    g.add_argument(
-        "--prior-train-weight",
-        type=float,
-        default=None,
-        help="train the model next to the item -> next item prior with this weight (product of experts;"
-        " validation, test and serving decode with it; 0 = plain training; default: config)",
     )
 
 
