@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from training.cli.common import add_set_arg
 from training.reports.page import DEFAULT_PATH, RESULTS_DIR
 
 
@@ -30,6 +31,7 @@ def add_parser(sub: Any) -> None:
     q = sub.add_parser("bench-seqrec", help="train + evaluate sequential recommenders; write seqrec.json to --out")
     q.add_argument("--data", required=True, help="dataset folder in the shared layout")
     q.add_argument("--config", default=None, help="YAML overrides of BenchSeqRecConfig (training/configs/seqrec/)")
+    add_set_arg(q, "BenchSeqRecConfig")
     q.add_argument("--out", default=None, help="results folder for seqrec.json + seqrec_runs.json (default: config)")
     q.add_argument(
         "--update-docs",
@@ -92,14 +94,14 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.config import BenchSeqRecConfig, load_config
+    from training.config import BenchSeqRecConfig, ConfigError, load_config
     from training.data.loader import DatasetError, load_dataset
     from training.reports import render_page
     from training.seqrec.bench import bench, merge_runs
 
     log = logging.getLogger("recsvc-train")
     try:
-        cfg = load_config(BenchSeqRecConfig, Path(args.config) if args.config else None, overrides(args))
+        cfg = load_config(BenchSeqRecConfig, Path(args.config) if args.config else None, overrides(args), args.set)
         if args.merge_runs:
             name = load_dataset(Path(args.data), require_sequences=False, allow_empty_titles=True).name
             rows = merge_runs(cfg, name, Path(args.merge_runs))
@@ -114,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
                 mc_only=args.mc_only,
                 progress=not args.no_progress,
             )
+    except ConfigError:
+        raise  # recsvc-train reports it (exit 2)
     except (DatasetError, ValueError) as exc:
         log.error("%s", exc)
         return 2

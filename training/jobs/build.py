@@ -26,7 +26,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -152,8 +152,7 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
                 profiles=None if profiles is None else profiles.train,
             )
 
-        user_ids = [seq.user_id for seq in dataset.sequences]
-        extra, gen_metrics = generative_stages(cfg, split, text_vectors, staging, stages, user_ids)
+        extra, gen_metrics = generative_stages(cfg, split, text_vectors, staging, stages)
         if cfg.markov_prior:
             with stages.run("transition prior (item -> next item, weight on validation)"):
                 spec, mc_metrics = transition_stage(
@@ -290,10 +289,8 @@ def generative_stages(
     text_vectors: np.ndarray,
     staging: Path,
     stages: _Stages | None = None,
-    user_ids: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Optional stages: semantic IDs, then the generative model. -> (manifest extra, metrics).
-    ``user_ids``: per training sequence, for a generative model with user tokens."""
+    """Optional stages: semantic IDs, then the generative model. -> (manifest extra, metrics)."""
     stages = stages or _Stages()
     extra: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
@@ -303,9 +300,7 @@ def generative_stages(
             extra["semantic_ids"] = sid.spec.to_dict()
         if cfg.with_genrec:
             with stages.run("train genrec"):
-                gen = train_genrec(
-                    split, sid.table, cfg.genrec, staging / GENREC_DIR, user_ids=user_ids, item_vectors=sid.inputs
-                )
+                gen = train_genrec(split, sid.table, cfg.genrec, staging / GENREC_DIR, item_vectors=sid.inputs)
                 extra["genrec"] = gen.section
                 metrics = {"genrec": gen.metrics, "genrec_train_seconds": round(gen.train_seconds, 1)}
     return extra, metrics

@@ -37,7 +37,6 @@ from service.semantic_ids.decoder import (
     GENREC_DIR,
     history_tokens,
     model_history_tokens,
-    model_user_tokens,
     step_for,
     with_item_ids,
 )
@@ -129,50 +128,12 @@ class Guided(TypedDict):
 
     prior: TransitionPrior | None
     prior_weight: float
-    renormalize: bool
-
-
-class PriorBias:
-    """Training-time logit bias of a model trained next to the item -> next item prior
-    (``GenRecConfig.prior_train_weight``): for each example and sid level, ``weight`` x the log prior
-    mass under each valid child of the target's prefix, ``-inf`` on every other token. The
-    prior conditions on the example's last history item with the example's own transition left
-    out of the counts (:meth:`TransitionPrior.log_prob`), so the model is not trained against
-    counts that already hold its answer."""
-
-    def __init__(self, prior: TransitionPrior, index: PrefixIndex, vocab_size: int, weight: float) -> None:
-        if prior.n_items != index.n_items:
-            raise ValueError(f"prior over {prior.n_items} items for a catalog of {index.n_items}")
-        if not (math.isfinite(weight) and weight > 0):
-            raise ValueError(f"prior bias weight must be > 0, got {weight}")
-        self.prior, self.index, self.vocab_size, self.weight = prior, index, vocab_size, weight
-        position = torch.empty_like(index.sorted_items)  # item row -> position in sorted order
-        position[index.sorted_items] = torch.arange(index.n_items, device=index.device)
-        self.node_of_item = [nodes[position] for nodes in index.node_of_sorted]  # per level [N]
-
-    def __call__(self, last: np.ndarray, targets: np.ndarray) -> torch.Tensor:
-        """last [B] (history's newest item), targets [B] -> bias [B, depth, V] float32."""
-        layout = self.index.layout
-        lp = torch.from_numpy(self.prior.log_prob(last, leave_out=targets))  # [B, N]
-        _, mass = self.index.prefix_log_mass(lp)  # per level [B, P_l]
-        t = torch.as_tensor(targets, device=self.index.device)
-        bias = torch.full((len(targets), layout.depth, self.vocab_size), float("-inf"), device=self.index.device)
-        for level in range(layout.depth):
-            parents = torch.zeros_like(t) if level == 0 else self.node_of_item[level - 1][t]  # [B]
-            child = self.index.children(level, parents)  # [B, K]
-            m = mass[level].gather(1, child.clamp_min(0))  # [B, K]
-            off, k = layout.level_offset(level), layout.level_size(level)
-            bias[:, level, off : off + k] = torch.where(child >= 0, self.weight * m, float("-inf"))
-        return bias
 
 
 class GenRecBatches:
-    """Training batches. ``user_tokens`` [len(train)] + ``no_user``: each training sequence's user
-    token and the anonymous one, for a model with user tokens (a ``cfg.user_dropout`` share of
-    examples, drawn per epoch, gets ``no_user``). ``history_table``: the items' encoder rows when
-    they differ from their sid tokens (item-ID column, :func:`with_item_ids`; a ``cfg.item_dropout``
-    share of history positions gets no ID). ``prior_bias``: each batch's logit bias for a model
-    trained next to the prior."""
+    """Training batches. ``history_table``: the items' encoder rows when they differ from their sid
+    tokens (item-ID column, :func:`with_item_ids`; a ``cfg.item_dropout`` share of history positions
+    gets no ID)."""
 
     def __init__(
         self,
@@ -180,24 +141,16 @@ class GenRecBatches:
         train: Sequence[Sequence[int]],
         cfg: GenRecConfig,
         device: torch.device,
-        user_tokens: np.ndarray | None = None,
-        no_user: int = 0,
         history_table: np.ndarray | None = None,
-        prior_bias: PriorBias | None = None,
     ) -> None:
         self.item_tokens = item_tokens  # [N, depth]: the targets' tokens
         self.history_table = item_tokens if history_table is None else history_table  # [N, depth (+ 1)]
         self.id_column = history_table is not None
         self.hist, self.targets, self.seqs = training_examples(train, cfg.max_items)
-        if user_tokens is not None and len(user_tokens) != len(train):
-            raise ValueError(f"{len(user_tokens)} user tokens for {len(train)} training sequences")
-        self.user_tokens = user_tokens
-        self.no_user = no_user
         self.lengths = np.array([len(h) for h in self.hist])
         self.cfg = cfg
         self.device = device
         self.bucket = LENGTH_BUCKET
-        self.prior_bias = prior_bias
 
     def __len__(self) -> int:
         return math.ceil(len(self.targets) / self.cfg.batch_size)
@@ -215,10 +168,6 @@ class GenRecBatches:
             part = order[start : start + window]
             part = part[np.argsort(self.lengths[part], kind="stable")]
             chunks += [part[i : i + bs] for i in range(0, len(part), bs)]
-        users: np.ndarray | None = None
-        if self.user_tokens is not None:  # per example: its user's token, or no-user (dropout)
-            users = self.user_tokens[self.seqs]
-            users = np.where(rng.random(len(users)) < self.cfg.user_dropout, self.no_user, users)
         for j in rng.permutation(len(chunks)):
             idx = chunks[j]
             ids, mask = history_tokens(
@@ -226,19 +175,14 @@ class GenRecBatches:
                 [self.hist[i] for i in idx],
                 self.cfg.max_items,
                 per_item=self.cfg.history_input == "items",
-                users=None if users is None else users[idx],
             )
             if self.id_column and self.cfg.item_dropout > 0:  # some positions lose their ID, as new items have none
                 ids[..., -1] = np.where(rng.random(ids.shape[:2]) < self.cfg.item_dropout, 0, ids[..., -1])
             labels = self.item_tokens[self.targets[idx]]  # [B, depth]
-            bias = None
-            if self.prior_bias is not None:
-                bias = self.prior_bias(np.array([self.hist[i][-1] for i in idx]), self.targets[idx]).to(self.device)
             yield GenRecBatch(
                 torch.from_numpy(ids).to(self.device),
                 torch.from_numpy(mask).long().to(self.device),
                 torch.from_numpy(labels).to(self.device),
-                bias,
             )
 
 
@@ -249,17 +193,14 @@ def decode_top(
     histories: Sequence[Sequence[int]],
     cfg: GenRecConfig,
     k: int = 10,
-    user_ids: Sequence[str | None] | None = None,
     prior: TransitionPrior | None = None,
     prior_weight: float = 0.0,
-    renormalize: bool = False,
 ) -> np.ndarray:
     """Top-``k`` item rows per history by constrained beam search: [B, k] (-1 = fewer).
     ``item_tokens``: the items' encoder rows (sid tokens [N, depth]; with the item-ID column for a
-    model with item-ID input). ``user_ids``: the histories' users, for a model with user tokens.
-    ``prior``: item -> next item prior added to the beam with ``prior_weight`` (prior-guided decoding);
-    ``renormalize``: the beam's renormalised steps (a model trained next to the prior)."""
-    items, _ = decode_scored(model, item_tokens, index, histories, cfg, k, user_ids, prior, prior_weight, renormalize)
+    model with item-ID input).
+    ``prior``: item -> next item prior added to the beam with ``prior_weight`` (prior-guided decoding)."""
+    items, _ = decode_scored(model, item_tokens, index, histories, cfg, k, prior, prior_weight)
     return items
 
 
@@ -270,13 +211,11 @@ def decode_scored(
     histories: Sequence[Sequence[int]],
     cfg: GenRecConfig,
     k: int = 10,
-    user_ids: Sequence[str | None] | None = None,
     prior: TransitionPrior | None = None,
     prior_weight: float = 0.0,
-    renormalize: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`decode_top` with the beam scores: (item rows [B, k] (-1 = fewer), scores [B, k] (-inf there))."""
-    ids, mask = model_history_tokens(model, item_tokens, histories, cfg.max_items, user_ids)
+    ids, mask = model_history_tokens(model, item_tokens, histories, cfg.max_items)
     step = step_for(model, ids, mask, index.device)
     log_prior = None
     if prior is not None and prior_weight > 0:
@@ -289,7 +228,6 @@ def decode_scored(
         k,
         log_prior=log_prior,
         prior_weight=prior_weight,
-        renormalize=renormalize,
     )
     return res.items.cpu().numpy(), res.scores.cpu().numpy()
 
@@ -303,14 +241,11 @@ def evaluate_generative(
     *,
     progress: bool = False,
     k: int = 10,
-    user_ids: Sequence[str] | None = None,
     prior: TransitionPrior | None = None,
     prior_weight: float = 0.0,
-    renormalize: bool = False,
 ) -> dict[str, float]:
     """Recall/NDCG@{5,10}: the target's rank is its position in the decoded top-k (miss = k).
-    ``user_ids``: user id per training sequence (``EvalCase.user`` indexes it), for user tokens.
-    ``prior`` / ``prior_weight`` / ``renormalize``: prior-guided decoding (:func:`decode_top`)."""
+    ``prior`` / ``prior_weight``: prior-guided decoding (:func:`decode_top`)."""
     if not cases:
         raise ValueError("no cases to evaluate")
     model.eval()
@@ -318,9 +253,8 @@ def evaluate_generative(
     bs = cfg.eval_batch_size
     for start in tqdm(range(0, len(cases), bs), desc="decode", leave=False, disable=not progress):
         batch = cases[start : start + bs]
-        users = None if user_ids is None else [user_ids[c.user] for c in batch]
         histories = [c.history for c in batch]
-        top = decode_top(model, item_tokens, index, histories, cfg, k, users, prior, prior_weight, renormalize)
+        top = decode_top(model, item_tokens, index, histories, cfg, k, prior, prior_weight)
         ranks.append(decoded_ranks(top, batch))
     return metrics_from_ranks(np.concatenate(ranks))
 
@@ -350,9 +284,6 @@ def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
     """Identifies model config + data of a checkpointed run (run-length knobs excluded)."""
     conf = {k: v for k, v in asdict(cfg).items() if k not in RUN_LENGTH_FIELDS}
     # Knobs of inputs a run does not use change nothing (and runs from before they existed resume).
-    if not cfg.user_buckets:
-        conf.pop("user_buckets")
-        conf.pop("user_dropout")
     if not cfg.item_id_input:
         conf.pop("item_id_input")
         conf.pop("item_dropout")
@@ -363,10 +294,6 @@ def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
     if cfg.lr_schedule == "constant":
         conf.pop("lr_schedule")
         conf.pop("warmup_steps")
-    if not cfg.prior_train_weight:
-        conf.pop("prior_train_weight")
-    else:  # the prior's smoothing shapes the training loss too
-        conf["prior_beta"] = cfg.prior_beta
     payload = [conf, table.sids.shape, int(table.sids.sum()), len(split.train)]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
@@ -377,13 +304,11 @@ def train_genrec(
     cfg: GenRecConfig,
     out_dir: Path,
     ckpt_dir: Path | None = None,
-    user_ids: Sequence[str] | None = None,
     item_vectors: np.ndarray | None = None,
 ) -> GenRecResult:
     """Train on ``split.train``, early-stop on validation NDCG@10, score the test cases, save to ``out_dir``.
 
-    ``ckpt_dir``: resumable checkpoints (kept outside the artifact set). ``user_ids``: the user id of
-    each training sequence (``Dataset.sequences`` order), needed when ``cfg.user_buckets`` > 0.
+    ``ckpt_dir``: resumable checkpoints (kept outside the artifact set).
     ``item_vectors``: what the RQ-VAE coded [N, F] (``semantic_ids.codec_inputs``), the start of the
     item ID vectors when ``cfg.item_id_init`` is ``vectors``."""
     if len(table) != split.n_items:
@@ -396,17 +321,11 @@ def train_genrec(
         if item_vectors is None or len(item_vectors) != len(table):
             got = "none" if item_vectors is None else f"{len(item_vectors)} rows"
             raise ValueError(f"item_id_init: vectors needs one item vector per sid table row ({len(table)}), got {got}")
-    if cfg.user_buckets:
-        if user_ids is None:
-            raise ValueError("user_buckets > 0 needs the user id of every training sequence")
-        if len(user_ids) != len(split.train):
-            raise ValueError(f"{len(user_ids)} user ids for {len(split.train)} training sequences")
     previous_threads = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
-        users = user_ids if cfg.user_buckets else None
-        return _train(split, table, cfg, out_dir, ckpt_dir, users, item_vectors)
+        return _train(split, table, cfg, out_dir, ckpt_dir, item_vectors)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -417,7 +336,6 @@ def _train(
     cfg: GenRecConfig,
     out_dir: Path,
     ckpt_dir: Path | None,
-    user_ids: Sequence[str] | None,
     item_vectors: np.ndarray | None,
 ) -> GenRecResult:
     device = resolve_device(cfg.device)
@@ -432,19 +350,7 @@ def _train(
     # Encoder rows of the items: sid tokens, plus the ID column for a model with item-ID input.
     history_table = with_item_ids(item_tokens, np.arange(len(table))) if cfg.item_id_input else None
     encoder_table = item_tokens if history_table is None else history_table
-    user_tokens, no_user = None, 0
-    if user_ids is not None:
-        tokens = model_user_tokens(model, [*user_ids, None])  # the last one: no user
-        assert tokens is not None
-        user_tokens, no_user = tokens[:-1], int(tokens[-1])
-    # A model trained next to the prior is validated, tested (and served) decoded with it.
-    train_prior = None
-    prior_bias = None
-    if cfg.prior_train_weight > 0:
-        train_prior = TransitionPrior.from_sequences(split.train, split.n_items, cfg.prior_beta)
-        prior_bias = PriorBias(train_prior, index, int(model.config.vocab_size), cfg.prior_train_weight)
-    guided = Guided(prior=train_prior, prior_weight=cfg.prior_train_weight, renormalize=cfg.prior_train_weight > 0)
-    batches = GenRecBatches(item_tokens, split.train, cfg, device, user_tokens, no_user, history_table, prior_bias)
+    batches = GenRecBatches(item_tokens, split.train, cfg, device, history_table)
     rng = np.random.default_rng(cfg.seed)
     val = split.val
     if cfg.val_users and len(val) > cfg.val_users:
@@ -480,7 +386,7 @@ def _train(
         batches.epoch,
         len(batches),
         genrec_loss,  # type: ignore[arg-type]
-        lambda m: evaluate_generative(m, encoder_table, index, val, cfg, user_ids=user_ids, **guided),
+        lambda m: evaluate_generative(m, encoder_table, index, val, cfg),
         loop,
         ckpt_dir,
         fingerprint=fingerprint,
@@ -490,7 +396,7 @@ def _train(
     test_cases = split.test
     if cfg.test_users and len(test_cases) > cfg.test_users:
         test_cases = [test_cases[i] for i in sorted(rng.choice(len(test_cases), cfg.test_users, replace=False))]
-    test = evaluate_generative(model, encoder_table, index, test_cases, cfg, progress=True, user_ids=user_ids, **guided)
+    test = evaluate_generative(model, encoder_table, index, test_cases, cfg, progress=True)
     logger.info("genrec test: %s", {k: round(v, 4) for k, v in test.items()})
     model.save_pretrained(str(out_dir))
     metrics: dict[str, Any] = {
@@ -501,12 +407,9 @@ def _train(
         "epochs": result.epochs,
         "stop_reason": result.stop_reason,
     }
-    if train_prior is not None:  # the test decode above used it: what the counts alone score
-        metrics["prior_alone_test"] = prior_alone_metrics(train_prior, test_cases)
-        metrics["prior_beam_test"] = prior_beam_metrics(train_prior, index, test_cases, cfg)
     if cfg.prior_weights:
         metrics["prior"] = prior_guided_metrics(
-            model, encoder_table, index, split, val, test_cases, cfg, user_ids, result.best_metric
+            model, encoder_table, index, split, val, test_cases, cfg, result.best_metric
         )
     section = {
         "dir": GENREC_DIR,
@@ -517,8 +420,6 @@ def _train(
     }
     if "prior" in metrics:  # served by prior-guided decoding when the artifact set has the transition prior
         section["prior_weight"] = metrics["prior"]["weight"]
-    elif cfg.prior_train_weight > 0:
-        section["prior_weight"] = cfg.prior_train_weight
     return GenRecResult(section, metrics, result.train_seconds, result, model, list(test_cases))
 
 
@@ -530,7 +431,6 @@ def prior_guided_metrics(
     val: Sequence[EvalCase],
     test_cases: Sequence[EvalCase],
     cfg: GenRecConfig,
-    user_ids: Sequence[str] | None,
     val_plain: float,
 ) -> dict[str, Any]:
     """Prior-guided decoding of the trained model: each of ``cfg.prior_weights`` on the validation
@@ -544,11 +444,10 @@ def prior_guided_metrics(
     prior = TransitionPrior.from_sequences(
         counted_sequences(split, val, cfg.prior_counts), split.n_items, cfg.prior_beta
     )
-    renorm = cfg.prior_train_weight > 0  # a model trained next to the prior decodes renormalised
     val_ndcg: dict[str, float] = {}
     for w in tqdm(cfg.prior_weights, desc="prior weights", leave=False):
-        guided = Guided(prior=prior, prior_weight=w, renormalize=renorm)
-        m = evaluate_generative(model, encoder_table, index, val, cfg, user_ids=user_ids, **guided)
+        guided = Guided(prior=prior, prior_weight=w)
+        m = evaluate_generative(model, encoder_table, index, val, cfg, **guided)
         val_ndcg[f"{w:g}"] = round(m["ndcg@10"], 4)
         logger.info("genrec + item->next prior, weight %g: val %s", w, {k: round(v, 4) for k, v in m.items()})
     best = max(cfg.prior_weights, key=lambda w: val_ndcg[f"{w:g}"])
@@ -562,8 +461,8 @@ def prior_guided_metrics(
         prior = TransitionPrior.from_sequences(
             counted_sequences(split, test_cases, cfg.prior_counts), split.n_items, cfg.prior_beta
         )
-    guided = Guided(prior=prior, prior_weight=best, renormalize=renorm)
-    test = evaluate_generative(model, encoder_table, index, test_cases, cfg, progress=True, user_ids=user_ids, **guided)
+    guided = Guided(prior=prior, prior_weight=best)
+    test = evaluate_generative(model, encoder_table, index, test_cases, cfg, progress=True, **guided)
     logger.info("genrec + item->next prior test: %s", {k: round(v, 4) for k, v in test.items()})
     alone = prior_alone_metrics(prior, test_cases)
     in_beam = prior_beam_metrics(prior, index, test_cases, cfg)
@@ -634,9 +533,6 @@ def model_name(cfg: GenRecConfig) -> str:
     name += ", one encoder position per item" if cfg.history_input == "items" else ""
     name += ", item ID input" if cfg.item_id_input else ""
     name += " (started from the coded vectors)" if cfg.item_id_input and cfg.item_id_init == "vectors" else ""
-    name += f", user token ({cfg.user_buckets} buckets)" if cfg.user_buckets else ""
-    if cfg.prior_train_weight:
-        name += f", trained with the item→next prior (weight {cfg.prior_train_weight:g})"
     return name
 
 
@@ -678,8 +574,7 @@ def bench_genrec(
     t0 = time.perf_counter()
     sid = build_semantic_ids(vectors, sid_cfg, work_dir, split.train)
     sid_seconds = time.perf_counter() - t0
-    user_ids = [seq.user_id for seq in dataset.sequences]
-    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints", user_ids, sid.inputs)
+    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints", sid.inputs)
     device = resolve_device(cfg.device)
     test = res.metrics["test"]
     row = {
@@ -730,7 +625,7 @@ def bench_genrec(
     results_json.write_text(json.dumps(rows, indent=2) + "\n")
     hybrid_json = hybrid.out if hybrid is not None else HYBRID_JSON
     if hybrid is not None:
-        entry = run_hybrid(hybrid, dataset.name, split, vectors, sid.table, cfg, res, new_rows, user_ids, work_dir)
+        entry = run_hybrid(hybrid, dataset.name, split, vectors, sid.table, cfg, res, new_rows, work_dir)
         write_hybrid_entry(hybrid.out, entry)
     write_generative_section(results_json, BEAM_JSON, results_md or DEFAULT_PATH, hybrid_json)
     return row
@@ -827,7 +722,8 @@ def render_section(
         " the coded vectors)`: those vectors start as the top principal components of what the RQ-VAE coded"
         " instead of at random (`--item-id-init vectors`); `cosine to 0 over E epochs`: `--lr-schedule cosine`"
         " with `--epochs E`; `user token"
-        " (N buckets)`: TIGER's hashed user id before the history (`--user-buckets N`). `sids from text +"
+        " (N buckets)`: TIGER's hashed user id before the history (an option removed for no gain:"
+        " docs/EXPERIMENTS.md). `sids from text +"
         " co-occurrence (N)`: the RQ-VAE coded each text vector followed by a rank-N PPMI-SVD vector of the item's"
         " co-occurrence in the training sequences (`--cf-dim N`); other rows code the text vectors alone, as TIGER"
         " does. `+ item→next prior (weight w)`: the same trained model as the row without it, decoded with the"
@@ -841,7 +737,8 @@ def render_section(
         " items a full ranking keeps; the prior-guided row minus that is what the generative model adds inside"
         " the decoder the service runs."
         " `trained with the item→next prior (weight w)`: the model trained as the second expert next to that"
-        " prior (`--prior-train-weight w`): at each sid level the loss is the cross-entropy of softmax(logits +"
+        " prior (an option removed for no gain: docs/EXPERIMENTS.md): at each sid level the loss is the"
+        " cross-entropy of softmax(logits +"
         " w log prior mass of each child code) over the valid codes, the prior counted on the training"
         " sequences with the predicted transition left out; every decode of such a model (its plain row"
         " included) is the renormalised prior-guided beam (`renormalize` in `beam.py`) with the training"

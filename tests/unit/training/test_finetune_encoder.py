@@ -301,7 +301,11 @@ def test_results_command_writes_rows_plot_and_section(tiny_model_dir: Path, cata
 
 
 def test_cli_encoder_dir_maps_to_export_and_embed_model(tmp_path: Path) -> None:
-    from training.cli import _build_overrides, _encoder_config, _results_dir, _results_page, make_parser
+    from training.cli import make_parser
+    from training.cli.build import build_overrides as _build_overrides
+    from training.cli.common import results_dir as _results_dir
+    from training.cli.common import results_page as _results_page
+    from training.cli.encoder import encoder_config as _encoder_config
     from training.config import BuildConfig, load_config
 
     p = make_parser()

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from service.core.sid import SidLayout, SidTable
-from service.core.transitions import TransitionPrior
 from service.semantic_ids.decoder import history_input as history_input_of
 from service.semantic_ids.decoder import item_id_embeddings, load_genrec, with_item_ids
 from service.semantic_ids.prefix_index import PrefixIndex
@@ -20,7 +19,6 @@ from training.config import GenRecConfig
 from training.data.split import EvalCase, Split
 from training.jobs.train_genrec import (
     GenRecBatches,
-    PriorBias,
     decode_top,
     evaluate_generative,
     item_id_init_rows,
@@ -30,12 +28,16 @@ from training.jobs.train_genrec import (
     train_genrec,
     training_examples,
 )
-from training.models.genrec import build_genrec, genrec_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = GenRecConfig(
+    history_input="tokens",  # TIGER's layout at a constant lr (the defaults are the CPU configs' model)
+    item_id_input=False,
+    item_id_init="random",
+    lr_schedule="constant",
+    warmup_steps=0,
     d_model=32,
     d_ff=64,
     n_heads=2,
@@ -77,43 +79,6 @@ def test_training_examples_cover_every_position() -> None:
     assert [h.tolist() for h in hist] == [[1], [2], [5]]
     assert targets.tolist() == [2, 3, 6]
     assert seqs.tolist() == [0, 0, 2]  # each example's training sequence (user)
-
-
-def user_step_split(n_items: int = 20, n_users: int = 8, seed: int = 0) -> tuple[Split, list[str]]:
-    """Next item = last + step(user) (mod n), step in {1, 2, 3, 4} by user: with one history item
-    the step is knowable from the user alone."""
-    rng = np.random.default_rng(seed)
-    train, val, test, ids = [], [], [], []
-    for u in range(n_users):
-        step = 1 + u % 4
-        start = int(rng.integers(0, n_items))
-        s = [(start + step * i) % n_items for i in range(60)]
-        train.append(s[:-2])
-        val.append(EvalCase(u, tuple(s[:-2]), s[-2]))
-        test.append(EvalCase(u, tuple(s[:-1]), s[-1]))
-        ids.append(f"user-{u}")
-    return Split(n_items=n_items, train=train, val=val, test=test), ids
-
-
-@pytest.mark.slow
-def test_user_token_carries_what_the_history_cannot(tmp_path: Path) -> None:
-    split, user_ids = user_step_split()
-    table = table_for(split.n_items)
-    cfg = replace(TINY, max_items=1, user_buckets=997, user_dropout=0.1, lr=3e-3, epochs=60, eval_every=60, patience=60)
-    with pytest.raises(ValueError, match="user id"):
-        train_genrec(split, table, cfg, tmp_path / "none")
-    res = train_genrec(split, table, cfg, tmp_path / "genrec", user_ids=user_ids)
-    model = load_genrec(tmp_path / "genrec")
-    assert model.config.user_buckets == 997
-    index = PrefixIndex(table.sids, table.layout)
-    last = [[c.history[-1]] for c in split.test]
-    targets = np.array([c.target for c in split.test])
-    top1_user = decode_top(model, table.tokens(), index, last, cfg, 1, user_ids)[:, 0]
-    top1_anon = decode_top(model, table.tokens(), index, last, cfg, 1)[:, 0]
-    # One item of history fits four next items; the user token says which (chance: 1/4).
-    assert (top1_user == targets).mean() > 0.8, res.metrics
-    assert (top1_anon == targets).mean() < 0.5
-    assert res.metrics["test"]["ndcg@10"] > 0.8  # the job's own test pass used the user ids too
 
 
 @pytest.mark.slow
@@ -223,7 +188,10 @@ def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, mon
     vec.mkdir(parents=True)
     (vec / "item_ids.json").write_text(json.dumps(load_dataset(data).item_ids))
     np.save(vec / "text_vectors.npy", np.random.default_rng(0).normal(size=(split.n_items, 16)).astype(np.float32))
-    (tmp_path / "gen.yaml").write_text("d_model: 32\nd_ff: 64\nn_heads: 2\nd_kv: 16\nbatch_size: 32\nbeam: 10\n")
+    gen = "d_model: 32\nd_ff: 64\nn_heads: 2\nd_kv: 16\nbatch_size: 32\nbeam: 10\nlr: 0.002\n"
+    # the plain model (no item IDs) at a constant lr
+    gen += "item_id_input: false\nitem_id_init: random\nlr_schedule: constant\nwarmup_steps: 0\n"
+    (tmp_path / "gen.yaml").write_text(gen)
     (tmp_path / "sid.yaml").write_text("codebook_size: 8\nhidden: [16]\nlatent_dim: 8\nepochs: 4\nbatch_size: 16\n")
     monkeypatch.chdir(tmp_path)  # the command writes docs/results/generative.json and docs/RESULTS.md here
     common = ["bench-genrec", "--data", str(data), "--config", "gen.yaml", "--sid-config", "sid.yaml"]
@@ -251,17 +219,11 @@ def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, mon
     r = rows[-1]
     want = f"| {r['prior_alone_recall@10']:.4f} / {r['prior_alone_ndcg@10']:.4f}; in the beam"
     assert f"{want} {r['prior_beam_recall@10']:.4f} / {r['prior_beam_ndcg@10']:.4f} |" in line
-    # Trained next to the prior: its own row, with the prior alone beside it.
-    assert main([*common, "--history-input", "items", "--threads", "1", "--prior-train-weight", "1"]) == 0
-    rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
-    assert len(rows) == 5
-    assert rows[-1]["model"].endswith("one encoder position per item, trained with the item→next prior (weight 1)")
-    assert 0 <= rows[-1]["prior_alone_recall@10"] <= 1 and "prior_weight" not in rows[-1]
     # Item IDs started from the coded vectors, cosine schedule: its own row.
     init_args = ["--history-input", "items", "--item-id-input", "--item-id-init", "vectors"]
     assert main([*common, *init_args, "--lr-schedule", "cosine", "--threads", "1"]) == 0
     rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
-    assert len(rows) == 6 and "cosine to 0 over 2 epochs" in rows[-1]["model"]
+    assert len(rows) == 5 and "cosine to 0 over 2 epochs" in rows[-1]["model"]
     assert rows[-1]["model"].endswith("item ID input (started from the coded vectors)")
     with pytest.raises(SystemExit, match="comma-separated numbers"):
         main([*common, "--prior-weights", "0.5,x"])
@@ -386,92 +348,3 @@ def test_training_follows_the_schedule(tmp_path: Path) -> None:
         steps += h["steps"]
         assert h["lr"] == pytest.approx(lr_at(steps - 1, cfg))
     assert steps > 0 and res.fit.history[-1]["lr"] < cfg.lr  # still warming up
-
-
-def test_prior_bias_is_weighted_log_mass_of_valid_children_with_the_transition_left_out() -> None:
-    split = cyclic_split()
-    table = table_for(split.n_items)
-    index = PrefixIndex(table.sids, table.layout)
-    prior = TransitionPrior.from_sequences(split.train, split.n_items, beta=0.5)
-    vocab = table.layout.vocab_size
-    bias = PriorBias(prior, index, vocab, weight=2.0)
-    last, targets = np.array([3, 7, 7]), np.array([4, 8, 9])
-    got = bias(last, targets).numpy()  # [3, depth, V]
-    lp = prior.log_prob(last, leave_out=targets).astype(np.float64)  # [3, N]
-    sids = table.sids
-    for r in range(3):
-        t = sids[targets[r]]
-        for level in range(table.layout.depth):
-            under = (sids[:, :level] == t[:level]).all(axis=1)  # items under the target's prefix
-            off = table.layout.level_offset(level)
-            for tok in range(vocab):
-                code = tok - off
-                child = under & (sids[:, level] == code) if 0 <= code < table.layout.level_size(level) else None
-                if child is None or not child.any():
-                    assert got[r, level, tok] == -np.inf
-                else:
-                    want = 2.0 * np.log(np.exp(lp[r, child]).sum())
-                    assert got[r, level, tok] == pytest.approx(want, abs=1e-4)
-        assert np.isfinite(got[r, np.arange(table.layout.depth), table.tokens()[targets[r]]]).all()
-
-
-def test_leave_one_out_prior_drops_the_predicted_transition() -> None:
-    prior = TransitionPrior.from_sequences([[0, 1, 2], [0, 1], [0, 2]], 3, beta=1.0)
-    full = np.exp(prior.log_prob([0, 0]))
-    loo = np.exp(prior.log_prob([0, 0], leave_out=[1, 0]))  # (0, 1) counted twice; (0, 0) never
-    pop = prior.pop.astype(np.float64)
-    np.testing.assert_allclose(full[0], (np.array([0, 2, 1]) + pop) / 4, rtol=1e-5)
-    np.testing.assert_allclose(loo[0], (np.array([0, 1, 1]) + pop) / 3, rtol=1e-5)
-    np.testing.assert_allclose(loo[1], full[1], rtol=1e-6)  # nothing to leave out
-    with pytest.raises(ValueError, match="leave_out"):
-        prior.log_prob([0], leave_out=[0, 1])
-
-
-def test_loss_with_prior_bias_is_cross_entropy_of_the_product_over_valid_codes() -> None:
-    split = cyclic_split()
-    table = table_for(split.n_items)
-    cfg = replace(TINY, prior_train_weight=1.5)
-    model = build_genrec(table.layout, cfg, seed=0)
-    index = PrefixIndex(table.sids, table.layout)
-    prior = TransitionPrior.from_sequences(split.train, split.n_items, cfg.prior_beta)
-    batches = GenRecBatches(
-        table.tokens(),
-        split.train,
-        cfg,
-        torch.device("cpu"),
-        prior_bias=PriorBias(prior, index, table.layout.vocab_size, 1.5),
-    )
-    batch = next(iter(batches.epoch(0)))
-    assert batch.logit_bias is not None
-    model.eval()
-    with torch.no_grad():
-        loss = float(genrec_loss(model, batch))
-        logits = model(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels
-        ).logits.double()
-        plain = float(genrec_loss(model, batch._replace(logit_bias=None)))
-    logq = torch.log_softmax(logits + batch.logit_bias.double(), dim=-1)  # -inf bias: excluded codes
-    want = -logq.gather(2, batch.labels[:, :, None]).mean()
-    assert loss == pytest.approx(float(want), abs=1e-4)
-    assert loss != pytest.approx(plain, abs=1e-3)
-
-
-def test_model_trained_next_to_the_prior_is_decoded_with_it(tmp_path: Path) -> None:
-    """prior_train_weight: trained as the second expert next to the item -> next prior; validation and
-    test decode with the renormalised prior-guided beam (next = last + 1 is in the counts), the saved
-    config records the weight and serving reads it; the model alone would not know the pattern."""
-    torch.manual_seed(0)
-    split = cyclic_split()
-    table = table_for(split.n_items)
-    cfg = replace(TINY, epochs=2, eval_every=1, prior_train_weight=1.0)
-    res = train_genrec(split, table, cfg, tmp_path / "genrec")
-    assert res.metrics["test"]["recall@10"] > 0.9
-    assert res.section["prior_weight"] == 1.0
-    assert res.metrics["prior_alone_test"]["recall@10"] > 0.9  # the counts it was decoded with, by themselves
-    assert res.metrics["prior_beam_test"]["recall@10"] > 0.9
-    assert load_genrec(tmp_path / "genrec").config.prior_train_weight == 1.0
-    plain = train_genrec(split, table, replace(cfg, prior_train_weight=0.0), tmp_path / "plain")
-    assert plain.metrics["test"]["recall@10"] < 0.6, plain.metrics["test"]
-    assert model_name(cfg).endswith(", trained with the item→next prior (weight 1)")
-    with pytest.raises(ValueError, match="prior_train_weight"):
-        train_genrec(split, table, replace(cfg, prior_train_weight=-1.0), tmp_path / "bad")
