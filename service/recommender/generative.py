@@ -72,6 +72,29 @@ def torch_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+@dataclass(frozen=True)
+class GenrecSpec:
+    """The ``genrec`` section of the manifest: the saved model's folder, the beam width, how many
+    history items a request feeds the encoder, and the weight of prior-guided decoding (0 = none)."""
+
+    dir: str
+    beam: int = 20
+    max_items: int = 20
+    prior_weight: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GenrecSpec:
+        try:
+            return cls(
+                dir=str(d["dir"]),
+                beam=int(d.get("beam", 20)),
+                max_items=int(d.get("max_items", 20)),
+                prior_weight=float(d.get("prior_weight", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SidError(f"malformed genrec manifest section: {exc}") from exc
+
+
 class GenerativeRuntime:
     def __init__(
         self,
@@ -131,9 +154,16 @@ class GenerativeRuntime:
         gen_section = manifest.extra.get("genrec")
         if not sid_section or not gen_section:
             raise SidError("the artifact set has no semantic_ids/genrec sections")
-        spec, table, codec = load_semantic_ids(root, sid_section)
+        return cls.from_specs(root, SidSpec.from_dict(sid_section), GenrecSpec.from_dict(gen_section), item_ids, device)
+
+    @classmethod
+    def from_specs(
+        cls, root: Path, sid: SidSpec, genrec: GenrecSpec, item_ids: Sequence[str], device: str
+    ) -> GenerativeRuntime:
+        """The runtime from the parsed ``semantic_ids`` and ``genrec`` sections of the set at ``root``."""
+        spec, table, codec = load_semantic_ids(root, sid.to_dict())
         dev = torch_device(device)
-        model = load_genrec(root / str(gen_section["dir"]), dev)
+        model = load_genrec(root / genrec.dir, dev)
         return cls(
             spec,
             table,
@@ -141,9 +171,9 @@ class GenerativeRuntime:
             item_ids,
             model,
             device=dev,
-            beam=int(gen_section.get("beam", 20)),
-            max_items=int(gen_section.get("max_items", 20)),
-            prior_weight=float(gen_section.get("prior_weight", 0.0)),
+            beam=genrec.beam,
+            max_items=genrec.max_items,
+            prior_weight=genrec.prior_weight,
         )
 
     # ------------------------------------------------------------ catalogs

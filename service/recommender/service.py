@@ -41,6 +41,7 @@ import numpy.typing as npt
 
 from service.core.index import ROW_KEY, VECTOR_SEQREC, VECTOR_TEXT
 from service.errors import EmptyHistoryError, ModeUnavailableError, UnknownItemError
+from service.features import GENERATIVE, PROFILES, TRANSITIONS, FeatureRuntimes
 from service.recommender.dense import SeqRecRuntime
 from service.recommender.filters import build_filter
 from service.recommender.generative import GenerativeRuntime, SidCatalog
@@ -134,29 +135,34 @@ class Recommender:
         cache_prefix: str = "recsvc",
         cache_ttl_s: int = 0,
         on_cache: Callable[[bool], None] | None = None,
-        generative: GenerativeRuntime | None = None,
-        profiles: ProfileRuntime | None = None,
-        transitions: ServedPrior | None = None,
+        features: FeatureRuntimes | None = None,
         transition_pool: int = 200,
         hybrid_weights: HybridWeights = HybridWeights(),
     ) -> None:
+        """``features``: the served features' runtimes (``service.features``; the artifact set's, after the
+        settings were applied): user profiles, the transition prior, the generative model."""
+        features = features or FeatureRuntimes()
+        profiles = features.get(PROFILES)
+        transitions = features.get(TRANSITIONS)
+        generative = features.get(GENERATIVE)
         if profiles is not None and seqrec is None:
             raise ValueError("profiles need the seqrec model they were trained with")
         if transitions is not None and seqrec is None:
             raise ValueError("the transition prior is added to seqrec scores: it needs the seqrec model")
         if transition_pool < 1:
             raise ValueError(f"transition_pool must be >= 1, got {transition_pool}")
-        self.transitions = transitions
+        self.features = features
+        self.transitions: ServedPrior | None = transitions
         self.transition_pool = transition_pool
         self.hybrid_weights = hybrid_weights
-        self.generative = generative
+        self.generative: GenerativeRuntime | None = generative
         if generative is not None and generative.renormalize and transitions is None:
             logger.warning(
                 "the generative model was trained next to the item -> next item prior, but no transition prior "
                 "is served (none in the artifact set, or RECSVC_TRANSITION_PRIOR=false): generative and hybrid "
                 "modes decode the model alone, which ranks worse than a plainly trained model"
             )
-        self.profiles = profiles
+        self.profiles: ProfileRuntime | None = profiles
         self.store = store
         self.seqrec = seqrec
         self.embed = embed

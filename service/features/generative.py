@@ -1,0 +1,55 @@
+"""Generative recommendation as a served feature (``extra["semantic_ids"]`` + ``extra["genrec"]``): the
+semantic-ID table and codec, and the encoder-decoder decoded by constrained beam search
+(``service/recommender/generative.py``). Without it, modes ``generative`` and ``hybrid`` answer 422
+``mode_unavailable``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.config import Settings
+from service.core.manifest import Manifest
+from service.core.sid import SidSpec
+from service.features.base import FeatureError, LoadContext
+from service.recommender.generative import GenerativeRuntime, GenrecSpec
+
+SID_SECTION = "semantic_ids"
+GENREC_SECTION = "genrec"
+_CANNOT = "cannot load semantic IDs / generative model"
+
+
+@dataclass(frozen=True)
+class GenerativeSpec:
+    semantic_ids: SidSpec
+    genrec: GenrecSpec
+
+
+class GenerativeFeature:
+    name = "generative"
+    sections = (SID_SECTION, GENREC_SECTION)
+    needs_seqrec = None  # decodes from semantic IDs alone
+
+    def spec(self, manifest: Manifest) -> GenerativeSpec:
+        try:
+            return GenerativeSpec(
+                SidSpec.from_dict(manifest.extra[SID_SECTION]), GenrecSpec.from_dict(manifest.extra[GENREC_SECTION])
+            )
+        except (ValueError, KeyError) as exc:
+            raise FeatureError(f"{_CANNOT}: {exc}") from exc
+
+    def paths(self, spec: GenerativeSpec) -> list[str]:
+        return [spec.semantic_ids.sids, spec.semantic_ids.codec]
+
+    def load(self, spec: GenerativeSpec, ctx: LoadContext) -> GenerativeRuntime:
+        """The sid table has one row per catalog item (and the model one item-ID vector per item, if any)."""
+        try:
+            return GenerativeRuntime.from_specs(ctx.root, spec.semantic_ids, spec.genrec, ctx.item_ids, ctx.device)
+        except (OSError, ValueError, KeyError) as exc:
+            raise FeatureError(f"{_CANNOT}: {exc}") from exc
+
+    def serve(self, runtime: GenerativeRuntime, settings: Settings) -> GenerativeRuntime:
+        runtime.torch_threads = settings.torch_threads  # intra-op threads of each decode
+        return runtime
+
+
+GENERATIVE = GenerativeFeature()
