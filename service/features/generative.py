@@ -38,7 +38,8 @@ class GenerativeFeature:
             raise FeatureError(f"{_CANNOT}: {exc}") from exc
 
     def paths(self, spec: GenerativeSpec) -> list[str]:
-        return [spec.semantic_ids.sids, spec.semantic_ids.codec]
+        model_config = f"{spec.genrec.dir.rstrip('/')}/config.json"  # the saved model's folder (save_pretrained)
+        return [spec.semantic_ids.sids, spec.semantic_ids.codec, model_config]
 
     def load(self, spec: GenerativeSpec, ctx: LoadContext) -> GenerativeRuntime:
         """The sid table has one row per catalog item (and the model one item-ID vector per item, if any)."""
