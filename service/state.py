@@ -29,7 +29,6 @@ from service.errors import DeadlineExceededError as DeadlineExceeded
 from service.features import FEATURES, GENERATIVE, FeatureRuntimes, serve_features
 from service.recommender.dense import SeqRecRuntime
 from service.recommender.generative import GenerativeRuntime
-from service.recommender.hybrid import HybridWeights
 from service.recommender.service import Recommender
 from service.reindex import ReindexManager
 from service.stores.cache import MemoryCache, RedisCache, ResponseCache
@@ -418,8 +417,6 @@ def _state(
         store=store,
         seqrec=artifacts.seqrec,
         features=loaded.features,
-        transition_pool=settings.transition_pool,
-        hybrid_weights=HybridWeights(settings.hybrid_prior_weight, settings.hybrid_generative_weight),
         embed=loaded.embed_interactive,
         model_version=artifacts.version,
         cache=backends.cache,

@@ -12,6 +12,7 @@ from service.core.manifest import Manifest
 from service.core.sid import SidSpec
 from service.features.base import FeatureError, LoadContext
 from service.recommender.generative import GenerativeRuntime, GenrecSpec
+from service.recommender.hybrid import HybridWeights
 
 SID_SECTION = "semantic_ids"
 GENREC_SECTION = "genrec"
@@ -50,6 +51,7 @@ class GenerativeFeature:
 
     def serve(self, runtime: GenerativeRuntime, settings: Settings) -> GenerativeRuntime:
         runtime.torch_threads = settings.torch_threads  # intra-op threads of each decode
+        runtime.hybrid_weights = HybridWeights(settings.hybrid_prior_weight, settings.hybrid_generative_weight)
         return runtime
 
 

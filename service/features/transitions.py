@@ -56,7 +56,10 @@ class TransitionsFeature:
 
     def serve(self, runtime: ServedPrior, settings: Settings) -> ServedPrior | None:
         # RECSVC_TRANSITION_PRIOR=false serves the model's ranking alone.
-        return runtime if settings.transition_prior else None
+        if not settings.transition_prior:
+            return None
+        runtime.pool = settings.transition_pool
+        return runtime
 
 
 TRANSITIONS = TransitionsFeature()

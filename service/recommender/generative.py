@@ -32,6 +32,7 @@ import torch
 
 from service.core.manifest import Manifest
 from service.core.sid import SidCodec, SidError, SidSpec, SidTable, load_semantic_ids
+from service.recommender.hybrid import HybridWeights
 from service.semantic_ids.beam import beam_search
 from service.semantic_ids.decoder import (
     item_id_embeddings,
@@ -127,6 +128,8 @@ class GenerativeRuntime:
         self.max_items = max_items
         # Intra-op threads of torch for each decode (Settings.torch_threads; 0 = torch's default).
         self.torch_threads = 0
+        # Hybrid mode's merge weights (Settings.hybrid_prior_weight / hybrid_generative_weight).
+        self.hybrid_weights = HybridWeights()
         if not (np.isfinite(prior_weight) and prior_weight >= 0):
             raise SidError(f"genrec prior_weight must be a finite number >= 0, got {prior_weight}")
         # Weight of the item -> next item prior in prior-guided decoding (0 = none; the build picks it on
