@@ -208,7 +208,6 @@ class _Backends:
 class _Loaded:
     """What the writer and the readers build alike, before their stores differ."""
 
-    root: Path
     device: str
     artifacts: LoadedArtifacts
     features: FeatureRuntimes  # the served features' runtimes with the settings applied
@@ -286,7 +285,6 @@ async def _load(
     batcher = await _start_batcher(settings, encoder, stack, metrics)
     embed, embed_interactive = _encoder_lanes(batcher)
     return _Loaded(
-        root=root,
         device=device,
         artifacts=artifacts,
         features=serve_features(FEATURES, artifacts.features, settings),
