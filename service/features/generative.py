@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from service.config import Settings
 from service.core.manifest import Manifest
 from service.core.sid import SidSpec
-from service.features.base import FeatureError, LoadContext
+from service.features.base import Feature, FeatureError, LoadContext
 from service.recommender.generative import GenerativeRuntime, GenrecSpec
 from service.recommender.hybrid import HybridWeights
 
@@ -55,4 +55,4 @@ class GenerativeFeature:
         return runtime
 
 
-GENERATIVE = GenerativeFeature()
+GENERATIVE: Feature[GenerativeSpec, GenerativeRuntime] = GenerativeFeature()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from service.config import Settings
 from service.core.manifest import Manifest
 from service.core.profiles import PROFILE_SECTION, ProfileSpec
-from service.features.base import FeatureError, LoadContext
+from service.features.base import Feature, FeatureError, LoadContext
 from service.recommender.profiles import ProfileRuntime
 
 
@@ -43,4 +43,4 @@ class ProfilesFeature:
         return runtime
 
 
-PROFILES = ProfilesFeature()
+PROFILES: Feature[ProfileSpec, ProfileRuntime] = ProfilesFeature()

@@ -9,7 +9,7 @@ import numpy as np
 from service.config import Settings
 from service.core.manifest import TRANSITION_SECTION, Manifest, TransitionSpec
 from service.core.transitions import PriorShape, TransitionPrior
-from service.features.base import FeatureError, LoadContext
+from service.features.base import Feature, FeatureError, LoadContext
 from service.recommender.markov import ServedPrior
 
 
@@ -62,4 +62,4 @@ class TransitionsFeature:
         return runtime
 
 
-TRANSITIONS = TransitionsFeature()
+TRANSITIONS: Feature[TransitionSpec, ServedPrior] = TransitionsFeature()
