@@ -24,7 +24,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +43,9 @@ from service.semantic_ids.decoder import (
     with_item_ids,
 )
 from service.semantic_ids.prefix_index import PrefixIndex
+
+if TYPE_CHECKING:
+    from service.features.generative import GenrecSpec
 
 logger = logging.getLogger(__name__)
 
@@ -71,29 +74,6 @@ def torch_device(device: str) -> torch.device:
     if device in ("auto", "cuda"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-@dataclass(frozen=True)
-class GenrecSpec:
-    """The ``genrec`` section of the manifest: the saved model's folder, the beam width, how many
-    history items a request feeds the encoder, and the weight of prior-guided decoding (0 = none)."""
-
-    dir: str
-    beam: int = 20
-    max_items: int = 20
-    prior_weight: float = 0.0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GenrecSpec:
-        try:
-            return cls(
-                dir=str(d["dir"]),
-                beam=int(d.get("beam", 20)),
-                max_items=int(d.get("max_items", 20)),
-                prior_weight=float(d.get("prior_weight", 0.0)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SidError(f"malformed genrec manifest section: {exc}") from exc
 
 
 class GenerativeRuntime:
@@ -157,6 +137,8 @@ class GenerativeRuntime:
         gen_section = manifest.extra.get("genrec")
         if not sid_section or not gen_section:
             raise SidError("the artifact set has no semantic_ids/genrec sections")
+        from service.features.generative import GenrecSpec
+
         return cls.from_specs(root, SidSpec.from_dict(sid_section), GenrecSpec.from_dict(gen_section), item_ids, device)
 
     @classmethod
