@@ -18,16 +18,19 @@ and restored in step 3. Cost: one extra no-grad forward pass per chunk.
 
 :func:`plain_backward` is the reference (every chunk encoded with autograd, one
 loss, one backward); ``tests/unit/training/test_gradcache.py`` checks both give
-the same gradients.
+the same gradients. :func:`gradcache_step` makes either a step of the one training
+loop (``training.loop.fit``): it back-propagates itself and returns the detached loss.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+BatchT = TypeVar("BatchT")
 
 
 class Chunk(NamedTuple):
@@ -101,3 +104,17 @@ def plain_backward(encode: Encode, views: Sequence[Sequence[Chunk]], loss_fn: Lo
     loss = loss_fn(*embeddings)
     loss.backward()
     return loss.detach()
+
+
+def gradcache_step(
+    views: Callable[[BatchT], Sequence[Sequence[Chunk]]], encode: Encode, loss_fn: Loss, *, cache: bool = True
+) -> Callable[[nn.Module, BatchT], Tensor]:
+    """A step for ``training.loop.fit``: ``views(batch)`` cut into chunks, gradients accumulated by
+    :func:`gradcache_backward` (``cache=False``: :func:`plain_backward`). ``encode`` runs the model
+    being fitted. The step returns the detached loss, which tells ``fit`` not to back-propagate again."""
+    backward = gradcache_backward if cache else plain_backward
+
+    def step(model: nn.Module, batch: BatchT) -> Tensor:
+        return backward(encode, views(batch), loss_fn)
+
+    return step

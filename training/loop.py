@@ -1,9 +1,11 @@
-"""Training loop (early stopping, wall-clock budget, resumable checkpoints) and
+"""The one training loop (early stopping, wall-clock budget, resumable checkpoints) and
 the sequence batching the sequential recommenders share.
 
-``fit`` is model-agnostic: it takes a function from (model, batch) to a loss and a
-function from model to validation metrics. It keeps the weights of the best
-validated epoch and restores them at the end.
+``fit`` is model-agnostic: it takes a step (model, batch) -> loss and a function from
+model to validation metrics. Every trained model goes through it: the sequential
+recommenders (``training/seqrec/fit.py``), the generative one (``train_genrec``) and the
+encoder fine-tuning, whose gradient-cached step (``training/gradcache.py``) back-propagates
+itself. It keeps the weights of the best validated epoch and restores them at the end.
 """
 
 from __future__ import annotations
@@ -69,14 +71,6 @@ class LoopConfig:
 
 
 @dataclass
-class EpochLog:
-    epoch: int
-    loss: float
-    seconds: float
-    val: dict[str, float] | None
-
-
-@dataclass
 class FitResult:
     epochs: int  # epochs run (a budget-cut epoch counts)
     best_epoch: int
@@ -95,6 +89,11 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
     return torch.optim.AdamW(groups, lr=lr)
 
 
+# One training step on one batch -> the batch loss (a scalar). A loss still attached to the autograd
+# graph is back-propagated by ``fit``; a detached one means the step has accumulated the parameter
+# gradients itself (gradient caching: ``training.gradcache.gradcache_step``).
+Step = Callable[[nn.Module, BatchT], Tensor]
+Validate = Callable[[nn.Module], dict[str, float]]  # model -> validation metrics (higher is better)
 Schedule = Callable[[int, torch.optim.Optimizer], None]  # (0-based global step, optimizer) before each step
 
 
@@ -102,148 +101,145 @@ def fit(
     model: nn.Module,
     batches: Callable[[int], Iterable[BatchT]],
     n_batches: int,
-    step_loss: Callable[[nn.Module, BatchT], Tensor] | None,
-    validate: Callable[[nn.Module], dict[str, float]],
+    step: Step[BatchT] | None,
+    validate: Validate,
     cfg: LoopConfig,
     ckpt_dir: Path | None = None,
     *,
     fingerprint: str = "",
-    backward_step: Callable[[nn.Module, BatchT], Tensor] | None = None,
+    backward_step: Step[BatchT] | None = None,
     schedule: Schedule | None = None,
     validate_initial: bool = False,
 ) -> FitResult:
     """Train ``model`` in place and leave it holding the best validated weights.
 
-    batches(epoch) yields the batches of one epoch (deterministic per epoch, so a
-    resumed run sees the same order); step_loss(model, batch) returns the loss;
-    validate(model) returns metrics including ``cfg.metric``. With ``ckpt_dir``,
-    ``last.pt`` / ``best.pt`` are written after every epoch and a matching
-    ``last.pt`` found there is resumed.
+    The one training loop: it owns epochs, the wall-clock budget (``cfg.max_minutes``, over
+    resumed runs too), evaluation every ``cfg.eval_every`` epochs, early stopping after
+    ``cfg.patience`` evaluations without gain, keeping (and restoring) the best weights,
+    checkpoints, the progress bar and the per-epoch log lines. What a job brings:
 
-    Hooks for jobs whose step is not "loss.backward()":
-
-    * ``backward_step`` (instead of ``step_loss``): computes the batch loss *and* its
-      parameter gradients itself (e.g. gradient caching, ``training/gradcache.py``)
-      and returns the detached loss; ``fit`` zeroes gradients before it, then clips
-      and steps the optimizer.
+    * batches(epoch) yields the batches of one epoch (deterministic per epoch, so a resumed
+      run sees the same order);
+    * ``step(model, batch)`` returns the batch loss (see :data:`Step`): a plain loss is
+      back-propagated here, a step that computes its gradients itself (gradient caching,
+      ``training/gradcache.py``) returns the detached loss. ``fit`` zeroes gradients before
+      each step, then clips and steps the optimizer. ``backward_step`` is the same thing
+      under the name older callers pass (give exactly one of the two);
+    * validate(model) returns metrics including ``cfg.metric``;
     * ``schedule(step, optimizer)``: called before every step with the 0-based global
-      step (continued across resumed runs), e.g. to set a warmup/decay learning rate.
+      step (continued across resumed runs), e.g. to set a warmup/decay learning rate;
     * ``validate_initial``: a fresh run validates the untrained model first and records
       it as epoch 0, so the kept weights are never worse (on validation) than the start.
+
+    With ``ckpt_dir``, ``last.pt`` / ``best.pt`` are written after every epoch and a matching
+    ``last.pt`` (same ``fingerprint``) found there is resumed.
     """
-    if (step_loss is None) == (backward_step is None):
-        raise ValueError("fit needs exactly one of step_loss and backward_step")
+    if (step is None) == (backward_step is None):
+        raise ValueError("fit needs exactly one of step and backward_step")
     if not 0.0 < cfg.plateau_factor <= 1.0:
         raise ValueError(f"plateau_factor must be in (0, 1], got {cfg.plateau_factor}")
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    model.to(device)
+    model.to(resolve_device(cfg.device))
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    state = TrainState(fingerprint=fingerprint)
-    best_weights: dict[str, Tensor] | None = None
-    loaded: TrainState | None = None
-    if ckpt_dir is not None:
-        loaded = load_checkpoint(ckpt_dir, model, optimizer, fingerprint=fingerprint)
-        if loaded is not None:
-            state = loaded
-            best_path = ckpt_dir / BEST_NAME
-            if best_path.is_file():
-                best_weights = torch.load(best_path, map_location="cpu", weights_only=True)["model"]
-            # A run that stopped on its epoch limit or budget goes on when given more of either;
-            # one that early-stopped stays stopped.
-            if state.finished and state.stop_reason in ("max_epochs", "budget"):
-                state.finished = not (state.epoch < cfg.epochs and state.elapsed < cfg.max_minutes * 60.0)
-            logger.info(
-                "resumed from %s at epoch %d (best %s %.4f)%s",
-                ckpt_dir,
-                state.epoch,
-                cfg.metric,
-                state.best_metric,
-                ", already finished" if state.finished else "",
-            )
-    if loaded is None and validate_initial:
-        t_val = time.perf_counter()
-        model.eval()
-        val0 = validate(model)
-        model.train()
-        state.elapsed += time.perf_counter() - t_val
-        state.history.append({"epoch": 0, "step": 0, "steps": 0, "loss": None, "train_s": 0.0, "val": val0})
-        state.best_metric, state.best_epoch = val0[cfg.metric], 0
-        best_weights = cpu_state_dict(model)
-        if ckpt_dir is not None:
-            save_weights(ckpt_dir / BEST_NAME, best_weights, {"epoch": 0, cfg.metric: val0[cfg.metric]})
-        logger.info("epoch 0 (before training): val %s", _fmt_metrics(val0))
-    resumed_from = state.epoch
-    budget = cfg.max_minutes * 60.0
-    global_step = sum(int(h.get("steps", 0)) for h in state.history)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    run = _Run(model, optimizer, cfg, ckpt_dir, TrainState(fingerprint=fingerprint))
+    resumed = ckpt_dir is not None and run.resume()
+    if not resumed and validate_initial:
+        run.validate_start(validate)
+    resumed_from = run.state.epoch
+    run.global_step = sum(int(h.get("steps", 0)) for h in run.state.history)
+    one_step = step if step is not None else backward_step
+    assert one_step is not None
+    while not run.done():
+        run.epoch(batches, n_batches, one_step, validate, schedule)
+    return run.finish(resumed_from)
 
-    while not state.finished:
-        if state.epoch >= cfg.epochs:
+
+@dataclass
+class _Run:
+    """One ``fit`` call: the model, its optimizer and the progress that checkpoints carry."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    cfg: LoopConfig
+    ckpt_dir: Path | None
+    state: TrainState
+    best_weights: dict[str, Tensor] | None = None
+    global_step: int = 0
+
+    def resume(self) -> bool:
+        """Continue from ``ckpt_dir/last.pt`` when it matches. -> whether it did"""
+        assert self.ckpt_dir is not None
+        cfg, state = self.cfg, self.state
+        loaded = load_checkpoint(self.ckpt_dir, self.model, self.optimizer, fingerprint=state.fingerprint)
+        if loaded is None:
+            return False
+        self.state = state = loaded
+        best_path = self.ckpt_dir / BEST_NAME
+        if best_path.is_file():
+            self.best_weights = torch.load(best_path, map_location="cpu", weights_only=True)["model"]
+        # A run that stopped on its epoch limit or budget goes on when given more of either;
+        # one that early-stopped stays stopped.
+        if state.finished and state.stop_reason in ("max_epochs", "budget"):
+            state.finished = not (state.epoch < cfg.epochs and state.elapsed < cfg.max_minutes * 60.0)
+        logger.info(
+            "resumed from %s at epoch %d (best %s %.4f)%s",
+            self.ckpt_dir,
+            state.epoch,
+            cfg.metric,
+            state.best_metric,
+            ", already finished" if state.finished else "",
+        )
+        return True
+
+    def validate_start(self, validate: Validate) -> None:
+        """Epoch 0: the untrained model's validation, kept as the best so far."""
+        t_val = time.perf_counter()
+        val0 = self._validate(validate)
+        self.state.elapsed += time.perf_counter() - t_val
+        self.state.history.append({"epoch": 0, "step": 0, "steps": 0, "loss": None, "train_s": 0.0, "val": val0})
+        self.state.best_metric, self.state.best_epoch = val0[self.cfg.metric], 0
+        self._keep_best(0)
+        logger.info("epoch 0 (before training): val %s", _fmt_metrics(val0))
+
+    def done(self) -> bool:
+        """Whether the run is over before starting another epoch (finished, epoch limit or budget)."""
+        state = self.state
+        if not state.finished and state.epoch >= self.cfg.epochs:
             state.finished, state.stop_reason = True, "max_epochs"
-            break
-        if state.elapsed >= budget:
+        elif not state.finished and state.elapsed >= self.cfg.max_minutes * 60.0:
             state.finished, state.stop_reason = True, "budget"
-            break
+        return state.finished
+
+    def epoch(
+        self,
+        batches: Callable[[int], Iterable[BatchT]],
+        n_batches: int,
+        step: Step[BatchT],
+        validate: Validate,
+        schedule: Schedule | None,
+    ) -> None:
+        """Train one epoch, validate when due, record it, decide whether to stop, checkpoint."""
+        cfg, state = self.cfg, self.state
         epoch = state.epoch + 1
-        model.train()
+        self.model.train()
         t0 = time.perf_counter()
         start_elapsed = state.elapsed
-        total, steps, cut = 0.0, 0, False
-        bar = tqdm(batches(epoch), total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress)
-        for batch in bar:
-            if schedule is not None:
-                schedule(global_step, optimizer)
-            optimizer.zero_grad(set_to_none=True)
-            if backward_step is not None:
-                loss = backward_step(model, batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {steps}")
-            else:
-                assert step_loss is not None
-                loss = step_loss(model, batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {steps}")
-                loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            optimizer.step()
-            total += float(loss.detach())
-            steps += 1
-            global_step += 1
-            if steps % 20 == 0 or schedule is not None:
-                bar.set_postfix(loss=f"{total / steps:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-            if start_elapsed + time.perf_counter() - t0 >= budget:
-                cut = True
-                break
-        bar.close()
+        deadline = t0 + cfg.max_minutes * 60.0 - start_elapsed  # perf_counter() at which the budget runs out
+        total, steps, cut = self._train(epoch, batches, n_batches, step, schedule, deadline)
         train_s = time.perf_counter() - t0
-        epoch_lr = float(optimizer.param_groups[0]["lr"])
-        last_epoch = cut or epoch >= cfg.epochs
+        epoch_lr = float(self.optimizer.param_groups[0]["lr"])
         val: dict[str, float] | None = None
-        if steps and (epoch % cfg.eval_every == 0 or last_epoch):
-            model.eval()
-            val = validate(model)
-            model.train()
+        if steps and (epoch % cfg.eval_every == 0 or cut or epoch >= cfg.epochs):
+            val = self._validate(validate)
         state.elapsed = start_elapsed + time.perf_counter() - t0
         state.epoch = epoch
         loss_mean = total / max(steps, 1)
         if val is not None:
-            score = val[cfg.metric]
-            if score > state.best_metric:
-                state.best_metric, state.best_epoch, state.bad_evals = score, epoch, 0
-                best_weights = cpu_state_dict(model)
-                if ckpt_dir is not None:
-                    save_weights(ckpt_dir / BEST_NAME, best_weights, {"epoch": epoch, cfg.metric: score})
-            else:
-                state.bad_evals += 1
-                if cfg.plateau_factor != 1.0:
-                    for group in optimizer.param_groups:
-                        group["lr"] *= cfg.plateau_factor
+            self._score(epoch, val)
         state.history.append(
             {
                 "epoch": epoch,
-                "step": global_step,
+                "step": self.global_step,
                 "loss": round(loss_mean, 5),
                 "train_s": round(train_s, 2),
                 "lr": epoch_lr,
@@ -255,7 +251,7 @@ def fit(
             "epoch %d: %d steps (total %d), loss %.4f, lr %.2e, val %s, %.1fs (%.1fs training)%s%s",
             epoch,
             steps,
-            global_step,
+            self.global_step,
             loss_mean,
             epoch_lr,
             _fmt_metrics(val) if val is not None else "-",
@@ -270,30 +266,96 @@ def fit(
             state.finished, state.stop_reason = True, "early_stop"
         elif epoch >= cfg.epochs:
             state.finished, state.stop_reason = True, "max_epochs"
-        if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir, model, optimizer, state)
+        if self.ckpt_dir is not None:
+            save_checkpoint(self.ckpt_dir, self.model, self.optimizer, state)
 
-    if best_weights is not None:
-        model.load_state_dict(best_weights)
-    model.eval()
-    logger.info(
-        "training stopped (%s) after %d epochs, %.0fs; best %s %.4f at epoch %d",
-        state.stop_reason,
-        state.epoch,
-        state.elapsed,
-        cfg.metric,
-        state.best_metric,
-        state.best_epoch,
-    )
-    return FitResult(
-        epochs=state.epoch,
-        best_epoch=state.best_epoch,
-        best_metric=state.best_metric,
-        train_seconds=state.elapsed,
-        stop_reason=state.stop_reason,
-        history=copy.deepcopy(state.history),
-        resumed_from=resumed_from,
-    )
+    def _train(
+        self,
+        epoch: int,
+        batches: Callable[[int], Iterable[BatchT]],
+        n_batches: int,
+        step: Step[BatchT],
+        schedule: Schedule | None,
+        deadline: float,
+    ) -> tuple[float, int, bool]:
+        """The steps of one epoch until its batches run out or ``time.perf_counter()`` reaches
+        ``deadline`` (the budget). -> (summed loss, steps, whether the budget cut the epoch)"""
+        cfg, optimizer = self.cfg, self.optimizer
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        total, steps = 0.0, 0
+        bar = tqdm(batches(epoch), total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress)
+        try:
+            for batch in bar:
+                if schedule is not None:
+                    schedule(self.global_step, optimizer)
+                optimizer.zero_grad(set_to_none=True)
+                loss = step(self.model, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {steps}")
+                if loss.requires_grad:  # a plain loss; a gradient-caching step has back-propagated already
+                    loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+                optimizer.step()
+                total += float(loss.detach())
+                steps += 1
+                self.global_step += 1
+                if steps % 20 == 0 or schedule is not None:
+                    bar.set_postfix(loss=f"{total / steps:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                if time.perf_counter() >= deadline:
+                    return total, steps, True
+        finally:
+            bar.close()
+        return total, steps, False
+
+    def _validate(self, validate: Validate) -> dict[str, float]:
+        self.model.eval()
+        val = validate(self.model)
+        self.model.train()
+        return val
+
+    def _score(self, epoch: int, val: dict[str, float]) -> None:
+        """Keep the weights of a new best epoch; count (and, with plateau_factor, act on) one without gain."""
+        state, score = self.state, val[self.cfg.metric]
+        if score > state.best_metric:
+            state.best_metric, state.best_epoch, state.bad_evals = score, epoch, 0
+            self._keep_best(epoch)
+            return
+        state.bad_evals += 1
+        if self.cfg.plateau_factor != 1.0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.cfg.plateau_factor
+
+    def _keep_best(self, epoch: int) -> None:
+        self.best_weights = cpu_state_dict(self.model)
+        if self.ckpt_dir is not None:
+            meta = {"epoch": epoch, self.cfg.metric: self.state.best_metric}
+            save_weights(self.ckpt_dir / BEST_NAME, self.best_weights, meta)
+
+    def finish(self, resumed_from: int) -> FitResult:
+        """Restore the best weights, log the outcome. -> the run's result"""
+        state = self.state
+        if self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+        self.model.eval()
+        logger.info(
+            "training stopped (%s) after %d epochs, %.0fs; best %s %.4f at epoch %d",
+            state.stop_reason,
+            state.epoch,
+            state.elapsed,
+            self.cfg.metric,
+            state.best_metric,
+            state.best_epoch,
+        )
+        return FitResult(
+            epochs=state.epoch,
+            best_epoch=state.best_epoch,
+            best_metric=state.best_metric,
+            train_seconds=state.elapsed,
+            stop_reason=state.stop_reason,
+            history=copy.deepcopy(state.history),
+            resumed_from=resumed_from,
+        )
 
 
 def _fmt_metrics(metrics: dict[str, float]) -> str:

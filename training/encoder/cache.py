@@ -1,7 +1,8 @@
-"""Item text vectors from the text encoder, cached on disk.
+"""The one embedding cache: text vectors from the text encoder, cached on disk.
 
-Vectors (and ml-100k profile sentences) are cached under ``<cache_dir>/<sha>.npy``; the key covers the
-encoder, its settings and every text, so a changed catalog or encoder never reads stale vectors.
+Vectors (item texts, ml-100k profile sentences, the encoder evaluation's documents) are cached under
+``<cache_dir>/<sha>.npy``; the key covers the encoder, its settings and every text, so a changed
+catalog or encoder never reads stale vectors.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from training.config import EmbedItemsConfig
+from training.models.text_encoder import TextEncoder, encode_texts, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +55,24 @@ def text_cache_key(texts: Sequence[str], cfg: EmbedItemsConfig, model_dir: Path 
 
 def cached_text_vectors(
     texts: Sequence[str],
-    cache_dir: Path,
+    cache_dir: Path | None,
     cfg: EmbedItemsConfig,
     model_dir: Path | None = None,
     *,
     progress: bool = True,
+    encoder: tuple[TextEncoder, Any] | None = None,
 ) -> np.ndarray:
     """Unit vectors of ``texts`` (in order) from the encoder, read from / written to ``cache_dir``.
 
     -> [N, H] float32. The file name is a hash of the encoder identity, ``max_length`` and the
-    texts, so a changed catalog or encoder never reads stale vectors.
+    texts, so a changed catalog or encoder never reads stale vectors. The one embedding cache:
+    bench-seqrec's item and profile vectors, the encoder's held-out documents and its downstream
+    checks all read it. ``cache_dir`` None: encode, store nothing. ``encoder``: the encoder of
+    ``model_dir`` already loaded (model, tokenizer; on its device), used on a miss instead of
+    loading it again.
     """
-    path = cache_dir / f"{text_cache_key(texts, cfg, model_dir)}.npy"
-    if path.is_file():
+    path = None if cache_dir is None else Path(cache_dir) / f"{text_cache_key(texts, cfg, model_dir)}.npy"
+    if path is not None and path.is_file():
         vectors = np.load(path)
         if vectors.shape[0] == len(texts):
             logger.info("text vectors: %d from cache %s", len(texts), path)
@@ -72,24 +80,26 @@ def cached_text_vectors(
         logger.warning(
             "text vectors: cache %s has %d rows for %d texts; re-encoding", path, vectors.shape[0], len(texts)
         )
-    from training.models.text_encoder import TextEncoder, encode_texts, load_tokenizer
-
     previous_threads = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
         t0 = time.perf_counter()
-        model = TextEncoder.from_pretrained(model_dir)
-        tokenizer = load_tokenizer(model_dir)
+        if encoder is None:
+            encoder = (TextEncoder.from_pretrained(model_dir), load_tokenizer(model_dir))
+        model, tokenizer = encoder
         vectors = encode_texts(
             model, tokenizer, texts, batch_size=cfg.batch_size, max_length=cfg.max_length, progress=progress
         )  # [N, H]
         dt = time.perf_counter() - t0
     finally:
         torch.set_num_threads(previous_threads)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, vectors.astype(np.float32))
-    tmp.replace(path)
-    logger.info("text vectors: encoded %d texts in %.1fs -> %s", len(texts), dt, path)
+    vectors = vectors.astype(np.float32, copy=False)
+    logger.info("text vectors: encoded %d texts (max_length %d) in %.1fs", len(texts), cfg.max_length, dt)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, vectors)
+        tmp.replace(path)
+        logger.info("text vectors: stored in %s", path)
     return vectors

@@ -35,11 +35,11 @@ import numpy as np
 import torch
 
 from service.core.items import item_text
-from training.config import SemanticIdConfig, SeqRecConfig
+from training.config import EmbedItemsConfig, SemanticIdConfig, SeqRecConfig
 from training.data.loader import load_dataset
 from training.data.split import leave_one_out
-from training.encoder.heldout import DEFAULT_CACHE_DIR, encode_cached, merge_rows, model_fingerprint
-from training.models.text_encoder import TextEncoder, load_tokenizer
+from training.encoder.cache import cached_text_vectors
+from training.encoder.heldout import DEFAULT_CACHE_DIR, merge_rows
 from training.reports.encoder import COLLISIONS_JSON, DOWNSTREAM_JSON
 from training.reports.encoder import render as render_encoder_section
 
@@ -57,17 +57,8 @@ def _item_vectors(
     model_dir: Path | None, texts: list[str], max_length: int, batch_size: int, cache_dir: Path | None
 ) -> np.ndarray:
     """Item vectors of ``texts`` by the encoder in ``model_dir`` (None: base model), cached on disk. -> [N, H]"""
-    model = TextEncoder.from_pretrained(model_dir)
-    tokenizer = load_tokenizer(model_dir)
-    return encode_cached(
-        model,
-        tokenizer,
-        texts,
-        model_key=model_fingerprint(model_dir),
-        max_length=max_length,
-        batch_size=batch_size,
-        cache_dir=cache_dir,
-    )
+    cfg = EmbedItemsConfig(batch_size=batch_size, max_length=max_length)
+    return cached_text_vectors(texts, cache_dir, cfg, model_dir)
 
 
 def encoder_provenance(model_dir: Path | None) -> dict[str, Any]:

@@ -12,8 +12,9 @@ description). Two candidate pools:
   a few hundred items already scores high there).
 
 Metrics: Recall@10, NDCG@10 (``training.metrics``: rank = number of candidates
-scoring strictly higher) and MRR. Document vectors are cached on disk keyed by the
-model weights, the max length and the texts, because encoding ~3.4k long
+scoring strictly higher) and MRR. Document vectors are cached on disk (the one
+embedding cache, ``training/encoder/cache.py``: keyed by the encoder, the max length
+and the texts), because encoding ~3.4k long
 documents takes minutes on a 2-core CPU.
 """
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,8 +32,10 @@ import numpy as np
 import torch
 
 from service.core.items import Item, document_text, query_text
+from training.config import EmbedItemsConfig
+from training.encoder.cache import cached_text_vectors
 from training.metrics import metrics_from_ranks, target_ranks
-from training.models.text_encoder import TextEncoder, base_model_dir, encode_texts, load_tokenizer
+from training.models.text_encoder import TextEncoder, encode_texts, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -138,59 +140,6 @@ def retrieval_metrics(queries: np.ndarray, docs: np.ndarray, targets: np.ndarray
 # ------------------------------------------------------------------ cached encoding
 
 
-def model_fingerprint(model_dir: Path | None) -> str:
-    """Hash of a model folder's config and weight files (``None`` -> the base model)."""
-    path = Path(model_dir) if model_dir is not None else base_model_dir()
-    h = hashlib.sha256()
-    files = sorted(p for p in path.iterdir() if p.name == "config.json" or p.suffix in (".safetensors", ".bin"))
-    if not files:
-        raise FileNotFoundError(f"no config or weights in {path}")
-    for p in files:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def texts_fingerprint(texts: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
-def encode_cached(
-    model: TextEncoder,
-    tokenizer: Any,
-    texts: Sequence[str],
-    *,
-    model_key: str,
-    max_length: int,
-    batch_size: int = 64,
-    cache_dir: Path | None = DEFAULT_CACHE_DIR,
-    progress: bool = True,
-) -> np.ndarray:
-    """``encode_texts`` with an on-disk cache keyed by model, max length and texts. -> [N, H]"""
-    path: Path | None = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"{model_key}-L{max_length}-{texts_fingerprint(texts)}.npy"
-        if path.is_file():
-            vecs = np.load(path)
-            if vecs.shape[0] == len(texts):
-                logger.info("loaded %d cached vectors from %s", len(texts), path)
-                return vecs
-    t0 = time.perf_counter()
-    vecs = encode_texts(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress)
-    dt = time.perf_counter() - t0
-    logger.info("encoded %d texts (max_length %d) in %.1fs (%.1f/s)", len(texts), max_length, dt, len(texts) / dt)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npy")
-        np.save(tmp, vecs)
-        tmp.replace(path)
-    return vecs
-
-
 # ------------------------------------------------------------------ held-out evaluation
 
 
@@ -223,11 +172,9 @@ def evaluate_heldout(
         raise ValueError("the split's test side has no item with a description")
     model = TextEncoder.from_pretrained(model_dir).to(torch.device(device))
     tokenizer = load_tokenizer(model_dir)
-    key = model_fingerprint(model_dir)
     _, docs = pair_texts(with_pair)
-    doc_vecs = encode_cached(
-        model, tokenizer, docs, model_key=key, max_length=max_length, batch_size=batch_size, cache_dir=cache_dir
-    )  # [N, H]
+    doc_cfg = EmbedItemsConfig(batch_size=batch_size, max_length=max_length)
+    doc_vecs = cached_text_vectors(docs, cache_dir, doc_cfg, model_dir, encoder=(model, tokenizer))  # [N, H]
     queries, _ = pair_texts(test_items)
     q_vecs = encode_texts(model, tokenizer, queries, batch_size=batch_size, max_length=query_max_length)  # [Q, H]
     pos = {it.item_id: i for i, it in enumerate(with_pair)}

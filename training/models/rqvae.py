@@ -5,8 +5,9 @@ each quantising what the previous levels left) -> decoder MLP (quantised latent 
 text vector). Loss = reconstruction MSE + per level codebook loss
 ``||sg[r] - e||²`` + ``beta * ||r - sg[e]||²`` (commitment); the straight-through
 estimator passes decoder gradients to the encoder. Codebooks are initialised by
-k-means on the first batch's residuals, and codes unused over an epoch are reset to
-random residuals of recent batches (dead-code handling).
+k-means (the project's one, ``training/models/kmeans.py``) on the first batches' residuals,
+and codes unused over an epoch are reset to random residuals of recent batches (dead-code
+handling).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+from training.models.kmeans import kmeans
 
 
 def mlp(dims: list[int], dropout: float = 0.0) -> nn.Sequential:
@@ -29,32 +32,19 @@ def mlp(dims: list[int], dropout: float = 0.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def kmeans(x: Tensor, k: int, iters: int = 20, generator: torch.Generator | None = None) -> Tensor:
-    """Plain Lloyd k-means with k-means++-style random init. x [M, E] -> centroids [k, E]."""
+def init_centroids(x: Tensor, k: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """``k`` starting codewords for the points ``x`` [M, E] -> (centroids [k, E], code of each point [M]).
+
+    The project's one k-means (:func:`training.models.kmeans.kmeans`, numpy, seeded from
+    ``generator``); with fewer points than codes, the points repeated with a little noise."""
     m = x.shape[0]
     if m < k:
-        # Fewer points than codes: repeat the points with a little noise.
         reps = (k + m - 1) // m
-        x = x.repeat(reps, 1)[:k] + 1e-3 * torch.randn(k, x.shape[1], generator=generator, device=x.device)
-        return x.clone()
-    idx = torch.randperm(m, generator=generator)[:1].to(x.device)
-    centroids = x[idx]  # [1, E]
-    # k-means++ seeding (sequential but k is small: 256)
-    d2 = torch.cdist(x, centroids).squeeze(1) ** 2  # [M]
-    chosen = [int(idx)]
-    for _ in range(1, k):
-        probs = d2 / d2.sum().clamp_min(1e-12)
-        nxt = int(torch.multinomial(probs.cpu(), 1, generator=generator))
-        chosen.append(nxt)
-        d2 = torch.minimum(d2, ((x - x[nxt]) ** 2).sum(1))
-    centroids = x[torch.tensor(chosen, device=x.device)].clone()  # [k, E]
-    for _ in range(iters):
-        assign = torch.cdist(x, centroids).argmin(1)  # [M]
-        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
-        counts = torch.bincount(assign, minlength=k).to(x.dtype)  # [k]
-        nonempty = counts > 0
-        centroids[nonempty] = sums[nonempty] / counts[nonempty, None]
-    return centroids
+        centroids = x.repeat(reps, 1)[:k] + 1e-3 * torch.randn(k, x.shape[1], generator=generator, device=x.device)
+        return centroids, torch.cdist(x, centroids).argmin(1)
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    cents, labels = kmeans(x.detach().cpu().numpy(), k, seed=seed)  # [k, E], [M]
+    return torch.from_numpy(cents).to(x), torch.from_numpy(labels).to(x.device)
 
 
 class QuantizeOut(NamedTuple):
@@ -84,9 +74,9 @@ class ResidualQuantizer(nn.Module):
         """Initialise every level by k-means on the residuals of ``z`` [M, E]."""
         residual = z.detach()
         for cb in self.codebooks:
-            centroids = kmeans(residual, self.codebook_size, generator=generator)
+            centroids, codes = init_centroids(residual, self.codebook_size, generator)  # [K, E], [M]
             cb.data.copy_(centroids)
-            residual = residual - centroids[torch.cdist(residual, centroids).argmin(1)]
+            residual = residual - centroids[codes]
         self.initialized.fill_(True)
 
     @staticmethod

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -55,20 +55,7 @@ def bench(
 
     ``mc_only``: no training; the "+mc" rows of ``cfg.models`` are recomputed from the weights the
     main runs saved under ``cfg.models_dir`` (another prior shape or weight grid, say)."""
-    unknown = [m for m in cfg.models if m not in MODELS]
-    if unknown:
-        raise ValueError(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})")
-    if not cfg.seeds:
-        raise ValueError("no seeds given")
-    if cold_only and cfg.cold_frac <= 0:
-        raise ValueError("--cold-only needs cold_frac > 0")
-    if cfg.cold_runs < 1:
-        raise ValueError(f"cold_runs must be >= 1, got {cfg.cold_runs}")
-    if cfg.prior_counts not in PRIOR_COUNTS:
-        raise ValueError(f"prior_counts must be one of {PRIOR_COUNTS}, got {cfg.prior_counts!r}")
-    shapes = [PriorShape.from_dict(d) for d in cfg.markov_shapes]
-    if not shapes:
-        raise ValueError("markov_shapes is empty: give at least one prior shape ({} = first-order)")
+    shapes = _checked_shapes(cfg, cold_only)
     if cfg.seqrec.threads > 0:
         torch.set_num_threads(cfg.seqrec.threads)
     ds = load_dataset(data_dir, allow_empty_titles=cfg.allow_empty_titles)
@@ -83,119 +70,173 @@ def bench(
     with_profiles = any(s.uses_profile for s in specs.values())
     logger.info("bench-seqrec %s: models %s, seeds %s", ds.name, ", ".join(cfg.models), cfg.seeds)
     text_vectors, profile_vectors = dataset_inputs(ds, cfg, text=needs_text, profiles=with_profiles)
-    json_path, details_path = rows_path(cfg.out), runs_path(cfg.out)
     if mc_only:
         return _rescore_mc(ds, cfg, text_vectors, shapes)
+    inputs = _Inputs(ds, text_vectors, profile_vectors, shapes, progress)
     new_rows: list[dict[str, Any]] = []
     for model in cfg.models:
-        spec = specs[model]
-        mcfg = model_config(cfg.seqrec, model, cfg.model_overrides)
         key = f"{ds.name}/{model}"
-        entry: dict[str, Any] = read_json(details_path, {}).get(key, {}) if cold_only else {}
-        row: dict[str, Any] | None = None
-        if not cold_only:
-            seeds = cfg.seeds[:1] if model in BASELINES else cfg.seeds  # baselines are deterministic
-            with_mc = model in cfg.markov_models and model not in BASELINES
-            runs: list[dict[str, Any]] = []
-            old_runs: list[dict[str, Any]] = []
-            old_mc_runs: list[dict[str, Any]] = []
-            if extend and model not in BASELINES:
-                old_runs, old_mc_runs = runs_to_extend(details_path, key, mcfg, with_mc, seeds, cfg.prior_counts)
-                done = {int(r["seed"]) for r in old_runs}
-                logger.info("%s: extending seeds %s with %s", key, sorted(done), [s for s in seeds if s not in done])
-                seeds = [s for s in seeds if s not in done]
-            for seed in seeds:
-                logger.info("== %s: %s seed %d (budget %.1f min) ==", ds.name, model, seed, mcfg.max_minutes)
-                runs.append(
-                    run_seqrec(
-                        ds.root,
-                        model,
-                        text_vectors,
-                        mcfg,
-                        seed,
-                        profile_vectors=profile_vectors,
-                        progress=progress,
-                        dataset=ds,
-                        markov_weights=cfg.markov_weights if with_mc else (),
-                        markov_beta=cfg.markov_beta,
-                        markov_shapes=shapes,
-                        save_to=_saved_model(cfg, ds.name, model, seed),
-                        short_history=cfg.short_history,
-                        prior_counts=cfg.prior_counts,
-                    )
-                )
-            all_runs = sorted(old_runs + [compact_run(r) for r in runs], key=lambda r: int(r["seed"]))
-            row = aggregate(ds.name, model, all_runs)
-            entry = {"runs": all_runs, "config": asdict(mcfg), "label": spec.label}
-            # As merge_rows keeps a row's cold figure, keep the cold run's details that go with it.
-            old_cold = read_json(details_path, {}).get(key, {}).get("cold")
-            if old_cold is not None:
-                entry["cold"] = old_cold
-            if with_mc:
-                # (the short-history figure is the plain model's: not carried into the "+mc" row)
-                mc_runs = [
-                    {k: v for k, v in r.items() if k != "test_short"}
-                    | {"val": r["markov"]["val"], "test": r["markov"]["test"]}
-                    for r in runs
-                ]
-                mc_all = old_mc_runs + [
-                    {
-                        **compact_run(r),
-                        "markov_weight": r["markov"]["weight"],
-                        "markov_shape": r["markov"]["shape"],
-                        "markov_counts": r["markov"]["counts"],
-                    }
-                    for r in mc_runs
-                ]
-                mc_all.sort(key=lambda r: int(r["seed"]))
-                new_rows.append(_write_mc_rows(cfg, ds.name, model, mcfg, shapes, mc_all))
+        if cold_only:
+            entry: dict[str, Any] = read_json(runs_path(cfg.out), {}).get(key, {})
+            row = _stored_row(cfg, ds.name, model)
         else:
-            rows = read_json(json_path, [])
-            row = next((dict(r) for r in rows if (r["dataset"], r["model"]) == (ds.name, model)), None)
-            if row is None:
-                raise ValueError(f"--cold-only: no row for {key} in {json_path}; run it without --cold-only first")
-        if cfg.cold_frac > 0 and spec.uses_text:
-            ccfg = copy.deepcopy(mcfg)
-            if cfg.cold_minutes is not None:
-                ccfg.max_minutes = cfg.cold_minutes
-            cold_runs = []
-            for i in range(cfg.cold_runs):
-                seed, cold_seed = cfg.seeds[i % len(cfg.seeds)], cfg.cold_seed + i
-                logger.info(
-                    "== %s: %s cold run %d/%d (%.0f%% items hidden, seed %d) ==",
-                    ds.name,
-                    model,
-                    i + 1,
-                    cfg.cold_runs,
-                    100 * cfg.cold_frac,
-                    seed,
-                )
-                crun = run_seqrec(
-                    ds.root,
-                    model,
-                    text_vectors,
-                    ccfg,
-                    seed,
-                    profile_vectors=profile_vectors,
-                    cold_frac=cfg.cold_frac,
-                    cold_seed=cold_seed,
-                    progress=progress,
-                    dataset=ds,
-                )
-                cold_runs.append({**crun["cold"], "model_seed": seed, "train_seconds": crun["train_seconds"]})
-            entry["cold"] = {
-                **mean_cold(cold_runs),
-                "frac": cfg.cold_frac,
-                "seed": cfg.cold_seed,
-                "n_cold_items": cold_runs[0]["n_cold_items"],
-                "max_minutes": ccfg.max_minutes,
-                "cold_id": asdict(cold_id_rule(ccfg)),
-                "runs": cold_runs,
-            }
+            row, entry, mc_row = _main_runs(cfg, inputs, model, extend)
+            if mc_row is not None:
+                new_rows.append(mc_row)
+        if cfg.cold_frac > 0 and specs[model].uses_text:
+            entry["cold"] = _cold_runs(cfg, inputs, model)
             row["cold_recall@10"] = entry["cold"]["cold_recall@10"]
         new_rows.append(row)
         _write_rows(cfg, {key: entry}, [row])
     return new_rows
+
+
+def _checked_shapes(cfg: BenchSeqRecConfig, cold_only: bool) -> list[PriorShape]:
+    """Refuse an unrunnable config before any data is read. -> the prior shapes of the "+mc" rows"""
+    unknown = [m for m in cfg.models if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(MODELS)})")
+    if not cfg.seeds:
+        raise ValueError("no seeds given")
+    if cold_only and cfg.cold_frac <= 0:
+        raise ValueError("--cold-only needs cold_frac > 0")
+    if cfg.cold_runs < 1:
+        raise ValueError(f"cold_runs must be >= 1, got {cfg.cold_runs}")
+    if cfg.prior_counts not in PRIOR_COUNTS:
+        raise ValueError(f"prior_counts must be one of {PRIOR_COUNTS}, got {cfg.prior_counts!r}")
+    shapes = [PriorShape.from_dict(d) for d in cfg.markov_shapes]
+    if not shapes:
+        raise ValueError("markov_shapes is empty: give at least one prior shape ({} = first-order)")
+    return shapes
+
+
+class _Inputs(NamedTuple):
+    """What every run of one bench call shares."""
+
+    ds: Dataset
+    text_vectors: np.ndarray | None  # [N, T]
+    profile_vectors: np.ndarray | None  # [U, P]
+    shapes: list[PriorShape]
+    progress: bool
+
+
+def _stored_row(cfg: BenchSeqRecConfig, dataset: str, model: str) -> dict[str, Any]:
+    """``--cold-only``: the stored row the cold figure is added to."""
+    json_path = rows_path(cfg.out)
+    rows = read_json(json_path, [])
+    row = next((dict(r) for r in rows if (r["dataset"], r["model"]) == (dataset, model)), None)
+    if row is None:
+        raise ValueError(f"--cold-only: no row for {dataset}/{model} in {json_path}; run it without --cold-only first")
+    return row
+
+
+def _main_runs(
+    cfg: BenchSeqRecConfig, inputs: _Inputs, model: str, extend: bool
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """Train ``model`` over the seeds (only the missing ones with ``extend``) and store its "+mc" row
+    when it has one. -> (its row, its details entry, the "+mc" row or None)"""
+    ds, details_path = inputs.ds, runs_path(cfg.out)
+    mcfg = model_config(cfg.seqrec, model, cfg.model_overrides)
+    key = f"{ds.name}/{model}"
+    seeds = cfg.seeds[:1] if model in BASELINES else cfg.seeds  # baselines are deterministic
+    with_mc = model in cfg.markov_models and model not in BASELINES
+    old_runs: list[dict[str, Any]] = []
+    old_mc_runs: list[dict[str, Any]] = []
+    if extend and model not in BASELINES:
+        old_runs, old_mc_runs = runs_to_extend(details_path, key, mcfg, with_mc, seeds, cfg.prior_counts)
+        done = {int(r["seed"]) for r in old_runs}
+        logger.info("%s: extending seeds %s with %s", key, sorted(done), [s for s in seeds if s not in done])
+        seeds = [s for s in seeds if s not in done]
+    runs: list[dict[str, Any]] = []
+    for seed in seeds:
+        logger.info("== %s: %s seed %d (budget %.1f min) ==", ds.name, model, seed, mcfg.max_minutes)
+        runs.append(
+            run_seqrec(
+                ds.root,
+                model,
+                inputs.text_vectors,
+                mcfg,
+                seed,
+                profile_vectors=inputs.profile_vectors,
+                progress=inputs.progress,
+                dataset=ds,
+                markov_weights=cfg.markov_weights if with_mc else (),
+                markov_beta=cfg.markov_beta,
+                markov_shapes=inputs.shapes,
+                save_to=_saved_model(cfg, ds.name, model, seed),
+                short_history=cfg.short_history,
+                prior_counts=cfg.prior_counts,
+            )
+        )
+    all_runs = sorted(old_runs + [compact_run(r) for r in runs], key=lambda r: int(r["seed"]))
+    row = aggregate(ds.name, model, all_runs)
+    entry = {"runs": all_runs, "config": asdict(mcfg), "label": MODELS[model].label}
+    # As merge_rows keeps a row's cold figure, keep the cold run's details that go with it.
+    old_cold = read_json(details_path, {}).get(key, {}).get("cold")
+    if old_cold is not None:
+        entry["cold"] = old_cold
+    mc_row = None
+    if with_mc:
+        mc_runs = old_mc_runs + [_mc_run(r) for r in runs]
+        mc_runs.sort(key=lambda r: int(r["seed"]))
+        mc_row = _write_mc_rows(cfg, ds.name, model, mcfg, inputs.shapes, mc_runs)
+    return row, entry, mc_row
+
+
+def _mc_run(run: dict[str, Any]) -> dict[str, Any]:
+    """A main run as its "+mc" run: the prior-guided figures in place of the plain ones (the
+    short-history figure is the plain model's: not carried into the "+mc" row)."""
+    prior = run["markov"]
+    mc = {k: v for k, v in run.items() if k != "test_short"} | {"val": prior["val"], "test": prior["test"]}
+    return {
+        **compact_run(mc),
+        "markov_weight": prior["weight"],
+        "markov_shape": prior["shape"],
+        "markov_counts": prior["counts"],
+    }
+
+
+def _cold_runs(cfg: BenchSeqRecConfig, inputs: _Inputs, model: str) -> dict[str, Any]:
+    """``cfg.cold_runs`` runs of ``model`` with ``cfg.cold_frac`` of the items hidden from training.
+    -> the details entry's "cold" part (their mean and every run)"""
+    ds = inputs.ds
+    ccfg = copy.deepcopy(model_config(cfg.seqrec, model, cfg.model_overrides))
+    if cfg.cold_minutes is not None:
+        ccfg.max_minutes = cfg.cold_minutes
+    cold_runs = []
+    for i in range(cfg.cold_runs):
+        seed, cold_seed = cfg.seeds[i % len(cfg.seeds)], cfg.cold_seed + i
+        logger.info(
+            "== %s: %s cold run %d/%d (%.0f%% items hidden, seed %d) ==",
+            ds.name,
+            model,
+            i + 1,
+            cfg.cold_runs,
+            100 * cfg.cold_frac,
+            seed,
+        )
+        crun = run_seqrec(
+            ds.root,
+            model,
+            inputs.text_vectors,
+            ccfg,
+            seed,
+            profile_vectors=inputs.profile_vectors,
+            cold_frac=cfg.cold_frac,
+            cold_seed=cold_seed,
+            progress=inputs.progress,
+            dataset=ds,
+        )
+        cold_runs.append({**crun["cold"], "model_seed": seed, "train_seconds": crun["train_seconds"]})
+    return {
+        **mean_cold(cold_runs),
+        "frac": cfg.cold_frac,
+        "seed": cfg.cold_seed,
+        "n_cold_items": cold_runs[0]["n_cold_items"],
+        "max_minutes": ccfg.max_minutes,
+        "cold_id": asdict(cold_id_rule(ccfg)),
+        "runs": cold_runs,
+    }
 
 
 def merge_runs(cfg: BenchSeqRecConfig, dataset: str, other_details: Path) -> list[dict[str, Any]]:

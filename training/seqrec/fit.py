@@ -1,4 +1,5 @@
-"""Fitting a sequential model on a leave-one-out split (batches, loss, early stopping on validation)."""
+"""Fitting a sequential model on a leave-one-out split: its batches, loss step and validation, handed to
+the one training loop (``training.loop.fit``: epochs, budget, early stopping, best weights)."""
 
 import hashlib
 import json
@@ -22,8 +23,6 @@ from training.losses import full_softmax_ce
 from training.metrics import Case, evaluate
 from training.models.seqrec import SeqRec
 from training.seqrec.model import build_model, variant_name
-
-logger = logging.getLogger(__name__)
 
 logger = logging.getLogger(__name__)
 

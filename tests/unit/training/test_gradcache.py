@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from training.gradcache import Chunk, gradcache_backward, plain_backward
+from training.gradcache import Chunk, gradcache_backward, gradcache_step, plain_backward
+from training.loop import LoopConfig, fit
 from training.losses import info_nce
 from training.models.text_encoder import TextEncoder
 
@@ -115,3 +116,39 @@ def test_info_nce_prefers_matching_rows_and_checks_shapes() -> None:
         info_nce(q, q, 0.0)
     with pytest.raises(ValueError, match=r"\[B, H\]"):
         info_nce(q, q[:3], 0.05)
+
+
+def test_fit_with_a_gradcache_step_trains_like_plain_steps() -> None:
+    """Gradient caching plugs into the one loop as its step: two epochs of chunked steps end at the
+    weights of two epochs of plain full-batch loss steps (the loop back-propagates those itself)."""
+    pairs = [(_batch(6, 5, seed=10 + i), _batch(6, 9, seed=20 + i)) for i in range(3)]
+
+    def batches(epoch: int) -> list[tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]:
+        return pairs[epoch % 3 :] + pairs[: epoch % 3]
+
+    def validate(model: torch.nn.Module) -> dict[str, float]:
+        (q_ids, q_mask), (d_ids, d_mask) = pairs[0]
+        with torch.no_grad():
+            return {"ndcg@10": -float(_loss(model(q_ids, q_mask), model(d_ids, d_mask)))}
+
+    cfg = LoopConfig(lr=1e-3, epochs=2, patience=10, grad_clip=1.0, progress=False)
+    plain = _tiny(dropout=0.0)
+
+    def loss_step(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        (q_ids, q_mask), (d_ids, d_mask) = batch
+        return _loss(model(q_ids, q_mask), model(d_ids, d_mask))
+
+    fit(plain, batches, 3, loss_step, validate, cfg)
+
+    cached = _tiny(dropout=0.0)
+    start = {k: v.clone() for k, v in cached.state_dict().items()}
+    step = gradcache_step(
+        lambda b: [_chunks(*b[0], 4), _chunks(*b[1], 4)], lambda c: cached(c.inputs, c.attention_mask), _loss
+    )
+    res = fit(cached, batches, 3, step, validate, cfg)
+    assert res.epochs == 2 and [h["steps"] for h in res.history] == [3, 3]
+    moved = False
+    for (name, a), b in zip(cached.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+        moved |= not torch.equal(a, start[name])
+    assert moved  # training changed the weights, so the comparison is not vacuous

@@ -197,7 +197,8 @@ def test_sequence_batches_positions_mode_balances_positions_and_cuts_padding() -
 
 
 def test_fit_backward_step_and_schedule_hooks_match_plain_training() -> None:
-    """A backward_step doing loss.backward() itself trains exactly like step_loss; schedule sees global steps."""
+    """A step doing loss.backward() itself (returning the detached loss) trains exactly like a plain loss
+    step, under either name; schedule sees global steps."""
     cfg = LoopConfig(lr=0.05, epochs=2, patience=10, grad_clip=0.0, progress=False)
     torch.manual_seed(0)
     plain = Tiny()
@@ -217,9 +218,13 @@ def test_fit_backward_step_and_schedule_hooks_match_plain_training() -> None:
 
     torch.manual_seed(0)
     hooked = Tiny()
-    res = fit(hooked, _batches, 4, None, _neg_mse, cfg, backward_step=backward, schedule=schedule)
+    res = fit(hooked, _batches, 4, backward, _neg_mse, cfg, schedule=schedule)
     torch.testing.assert_close(hooked.lin.weight, plain.lin.weight)
     assert seen == list(range(8)) and [h["step"] for h in res.history] == [4, 8]
+    torch.manual_seed(0)
+    aliased = Tiny()
+    fit(aliased, _batches, 4, None, _neg_mse, cfg, backward_step=backward)
+    torch.testing.assert_close(aliased.lin.weight, plain.lin.weight)
     with pytest.raises(ValueError, match="exactly one"):
         fit(Tiny(), _batches, 4, _loss, _neg_mse, cfg, backward_step=backward)
 

@@ -11,7 +11,7 @@ import torch
 
 from service.core.sid import SidCodec, SidSpec, load_semantic_ids
 from training.config import SemanticIdConfig
-from training.models.rqvae import RQVAE, ResidualQuantizer, kmeans
+from training.models.rqvae import RQVAE, ResidualQuantizer, init_centroids
 from training.semantic_ids.build import build_semantic_ids, codec_from_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -24,11 +24,14 @@ def clustered_vectors(n: int, dim: int, clusters: int, seed: int = 0) -> np.ndar
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_kmeans_finds_separated_clusters() -> None:
+def test_init_centroids_finds_separated_clusters_and_covers_few_points() -> None:
     g = torch.Generator().manual_seed(0)
     pts = torch.cat([torch.randn(50, 2) * 0.05 + c for c in (torch.tensor([5.0, 0]), torch.tensor([-5.0, 0]))])
-    cents = kmeans(pts, 2, generator=g)
-    assert sorted(round(float(c[0])) for c in cents) == [-5, 5]
+    cents, codes = init_centroids(pts, 2, generator=g)
+    assert cents.dtype == pts.dtype and sorted(round(float(c[0])) for c in cents) == [-5, 5]
+    assert codes.tolist() == torch.cdist(pts, cents).argmin(1).tolist()  # each point's nearest codeword
+    few, few_codes = init_centroids(pts[:3], 8, generator=g)  # fewer points than codes
+    assert few.shape == (8, 2) and len({tuple(r) for r in few.tolist()}) == 8 and few_codes.shape == (3,)
 
 
 def test_quantizer_straight_through_and_dead_code_reset() -> None:
