@@ -129,6 +129,53 @@ def schemes(calib: Sequence[dict[str, np.ndarray]]) -> list[Scheme]:
     ]
 
 
+def _quality(
+    sessions: dict[str, Any],
+    tokenizer: Any,
+    texts: list[str],
+    reference: np.ndarray,
+    args: argparse.Namespace,
+    max_length: int,
+) -> dict[str, tuple[float, float, float, float, float]]:
+    """Per scheme: min / mean / 1st-percentile cosine to the torch reference, and the alone-vs-batched
+    minimum cosine and largest absolute difference."""
+    quality: dict[str, tuple[float, float, float, float, float]] = {}
+    for label, sess in sessions.items():
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        vecs = np.zeros_like(reference)
+        for start in range(0, len(texts), args.batch):
+            idx = order[start : start + args.batch]
+            vecs[idx] = embed_batch(sess, tokenizer, [texts[i] for i in idx], max_length=max_length)
+        cos = (vecs * reference).sum(axis=1)  # [N]
+        inv = batch_invariance(sess, tokenizer, texts, max_length=max_length, n_probe=24 if args.quick else 48)
+        quality[label] = (
+            float(cos.min()),
+            float(cos.mean()),
+            float(np.percentile(cos, 1)),
+            inv.min_cosine,
+            inv.max_abs_diff,
+        )
+        logger.info("%-48s min cos %.4f, alone/batched %.6f", label, cos.min(), inv.min_cosine)
+    return quality
+
+
+def _timed_rounds(
+    sessions: dict[str, Any], workloads: dict[str, list[dict[str, np.ndarray]]], rounds: int
+) -> dict[tuple[str, str], list[float]]:
+    """Seconds per (scheme, workload), the schemes alternating in order each round (round 0 warms up)."""
+    times: dict[tuple[str, str], list[float]] = {(lb, w): [] for lb in sessions for w in workloads}
+    labels = list(sessions)
+    for r in range(rounds + 1):
+        for label in labels if r % 2 == 0 else labels[::-1]:
+            for w, feeds in workloads.items():
+                t0 = time.perf_counter()
+                for f in feeds:
+                    sessions[label].run(["last_hidden_state"], f)
+                if r > 0:
+                    times[(label, w)].append(time.perf_counter() - t0)
+    return times
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -190,34 +237,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             logger.info("built %-48s in %.1fs", s.label, time.perf_counter() - t0)
 
         sessions = {label: session(path, args.threads) for label, path in files.items()}
-        quality: dict[str, tuple[float, float, float, float, float]] = {}
-        for label, sess in sessions.items():
-            order = np.argsort([-len(t) for t in texts], kind="stable")
-            vecs = np.zeros_like(reference)
-            for start in range(0, len(texts), args.batch):
-                idx = order[start : start + args.batch]
-                vecs[idx] = embed_batch(sess, tokenizer, [texts[i] for i in idx], max_length=max_length)
-            cos = (vecs * reference).sum(axis=1)  # [N]
-            inv = batch_invariance(sess, tokenizer, texts, max_length=max_length, n_probe=24 if args.quick else 48)
-            quality[label] = (
-                float(cos.min()),
-                float(cos.mean()),
-                float(np.percentile(cos, 1)),
-                inv.min_cosine,
-                inv.max_abs_diff,
-            )
-            logger.info("%-48s min cos %.4f, alone/batched %.6f", label, cos.min(), inv.min_cosine)
-
-        times: dict[tuple[str, str], list[float]] = {(lb, w): [] for lb in sessions for w in workloads}
+        quality = _quality(sessions, tokenizer, texts, reference, args, max_length)
         labels = list(sessions)
-        for r in range(args.rounds + 1):  # round 0 warms up
-            for label in labels if r % 2 == 0 else labels[::-1]:
-                for w, feeds in workloads.items():
-                    t0 = time.perf_counter()
-                    for f in feeds:
-                        sessions[label].run(["last_hidden_state"], f)
-                    if r > 0:
-                        times[(label, w)].append(time.perf_counter() - t0)
+        times = _timed_rounds(sessions, workloads, args.rounds)
     load["end"] = [round(x, 2) for x in os.getloadavg()]
 
     n_texts = {w: sum(len(f["input_ids"]) for f in feeds) for w, feeds in workloads.items()}

@@ -32,15 +32,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return value
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arm in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arm, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: expected {_type_name(hint)}, got {value!r}")
+        return _coerce_union(value, hint, args, where)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list ({_type_name(hint)}), got {value!r}")
@@ -49,24 +41,54 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise ConfigError(f"{where}: expected a mapping ({_type_name(hint)}), got {value!r}")
         return {k: _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    return _coerce_scalar(value, hint, where)
+
+
+def _coerce_union(value: Any, hint: Any, args: tuple[Any, ...], where: str) -> Any:
+    """The first arm of ``Optional``/``Union`` ``hint`` that accepts ``value``."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arm in (a for a in args if a is not type(None)):
+        try:
+            return _coerce(value, arm, where)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: expected {_type_name(hint)}, got {value!r}")
+
+
+_NOT = object()  # a scalar rule that does not accept the value
+
+
+def _as_float(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
             return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif hint is str:
+        except ValueError:
+            return _NOT
+    return _NOT
+
+
+_SCALARS: dict[Any, Any] = {
+    bool: lambda v: v if isinstance(v, bool) else _NOT,
+    int: lambda v: v if isinstance(v, int) and not isinstance(v, bool) else _NOT,
+    float: _as_float,
+}
+
+
+def _coerce_scalar(value: Any, hint: Any, where: str) -> Any:
+    """``value`` as the scalar (or plain class) ``hint``."""
+    if hint is str:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{where}: expected a string, got {value!r} (quote it: '{value}')")
+    rule = _SCALARS.get(hint)
+    if rule is not None:
+        out = rule(value)
+        if out is not _NOT:
+            return out
     elif isinstance(hint, type) and isinstance(value, hint):
         return value
     raise ConfigError(f"{where}: expected {_type_name(hint)}, got {value!r}")
