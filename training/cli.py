@@ -143,7 +143,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from training.jobs.build import push
+    from training.pipeline.push import push
 
     root = Path(args.artifacts) / args.version if args.version else latest_version(Path(args.artifacts))
     manifest = Manifest.read(root)
@@ -428,7 +428,8 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
     import torch
 
     from training.config import GenRecConfig, SemanticIdConfig
-    from training.jobs.train_genrec import BEAM_JSON, RESULTS_JSON, bench_genrec, write_generative_section
+    from training.jobs.train_genrec import bench_genrec
+    from training.reports.generative import BEAM_JSON, RESULTS_JSON, write_generative_section
     from training.reports.page import DEFAULT_PATH
 
     if args.render_only:

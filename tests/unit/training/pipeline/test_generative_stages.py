@@ -12,9 +12,9 @@ import pytest
 from service.core.manifest import Manifest
 from service.core.sid import load_semantic_ids
 from service.recommender.generative import GenerativeRuntime
-from tests.unit.training.test_genrec import cyclic_split
+from tests.unit.training.genrec.splits import cyclic_split
 from training.config import BuildConfig, GenRecConfig, SemanticIdConfig
-from training.jobs.build import generative_stages
+from training.pipeline.stages import generative_stages
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
