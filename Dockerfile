@@ -37,7 +37,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     RECSVC_ARTIFACTS_DIR=/app/artifacts \
-    RECSVC_DATA_DIR=/app/var
+    RECSVC_DATA_DIR=/app/var \
+    RECSVC_WORKERS__COUNT=0
+# RECSVC_WORKERS__COUNT=0: one process per core with the embedded store (writer + readers), one with a
+# Qdrant server unless --workers says otherwise (docs/OPERATIONS.md, "Several processes on one node").
 RUN groupadd --system --gid 10001 recsvc \
  && useradd --system --uid 10001 --gid recsvc --home-dir /app --shell /usr/sbin/nologin recsvc
 WORKDIR /app

@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from training.config import GenRecConfig
         from training.models.genrec import build_genrec
 
-        model = build_genrec(layout, GenRecConfig(history_input=args.history_input), seed=args.seed)
+        # A random model without the item-ID table (the defaults' item_id_input needs trained items).
+        cfg = GenRecConfig(history_input=args.history_input, item_id_input=False)
+        model = build_genrec(layout, cfg, seed=args.seed)
         model = model.to(device).eval()
     if model.config.vocab_size != layout.vocab_size:
         raise ValueError(f"model vocab {model.config.vocab_size} does not match the sid layout ({layout.vocab_size})")

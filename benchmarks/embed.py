@@ -179,7 +179,7 @@ _KEEP4 = (
 
 
 def int8_variants() -> list[Int8Variant]:
-    from training.encoder.export import DEFAULT_KEEP_FP32
+    from training.encoder.int8_search import DEFAULT_KEEP_FP32
 
     mm, mm_att = ("MatMul",), ("MatMul", "Attention")
     return [
@@ -217,7 +217,8 @@ def int8_study(
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from service.encoding.onnx_encoder import OnnxEncoder
-    from training.encoder.export import fuse_for_cpu, matmul_nodes, quiet_root_logger
+    from training.encoder.export import quiet_root_logger
+    from training.encoder.quantize import fuse_for_cpu, matmul_nodes
     from training.models.text_encoder import TextEncoder, encode_texts, load_tokenizer
 
     spec, exported_from = _encoder_files(root)

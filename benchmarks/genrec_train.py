@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     runs: dict[str, dict[str, Any]] = {}
     for mode in HISTORY_INPUTS:
-        # The two encoder inputs alone: item-ID vectors and the user token (config extras) stay off.
-        plain = replace(cfg, history_input=mode, item_id_input=False, user_buckets=0)
+        # The two encoder inputs alone: item-ID vectors (a config extra) stay off.
+        plain = replace(cfg, history_input=mode, item_id_input=False)
         model: Any = build_genrec(LAYOUT, plain, seed=args.seed)
         model = model.to(device).train()
         runs[mode] = {

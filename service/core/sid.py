@@ -17,17 +17,13 @@ items already in the table never change (:meth:`SidTable.extend`).
 
 Token layout shared by the generative model and the beam search: token ids
 ``0`` = pad (also the decoder start), ``1`` = eos, then level ``l`` code ``c`` is
-``level_offset(l) + c``, with level ``n_levels`` being the collision digit. A generative
-model with user tokens (TIGER's hashed user id) has ``1 + user_buckets`` more ids after
-the sid tokens: ``vocab_size`` = no user (anonymous request), then one per hash bucket
-(:func:`user_token`); they are encoder input only, never decoded.
+``level_offset(l) + c``, with level ``n_levels`` being the collision digit.
 
 Nothing here imports web or ML frameworks (numpy only).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,22 +43,6 @@ N_SPECIAL_TOKENS = 2
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
-
-
-def user_bucket(user_id: str, buckets: int) -> int:
-    """Hash bucket of a user id in ``[0, buckets)``: stable across processes and machines
-    (blake2b of the UTF-8 id, not Python's salted ``hash``)."""
-    if buckets < 1:
-        raise ValueError(f"buckets must be >= 1, got {buckets}")
-    digest = hashlib.blake2b(user_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % buckets
-
-
-def user_token(user_id: str | None, sid_vocab: int, buckets: int) -> int:
-    """Encoder token of a user for a model whose sid tokens end at ``sid_vocab``
-    (``SidLayout.vocab_size``) and that has ``buckets`` user buckets: ``sid_vocab`` for no
-    user, ``sid_vocab + 1 + user_bucket(user_id)`` otherwise."""
-    return sid_vocab if user_id is None else sid_vocab + 1 + user_bucket(user_id, buckets)
 
 
 class SidError(ValueError):

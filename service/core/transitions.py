@@ -151,12 +151,8 @@ class TransitionPrior:
     def n_items(self) -> int:
         return len(self.pop)
 
-    def log_prob(self, last: npt.ArrayLike, leave_out: npt.ArrayLike | None = None) -> F32:
-        """last [B] item indices -> log p(j | last) [B, N].
-
-        ``leave_out`` [B]: for each row, one counted transition ``(last, leave_out)`` is taken out of
-        the counts first (when it was counted), so a model trained on the same sequences does not
-        see the transition it is asked to predict in the prior (first-order priors only)."""
+    def log_prob(self, last: npt.ArrayLike) -> F32:
+        """last [B] item indices -> log p(j | last) [B, N]."""
         last_a = np.asarray(last, dtype=np.int64)
         if last_a.ndim != 1 or (len(last_a) and (last_a.min() < 0 or last_a.max() >= self.n_items)):
             raise ValueError(f"last must be item indices in [0, {self.n_items}), shape [B]")
@@ -165,18 +161,6 @@ class TransitionPrior:
             lo, hi = self.indptr[a], self.indptr[a + 1]
             out[r, self.cols[lo:hi]] += self.counts[lo:hi]
         totals = self.row_totals[last_a] + self.beta  # [B]
-        if leave_out is not None:
-            if not self.shape.first_order:
-                raise ValueError("leave_out needs a first-order prior (whole transition counts)")
-            out_a = np.asarray(leave_out, dtype=np.int64)
-            if out_a.shape != last_a.shape or (len(out_a) and (out_a.min() < 0 or out_a.max() >= self.n_items)):
-                raise ValueError(f"leave_out must be item indices in [0, {self.n_items}), shape [B] like last")
-            for r, (a, j) in enumerate(zip(last_a, out_a, strict=True)):
-                lo, hi = self.indptr[a], self.indptr[a + 1]
-                pos = lo + int(np.searchsorted(self.cols[lo:hi], j))  # a row's columns are sorted
-                if pos < hi and self.cols[pos] == j and self.counts[pos] >= 1:
-                    out[r, j] -= 1.0
-                    totals[r] -= 1.0
         out /= totals[:, None].astype(np.float32)
         return np.log(out, dtype=np.float32)
 

@@ -38,7 +38,6 @@ from service.semantic_ids.decoder import (
     load_genrec,
     model_history_tokens,
     step_for,
-    user_buckets,
     with_item_ids,
 )
 from service.semantic_ids.prefix_index import PrefixIndex
@@ -88,12 +87,16 @@ class GenerativeRuntime:
     ) -> None:
         if len(table) != len(item_ids):
             raise SidError(f"sid table has {len(table)} rows for {len(item_ids)} items")
-        buckets = user_buckets(model)
-        expected = spec.layout.vocab_size + (1 + buckets if buckets else 0)
-        if model.config.vocab_size != expected:
+        if int(getattr(model.config, "user_buckets", 0) or 0) > 0:
+            # TIGER's hashed user token measured no gain and was removed (docs/EXPERIMENTS.md).
+            raise SidError(
+                "generative model was trained with user tokens (user_buckets, a removed option:"
+                " docs/EXPERIMENTS.md); rebuild the artifact set"
+            )
+        if model.config.vocab_size != spec.layout.vocab_size:
             raise SidError(
                 f"generative model vocabulary {model.config.vocab_size} does not match the sid layout "
-                f"({spec.layout.vocab_size} sid tokens" + (f" + 1 + {buckets} user tokens)" if buckets else ")")
+                f"({spec.layout.vocab_size} sid tokens)"
             )
         self.spec = spec
         self.layout = spec.layout
@@ -109,9 +112,13 @@ class GenerativeRuntime:
         # Weight of the item -> next item prior in prior-guided decoding (0 = none; the build picks it on
         # validation, service.semantic_ids.beam explains the decoding); the prior is the artifact's.
         self.prior_weight = float(prior_weight)
-        # A model trained next to the prior (GenRecConfig.prior_train_weight) is decoded with the beam's
-        # renormalised steps, the distribution its loss was the cross-entropy of.
-        self.renormalize = float(getattr(model.config, "prior_train_weight", 0.0) or 0.0) > 0
+        if float(getattr(model.config, "prior_train_weight", 0.0) or 0.0) > 0:
+            # Training next to the prior (a product-of-experts loss) measured no gain and was removed:
+            # such a model needs the renormalised beam this runtime no longer decodes with.
+            raise SidError(
+                "generative model was trained next to the item -> next item prior (prior_train_weight, a removed"
+                " option: docs/EXPERIMENTS.md); rebuild the artifact set with a plainly trained model"
+            )
         self._base: dict[str, tuple[int, ...]] = {
             iid: tuple(row) for iid, row in zip(item_ids, table.sids.tolist(), strict=True)
         }
@@ -253,12 +260,10 @@ class GenerativeRuntime:
         catalog: SidCatalog,
         k: int,
         allowed: npt.NDArray[np.bool_] | None = None,
-        user_ids: Sequence[str | None] | None = None,
         log_prior: npt.NDArray[np.float32] | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Histories as token rows [L_i, depth] -> top-k (snapshot rows [B, k] (-1 = none), scores [B, k]).
 
-        ``user_ids``: the requests' users (None = anonymous), read by a model with user tokens.
         ``log_prior``: item log-prior over the snapshot rows [B, N], added with ``prior_weight``."""
         use_torch_threads(self.torch_threads)
         b = len(histories)
@@ -266,13 +271,11 @@ class GenerativeRuntime:
         flat = np.concatenate(histories, axis=0)  # [sum L_i, depth]
         offsets = np.cumsum([0] + [len(h) for h in histories])
         rows = [np.arange(offsets[i], offsets[i + 1]) for i in range(b)]
-        ids, mask = model_history_tokens(self.model, flat, rows, self.max_items, user_ids)
+        ids, mask = model_history_tokens(self.model, flat, rows, self.max_items)
         step = step_for(self.model, ids, mask, self.device)
         allowed_t = None if allowed is None else torch.from_numpy(np.ascontiguousarray(allowed)).to(self.device)
         prior_t = None
         if log_prior is not None and self.prior_weight > 0:
             prior_t = torch.from_numpy(np.ascontiguousarray(log_prior, dtype=np.float32)).to(self.device)
-        res = beam_search(
-            step, catalog.index, b, max(self.beam, k), k, allowed_t, prior_t, self.prior_weight, self.renormalize
-        )
+        res = beam_search(step, catalog.index, b, max(self.beam, k), k, allowed_t, prior_t, self.prior_weight)
         return res.items.cpu().numpy(), res.scores.cpu().numpy()

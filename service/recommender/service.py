@@ -150,12 +150,6 @@ class Recommender:
         self.transition_pool = transition_pool
         self.hybrid_weights = hybrid_weights
         self.generative = generative
-        if generative is not None and generative.renormalize and transitions is None:
-            logger.warning(
-                "the generative model was trained next to the item -> next item prior, but no transition prior "
-                "is served (none in the artifact set, or RECSVC_TRANSITION_PRIOR=false): generative and hybrid "
-                "modes decode the model alone, which ranks worse than a plainly trained model"
-            )
         self.profiles = profiles
         self.store = store
         self.seqrec = seqrec
@@ -241,9 +235,7 @@ class Recommender:
         mask = snapshot.searcher.mask(build_filter(req.filters, exclude))  # [N] or None
         allowed = None if mask is None else mask[None, :]
         log_prior = self._generative_prior(entries, snapshot)
-        items, scores = await asyncio.to_thread(
-            gen.decode, [np.stack(rows)], catalog, k, allowed, [req.user_id], log_prior
-        )
+        items, scores = await asyncio.to_thread(gen.decode, [np.stack(rows)], catalog, k, allowed, log_prior)
         return items[0], scores[0], log_prior is not None
 
     def _generative_prior(self, entries: list[ItemRef | NewItem], snapshot: CatalogSnapshot) -> np.ndarray | None:

@@ -28,10 +28,9 @@ is zero (every item under it at ``-inf``) is pruned like a filtered one.
 ``renormalize``: each step's term (model log-probability, plus the prior term when given) is
 renormalised over the beam's valid children (a log-softmax over them), so a decoded item's
 score is the log-probability of a distribution over the allowed items that factorises level
-by level: ``q(code | prefix) ∝ p_model(code | prefix) * M(child) ** prior_weight``. That is
-what a model trained next to the prior (``GenRecConfig.prior_train_weight``: the training loss
-is this distribution's cross-entropy) must be decoded with; without a prior it is the model's
-softmax restricted to valid codes.
+by level: ``q(code | prefix) ∝ p_model(code | prefix) * M(child) ** prior_weight``; without a
+prior it is the model's softmax restricted to valid codes. With constant model logits each level
+follows the prior's mass alone (the "prior in the beam" figure of bench-genrec).
 
 ``reference.py`` holds the plain trie walk this must agree with (property tests).
 """

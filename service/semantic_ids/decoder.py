@@ -21,7 +21,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from service.core.sid import EOS_TOKEN, HISTORY_INPUTS, PAD_TOKEN, user_token
+from service.core.sid import EOS_TOKEN, HISTORY_INPUTS, PAD_TOKEN
 from service.semantic_ids.beam import StepFn
 
 GENREC_DIR = "genrec"
@@ -45,21 +45,15 @@ def history_tokens(
     max_items: int,
     *,
     per_item: bool = False,
-    users: Sequence[int] | npt.NDArray[np.int64] | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """Encoder input: the sid tokens of each history's last ``max_items`` items, then EOS,
     right-padded with PAD. item_tokens [N, depth] -> (ids [B, S], mask [B, S]).
 
     ``per_item``: one row of tokens per position instead (the ``items`` history input):
     ids [B, S, depth] with the items' token rows, then an EOS row ``[EOS, PAD, ...]``,
-    then all-PAD rows; mask [B, S].
-
-    ``users``: one user token per history (``service.core.sid.user_token``), put first
-    (per item: a row ``[user, PAD, ...]``), as TIGER prepends its hashed user id."""
+    then all-PAD rows; mask [B, S]."""
     if any(len(h) == 0 for h in histories):
         raise ValueError("empty history")
-    if users is not None and len(users) != len(histories):
-        raise ValueError(f"{len(users)} user tokens for {len(histories)} histories")
     depth = item_tokens.shape[1]
     eos: npt.NDArray[np.int64]
     if per_item:  # one position per item: [L, depth] rows, then the EOS row
@@ -68,18 +62,9 @@ def history_tokens(
     else:  # one position per token: [L * depth], then EOS
         eos = np.array([EOS_TOKEN], dtype=np.int64)
 
-    def lead(i: int) -> list[npt.NDArray[np.int64]]:  # the user position, if any: one row shaped like eos
-        if users is None:
-            return []
-        row = np.full_like(eos, PAD_TOKEN)
-        row.reshape(-1)[0] = int(users[i])
-        return [row]
-
     rows = [
-        np.concatenate(
-            [*lead(i), item_tokens[np.asarray(h[-max_items:], dtype=np.int64)].reshape(-1, *eos.shape[1:]), eos]
-        )
-        for i, h in enumerate(histories)
+        np.concatenate([item_tokens[np.asarray(h[-max_items:], dtype=np.int64)].reshape(-1, *eos.shape[1:]), eos])
+        for h in histories
     ]
     s = max(len(r) for r in rows)
     ids = np.full((len(rows), s, *eos.shape[1:]), PAD_TOKEN, dtype=np.int64)
@@ -87,7 +72,7 @@ def history_tokens(
     for i, r in enumerate(rows):
         ids[i, : len(r)] = r
         mask[i, : len(r)] = True
-    assert s <= max_items * (1 if per_item else depth) + 1 + (users is not None)
+    assert s <= max_items * (1 if per_item else depth) + 1
     return ids, mask
 
 
@@ -125,37 +110,15 @@ def with_item_ids(item_tokens: npt.NDArray[np.int64], id_rows: npt.NDArray[np.in
     return np.concatenate([item_tokens, np.maximum(ids, -1)[:, None] + 1], axis=1)
 
 
-def user_buckets(model: Any) -> int:
-    """Hashed user buckets of ``model`` (its config's ``user_buckets``; 0 = no user token)."""
-    n = int(getattr(model.config, "user_buckets", 0) or 0)
-    if n < 0:
-        raise ValueError(f"user_buckets must be >= 0 in the model config, got {n}")
-    return n
-
-
-def model_user_tokens(model: Any, user_ids: Sequence[str | None]) -> npt.NDArray[np.int64] | None:
-    """The encoder's user tokens for ``user_ids`` (None = anonymous), or None for a model without
-    user tokens. The user tokens are the last ids of the vocabulary: no-user token, then the buckets."""
-    buckets = user_buckets(model)
-    if buckets == 0:
-        return None
-    sid_vocab = int(model.config.vocab_size) - 1 - buckets
-    return np.array([user_token(u, sid_vocab, buckets) for u in user_ids], dtype=np.int64)
-
-
 def model_history_tokens(
     model: Any,
     item_tokens: npt.NDArray[np.int64],
     histories: Sequence[Sequence[int] | npt.NDArray[np.int64]],
     max_items: int,
-    user_ids: Sequence[str | None] | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """:func:`history_tokens` in the layout ``model``'s encoder reads (:func:`history_input`), with
-    the user token first for a model with user tokens (``user_ids`` None: every request anonymous);
-    ``user_ids`` are ignored by a model without them. ``item_tokens``: the items' encoder rows,
-    [N, depth] sid tokens, with the ID column (:func:`with_item_ids`) for a model with item IDs."""
-    if user_ids is not None and len(user_ids) != len(histories):
-        raise ValueError(f"{len(user_ids)} user ids for {len(histories)} histories")
+    """:func:`history_tokens` in the layout ``model``'s encoder reads (:func:`history_input`).
+    ``item_tokens``: the items' encoder rows, [N, depth] sid tokens, with the ID column
+    (:func:`with_item_ids`) for a model with item IDs."""
     depth = getattr(model.config, "sid_depth", None)  # models saved before it was recorded: not checked
     if depth is not None:
         width = int(depth) + (1 if item_id_embeddings(model) else 0)
@@ -164,8 +127,7 @@ def model_history_tokens(
                 f"item rows have {item_tokens.shape[1]} columns; the model reads {width} "
                 "(sid tokens" + (" + item-ID column, see with_item_ids)" if width > int(depth) else ")")
             )
-    users = model_user_tokens(model, user_ids if user_ids is not None else [None] * len(histories))
-    return history_tokens(item_tokens, histories, max_items, per_item=history_input(model) == "items", users=users)
+    return history_tokens(item_tokens, histories, max_items, per_item=history_input(model) == "items")
 
 
 class Seq2SeqStep:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,7 +20,7 @@ from service.core.manifest import Manifest
 from service.core.sid import SidError, load_semantic_ids
 from service.core.transitions import TransitionPrior
 from service.recommender.generative import GenerativeRuntime
-from service.semantic_ids.decoder import item_id_embeddings, user_buckets
+from service.semantic_ids.decoder import item_id_embeddings
 from tests.conftest import TinyArtifacts
 from tests.transition_prior import with_transition_prior
 from training.config import GenRecConfig, SemanticIdConfig
@@ -31,11 +30,13 @@ from training.semantic_ids.build import build_semantic_ids
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-GEN_CFG = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, max_items=6, beam=12)
-# Two served models: TIGER's layout with its user token (16 hash buckets), and the per-item input
-# with item-ID vectors (no user token).
+GEN_CFG = GenRecConfig(
+    d_model=32, d_ff=64, n_heads=2, d_kv=16, max_items=6, beam=12, history_input="tokens", item_id_input=False
+)
+# Two served models: TIGER's layout (one encoder position per sid token), and the per-item input
+# with item-ID vectors.
 GEN_CFGS = {
-    "tokens+user": replace(GEN_CFG, user_buckets=16),
+    "tokens": GEN_CFG,
     "items+ids": replace(GEN_CFG, history_input="items", item_id_input=True),
 }
 
@@ -89,7 +90,6 @@ def direct_decode(
     tiny: TinyArtifacts,
     history: list[str],
     k: int,
-    user: str | None = None,
 ) -> tuple[list[str], list[float]]:
     """The beam search run straight on the artifact files (history excluded): (item ids, scores)."""
     ids = [r["item_id"] for r in tiny.catalog]
@@ -98,7 +98,7 @@ def direct_decode(
     allowed = np.ones((1, len(ids)), dtype=bool)
     allowed[0, [ids.index(h) for h in history]] = False
     hist = np.stack([cat.tokens[ids.index(h)] for h in history])
-    rows, scores = runtime.decode([hist], cat, k, allowed, [user])
+    rows, scores = runtime.decode([hist], cat, k, allowed)
     kept = rows[0] >= 0
     return [ids[r] for r in rows[0][kept]], scores[0][kept].tolist()
 
@@ -123,7 +123,7 @@ def test_generative_equals_direct_beam_search(
     assert not set(got) & set(history)
 
 
-def test_user_id_feeds_the_user_token(
+def test_user_id_does_not_change_the_generative_decode(
     make_client: Callable[..., TestClient],
     gen_artifacts: Path,
     runtime: GenerativeRuntime,
@@ -134,14 +134,10 @@ def test_user_id_feeds_the_user_token(
     scores = {}
     for user in ("U000001", "U000002", None):
         body = post(client, history=history, k=5, mode="generative", **({"user_id": user} if user else {}))
-        want, scores[user] = direct_decode(runtime, gen_artifacts, tiny_artifacts, history, 5, user)
+        want, scores[user] = direct_decode(runtime, gen_artifacts, tiny_artifacts, history, 5)
         assert [it["item_id"] for it in body["items"]] == want
         assert [it["score"] for it in body["items"]] == pytest.approx(scores[user], abs=1e-5)
-    if user_buckets(runtime.model):  # the three user tokens (two buckets, no user) give different scores
-        assert scores["U000001"] != pytest.approx(scores[None], abs=1e-4)
-        assert scores["U000002"] != pytest.approx(scores["U000001"], abs=1e-4)
-    else:  # a model without user tokens ignores user_id
-        assert scores["U000001"] == scores["U000002"] == scores[None]
+    assert scores["U000001"] == scores["U000002"] == scores[None]  # no user token: user_id reaches profiles only
 
 
 def test_runtime_refuses_a_model_that_does_not_fit_the_sid_vocabulary(
@@ -151,8 +147,11 @@ def test_runtime_refuses_a_model_that_does_not_fit_the_sid_vocabulary(
     spec, table, codec = load_semantic_ids(root, Manifest.read(root).extra["semantic_ids"])
     ids = [r["item_id"] for r in tiny_artifacts.catalog]
     model = copy.deepcopy(runtime.model)
-    model.config.user_buckets = 8  # the vocabulary has 16 user buckets, or none
-    with pytest.raises(SidError, match=r"1 \+ 8 user tokens"):
+    model.config.vocab_size = spec.layout.vocab_size + 3
+    with pytest.raises(SidError, match="does not match the sid layout"):
+        GenerativeRuntime(spec, table, codec, ids, model, device=runtime.device, beam=4, max_items=4)
+    model.config.user_buckets = 2  # saved by a build from before user tokens were removed
+    with pytest.raises(SidError, match="user_buckets, a removed option"):
         GenerativeRuntime(spec, table, codec, ids, model, device=runtime.device, beam=4, max_items=4)
     if item_id_embeddings(runtime.model):  # ID vectors for a different item table
         with pytest.raises(SidError, match="item-ID vectors"):
@@ -277,10 +276,10 @@ def test_prior_guided_generative_decoding(
     allowed = np.ones((1, len(ids)), dtype=bool)
     allowed[0, [ids.index(h) for h in history]] = False
     hist = np.stack([cat.tokens[ids.index(h)] for h in history])
-    rows, scores = rt.decode([hist], cat, 5, allowed, [None], prior.log_prob([ids.index("P0001")]))
+    rows, scores = rt.decode([hist], cat, 5, allowed, prior.log_prob([ids.index("P0001")]))
     assert got == [ids[r] for r in rows[0]]
     assert [it["score"] for it in body["items"]] == pytest.approx(scores[0].tolist(), abs=1e-4)
-    plain, _ = rt.decode([hist], cat, 5, allowed, [None])
+    plain, _ = rt.decode([hist], cat, 5, allowed)
     assert [ids[r] for r in plain[0]] != got  # the prior changed the decode
     # A history given by text alone has no known context: the model decodes alone.
     text_only = post(client, history=[{"item": {"title": "fresh nail polish"}}], k=5, mode="generative")
@@ -291,51 +290,20 @@ def test_prior_guided_generative_decoding(
         )
 
 
-def test_model_trained_next_to_the_prior_is_served_renormalised(
-    make_client: Callable[..., TestClient], tiny_artifacts: TinyArtifacts, tmp_path: Path
-) -> None:
-    """A genrec model saved with prior_train_weight decodes with the renormalised prior-guided beam:
-    served scores are log-probabilities of one distribution over the allowed items (exhaustive
-    decode sums to 1) and the response equals the runtime's own decode."""
-    sequences = [["P0001", "P0040"]] * 30 + [["P0002", "P0041"]] * 30
-    tiny = with_transition_prior(tiny_artifacts, tmp_path, sequences)
-    add_generative(tiny.root, replace(GEN_CFGS["items+ids"], prior_train_weight=1.0), prior_weight=1.0)
-    client = make_client(artifacts_dir=tiny.artifacts_dir)
-    history = ["P0003", "P0001"]
-    body = post(client, history=history, k=5, mode="generative")
-    assert body["ranking"] == "model+transition_prior"
-    manifest = Manifest.read(tiny.root)
-    ids = json.loads((tiny.root / manifest.items.ids).read_text())
-    rt = GenerativeRuntime.from_manifest(tiny.root, manifest, ids, "cpu")
-    assert rt.renormalize and rt.prior_weight == 1.0
-    prior = TransitionPrior.load(tiny.root / "seqrec" / "transitions.npz")
-    cat = rt.catalog("direct", ids, np.load(tiny.root / manifest.items.text_vectors))
-    allowed = np.ones((1, len(ids)), dtype=bool)
-    allowed[0, [ids.index(h) for h in history]] = False
-    hist = np.stack([cat.tokens[ids.index(h)] for h in history])
-    log_prior = prior.log_prob([ids.index("P0001")])
-    rows, scores = rt.decode([hist], cat, 5, allowed, [None], log_prior)
-    assert [it["item_id"] for it in body["items"]] == [ids[r] for r in rows[0]]
-    assert [it["score"] for it in body["items"]] == pytest.approx(scores[0].tolist(), abs=1e-4)
-    n_allowed = int(allowed.sum())
-    every, every_scores = rt.decode([hist], cat, n_allowed, allowed, [None], log_prior)
-    assert sorted(every[0].tolist()) == np.flatnonzero(allowed[0]).tolist()
-    assert float(np.exp(every_scores[0].astype(np.float64)).sum()) == pytest.approx(1.0, abs=1e-3)
-
-
-def test_prior_trained_model_served_without_the_prior_warns_and_decodes_alone(
-    make_client: Callable[..., TestClient],
-    tiny_artifacts: TinyArtifacts,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    tiny = with_transition_prior(tiny_artifacts, tmp_path, [["P0001", "P0040"]] * 30)
-    add_generative(tiny.root, replace(GEN_CFGS["items+ids"], prior_train_weight=1.0), prior_weight=1.0)
-    with caplog.at_level(logging.WARNING, logger="service.recommender.service"):
-        client = make_client(artifacts_dir=tiny.artifacts_dir, transition_prior=False)
-    assert "trained next to the item -> next item prior" in caplog.text
-    body = post(client, history=["P0003", "P0001"], k=5, mode="generative")
-    assert body["ranking"] == "model" and len(body["items"]) == 5
+def test_a_model_trained_next_to_the_prior_is_refused(tiny_artifacts: TinyArtifacts, tmp_path: Path) -> None:
+    """prior_train_weight (training next to the transition prior) was removed for no gain: a model saved
+    with it by an older build needs a decode this service no longer does, so loading it is a clear error."""
+    root = tmp_path / tiny_artifacts.version
+    shutil.copytree(tiny_artifacts.root, root)
+    add_generative(root, GEN_CFGS["items+ids"])
+    config = root / "genrec" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "prior_train_weight": 1.0}))
+    manifest = Manifest.read(root)
+    manifest.record_files(root)
+    manifest.write(root)
+    ids = json.loads((root / manifest.items.ids).read_text())
+    with pytest.raises(SidError, match="prior_train_weight"):
+        GenerativeRuntime.from_manifest(root, manifest, ids, "cpu")
 
 
 def test_generative_decodes_run_torch_on_the_configured_threads(

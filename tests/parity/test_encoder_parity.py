@@ -22,6 +22,8 @@ from service.encoding.onnx_encoder import OnnxEncoder
 from service.encoding.tokenize import TextTokenizer
 from training.config import EncoderExportConfig
 from training.encoder import export as exp
+from training.encoder import int8_search
+from training.encoder.quantize import fuse_for_cpu, matmul_nodes
 
 pytestmark = pytest.mark.slow
 
@@ -122,20 +124,22 @@ def test_int8_search_raises_when_the_bar_is_unreachable(
     from training.models.text_encoder import load_tokenizer
 
     fused = tmp_path / "fused.onnx"
-    exp.fuse_for_cpu(exported.root / exported.spec.onnx_fp32, fused, num_heads=12, hidden_size=384, separate_qkv=True)
-    all_nodes = exp.matmul_nodes(fused)
+    fuse_for_cpu(exported.root / exported.spec.onnx_fp32, fused, num_heads=12, hidden_size=384, separate_qkv=True)
+    all_nodes = matmul_nodes(fused)
     assert len(all_nodes) == 36  # 6 layers x (Q, K, V, attention output, FFN in, FFN out)
     # Keep the test short: probe 3 nodes, try keeping 1 and 2 of them.
-    monkeypatch.setattr(exp, "matmul_nodes", lambda path: all_nodes[:3])
-    monkeypatch.setattr(exp, "DEFAULT_KEEP_FP32", ("layer.99/output/dense/MatMul",))
-    monkeypatch.setattr(exp, "INT8_KEEP_SCHEDULE", (1, 2))
+    monkeypatch.setattr(int8_search, "matmul_nodes", lambda path: all_nodes[:3])
+    monkeypatch.setattr(int8_search, "DEFAULT_KEEP_FP32", ("layer.99/output/dense/MatMul",))
+    monkeypatch.setattr(int8_search, "INT8_KEEP_SCHEDULE", (1, 2))
     texts, ref = exported.texts[:6], torch_vectors[:6]
     dst = tmp_path / "int8.onnx"
     with pytest.raises(RuntimeError, match="even with up to 2 MatMuls kept fp32"):
-        exp.choose_int8(fused, dst, load_tokenizer(), texts, ref, max_length=128, min_cosine=1.5, work_dir=tmp_path)
+        int8_search.choose_int8(
+            fused, dst, load_tokenizer(), texts, ref, max_length=128, min_cosine=1.5, work_dir=tmp_path
+        )
     assert not dst.exists()
     # a reachable bar picks a candidate and reports what it measured
-    choice = exp.choose_int8(
+    choice = int8_search.choose_int8(
         fused, dst, load_tokenizer(), texts, ref, max_length=128, min_cosine=0.9, work_dir=tmp_path
     )
     assert dst.is_file() and choice.cosines.min() >= 0.9 and choice.search[0]["kept_fp32"] == 0
@@ -168,7 +172,7 @@ def test_former_dynamic_int8_fails_the_invariance_checks(exported: Exported, tmp
     from training.models.text_encoder import load_tokenizer
 
     fused = tmp_path / "fused.onnx"
-    exp.fuse_for_cpu(exported.root / exported.spec.onnx_fp32, fused, num_heads=12, hidden_size=384)
+    fuse_for_cpu(exported.root / exported.spec.onnx_fp32, fused, num_heads=12, hidden_size=384)
     dynamic = tmp_path / "dynamic.onnx"
     quantize_dynamic_per_tensor(fused, dynamic)
     enc = OnnxEncoder(dynamic, exported.root / exported.spec.tokenizer_dir, max_length=128, device="cpu", threads=2)

@@ -48,7 +48,7 @@ So the int8 file is made in three steps, all measured at every export:
    ``accuracy_level`` 4: onnxruntime quantizes each activation row per block of 64 at run time,
    so a row's codes depend on that row alone (batch-invariant by construction, no calibration
    set; :mod:`training.encoder.quantize`);
-3. gate: worst cosine against torch on the parity set (golden + :data:`PARITY_TEXTS` + a
+3. gate: worst cosine against torch on the parity set (golden + :data:`~training.encoder.parity.PARITY_TEXTS` + a
    catalog sample) >= ``int8_min_cosine`` (if not, the most sensitive MatMuls are kept fp32,
    fewest first), and batch invariance (each of :data:`INVARIANCE_PROBES` texts alone vs in
    three batches) >= ``int8_min_batch_cosine``; the export fails otherwise. The scheme and the
@@ -57,6 +57,9 @@ So the int8 file is made in three steps, all measured at every export:
 Short texts are int8's weak spot (mean of 3-5 token states, with [CLS]/[SEP]
 outliers): the parity set includes them on purpose. Blank text is not included: the
 service rejects it. Serve fp32 on CUDA: the int8 file is a CPU variant.
+
+The parity set and ONNX vectors live in :mod:`training.encoder.parity`, the int8 search
+(which MatMuls stay fp32) in :mod:`training.encoder.int8_search`.
 """
 
 from __future__ import annotations
@@ -65,7 +68,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,18 +78,18 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from service.core.items import item_from_dict, item_text
 from service.core.manifest import EncoderSpec, GoldenVector
-from service.core.pooling import l2_normalize, mean_pool
 from training.config import BASE_MODEL_NAME, EncoderExportConfig
+from training.encoder.int8_search import Int8Choice, choose_int8
+from training.encoder.parity import DEFAULT_GOLDEN_TEXTS, onnx_vectors, parity_set, row_cosines
 from training.encoder.quantize import (
+    INPUT_NAMES,
+    OUTPUT_NAME,
     ROWWISE_SCHEME,
+    Invariance,
     batch_invariance,
     fuse_for_cpu,
-    matmul_nodes,
-    quantize_rowwise,
     session,
 )
 
@@ -98,78 +100,8 @@ FP32_NAME = "encoder.onnx"
 INT8_NAME = "encoder.int8.onnx"
 TOKENIZER_DIR = "tokenizer"
 INFO_NAME = "export_info.json"
-INPUT_NAMES = ("input_ids", "attention_mask")
-OUTPUT_NAME = "last_hidden_state"
-# Catalog texts (when the artifact set already holds its catalog) added to the parity set.
-CATALOG_PARITY_SAMPLE = 128
-
-
-# The search aims this far above the threshold, so texts outside the parity set keep a margin.
-INT8_MARGIN = 0.002
-# How many sensitive MatMuls may stay fp32 (of 36 in MiniLM-L6, Q/K/V separate) before int8 is not worth shipping.
-INT8_KEEP_SCHEDULE = (1, 2, 3, 4, 6, 8, 10, 12)
-# Texts (the worst under all-int8) on which per-node sensitivity is measured.
-SENSITIVITY_TEXTS = 12
-# MatMuls kept fp32 before any search (name suffixes). Row-wise int8 of all 36 MatMuls of
-# all-MiniLM-L6-v2 measured .9989 worst-case cosine on 500 real item texts: none kept.
-DEFAULT_KEEP_FP32: tuple[str, ...] = ()
 # Texts probed alone vs batched at export (each in 3 batches), see quantize.batch_invariance.
 INVARIANCE_PROBES = 24
-
-DEFAULT_GOLDEN_TEXTS: tuple[str, ...] = (
-    "wireless noise cancelling headphones",
-    "Organic Argan Oil Shampoo for Dry Hair, 500 ml. Brand: Solenne. Categories: Beauty, Hair Care.",
-    "stainless steel chef knife 8 inch",
-    "Kestrel 2-Person 3-Season Backpacking Tent. Brand: Kestrel. Categories: Sports & Outdoors, Tents. "
-    "Features: Weighs 1.9 kg; Sets up in 3 minutes; Waterproof fly with taped seams. A freestanding dome tent "
-    "with two doors and two vestibules, built for long weekends in the hills.",
-    "Crème brûlée scented hand cream — 75 ml / 2.5 fl. oz.",
-    "M3 x 0.5 mm x 12 mm socket head cap screws, 18-8 SS, qty 100",
-    "a",
-    "USB-C 65W GaN charger (2 ports) -> laptop & phone *** fast charge ***",
-)
-
-# Hand-written product-like texts of every length profile the service meets. Parity is
-# measured on these + the golden texts + (when present) a sample of the artifact set's
-# catalog + any texts the caller passes.
-PARITY_TEXTS: tuple[str, ...] = (
-    "rene furterer complexe 5",
-    "sedu ionic ceramic tourmaline flat iron",
-    "raw mango butter 16 oz",
-    "nailtek foundation no 2 ridgefilling",
-    "camping stove",
-    "yoga mat",
-    "LED",
-    "4k hdmi cable 2m",
-    "Coleman Sundome 4-Person Dome Tent, Green/Navy. Brand: Coleman. Categories: Sports & Outdoors, Camping, Tents.",
-    "Digital Caliper 0-150 mm, Stainless Steel, LCD Display. Brand: Neiko. Categories: Industrial & Scientific.",
-    "Gorilla Original Gorilla Glue, Waterproof Polyurethane Glue, 8 ounce Bottle, Brown. Brand: Gorilla.",
-    "Lavender Body Lotion 250 ml. Brand: Aurelia. Categories: Beauty, Skin Care, Body. Scent: lavender.",
-    "Nitrile Exam Gloves, Powder Free, Large, Box of 100. Brand: Medline. Categories: Industrial & Scientific, "
-    "Lab & Safety. Features: Latex free; Textured fingertips; 4 mil thickness.",
-    "Cast Iron Skillet 12-inch, pre-seasoned. Brand: Lodge. Categories: Home & Kitchen, Cookware. Features: "
-    "Pre-seasoned with vegetable oil; Oven safe; Use on the stove, in the oven, on the grill or over a campfire. "
-    "This skillet holds heat evenly and becomes better with every use. Hand wash, dry and rub with oil.",
-    "Vitamin C Serum for Face with Hyaluronic Acid, 1 fl oz. Brand: Lumière. Categories: Beauty, Skin Care, "
-    "Serums. Features: 20% vitamin C; Vegan and cruelty free; Suitable for all skin types; Made in the USA. "
-    "Brightens dull skin, evens tone and reduces the look of fine lines. Apply three to five drops every "
-    "morning after cleansing and before moisturizer. Store in a cool, dark place. Patch test before first use. "
-    "Results may vary. Our formula combines a stable form of vitamin C with botanical extracts and ferulic acid.",
-    "Multimeter, auto-ranging, True RMS, 6000 counts. Features: Measures AC/DC voltage and current, resistance, "
-    "capacitance, frequency, temperature; Backlit display; Data hold; Auto power off; CAT III 600V rated; "
-    "Comes with test leads, thermocouple probe, carrying case and 9V battery. Designed for electricians, "
-    "hobbyists and students. Double insulated housing with a rubber holster that survives drops from 2 m. "
-    "Large 3.5 inch screen, readable in bright sunlight. Two-year warranty. Please read the manual before use.",
-    "#1 best-seller 🔥 vitamin c serum 30ml",
-    "日本製 stainless steel chef knife 210mm (gyuto)",
-    "Größe XL • Farbe: Schwarz • 100% Baumwolle",
-    "SUPER-DEAL!!! 2x USB-C (60W) -> fast charge *** FREE shipping ***",
-    "ASTM D6400 compostable bags 13 gal 50ct",
-    "x",
-)
-# Not here: "" (the service rejects blank text) and punctuation-only text ("." or "!!!"). With
-# [CLS]/[SEP] alone, or nearly, they are int8's worst cases by far; they are not product text, and
-# holding int8 to them would keep more MatMuls in fp32 for every text.
 
 
 @dataclass
@@ -256,114 +188,6 @@ def export_onnx_subprocess(model_dir: Path | None, out: Path, *, opset: int, tim
         raise RuntimeError(f"ONNX export failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
 
 
-# ----------------------------------------------------------------------------- fuse + quantize
-def quantize_int8(src: Path, dst: Path, keep_fp32: Sequence[str] = (), only: Sequence[str] | None = None) -> None:
-    """Row-wise int8 (:data:`training.encoder.quantize.ROWWISE_SCHEME`) of ``src``, the fused graph.
-
-    ``keep_fp32``: MatMul nodes left in fp32; ``only``: quantize just these nodes (sensitivity probes).
-    """
-    quantize_rowwise(src, dst, keep_fp32=keep_fp32, only=only)
-
-
-class Candidate(NamedTuple):
-    """One quantized file and its cosines against the torch reference."""
-
-    kept_fp32: list[str]
-    cosines: np.ndarray  # [N]
-    path: Path
-
-    @property
-    def worst(self) -> float:
-        return float(self.cosines.min())
-
-
-class Int8Choice(NamedTuple):
-    kept_fp32: list[str]
-    cosines: np.ndarray  # [N] against the torch reference
-    sensitivity: dict[str, float]
-    search: list[dict[str, Any]]
-
-
-def choose_int8(
-    fused: Path,
-    dst: Path,
-    tokenizer: Any,
-    texts: Sequence[str],
-    reference: np.ndarray,
-    *,
-    max_length: int,
-    min_cosine: float,
-    work_dir: Path,
-) -> Int8Choice:
-    """Quantize ``fused`` to ``dst``, keeping the fewest most-sensitive MatMuls fp32 that meet the bar.
-
-    reference: [N, H] torch vectors of ``texts``. Raises ``RuntimeError`` when no choice reaches ``min_cosine``.
-    """
-    target = min_cosine + INT8_MARGIN
-    search: list[dict[str, Any]] = []
-
-    def trial(keep: list[str]) -> Candidate:
-        path = work_dir / f"int8-trial{len(search)}.onnx"
-        quantize_int8(fused, path, keep_fp32=keep)
-        cos = row_cosines(onnx_vectors(path, tokenizer, texts, max_length=max_length), reference)  # [N]
-        search.append({"kept_fp32": len(keep), "min": round(float(cos.min()), 6), "mean": round(float(cos.mean()), 6)})
-        logger.info("int8 with %d MatMuls kept fp32: min cosine %.5f, mean %.5f", len(keep), cos.min(), cos.mean())
-        return Candidate(keep, cos, path)
-
-    names = matmul_nodes(fused)
-    default = [n for suffix in DEFAULT_KEEP_FP32 for n in names if n.endswith("/" + suffix)]
-    sensitivity: dict[str, float] = {}
-    best: Candidate | None = None
-    if len(default) == len(DEFAULT_KEEP_FP32):
-        best = trial(default)
-        if best.worst >= target:
-            return _finish(best, dst, texts, min_cosine, sensitivity, search)
-    else:
-        logger.info("graph lacks the default fp32 MatMuls (%s ...); measuring sensitivity", DEFAULT_KEEP_FP32[0])
-    all_int8 = best if best is not None and not best.kept_fp32 else trial([])
-    if best is None or all_int8.worst > best.worst:
-        best = all_int8
-    if all_int8.worst < target:
-        worst = np.argsort(all_int8.cosines)[:SENSITIVITY_TEXTS]
-        probe_texts = [texts[i] for i in worst]
-        probe_ref = reference[worst]  # [K, H]
-        probe = work_dir / "int8-probe.onnx"
-        for name in tqdm(names, desc="int8 sensitivity", unit="node", leave=False):
-            quantize_int8(fused, probe, only=[name])
-            cos = row_cosines(onnx_vectors(probe, tokenizer, probe_texts, max_length=max_length), probe_ref)
-            sensitivity[name] = round(1.0 - float(cos.min()), 6)
-        ranked = sorted(sensitivity, key=lambda n: -sensitivity[n])
-        logger.info(
-            "int8 sensitivity (worst-cosine drop): %s", ", ".join(f"{n} {sensitivity[n]:.4f}" for n in ranked[:6])
-        )
-        for k in INT8_KEEP_SCHEDULE:
-            cand = trial(ranked[:k])
-            if cand.worst > best.worst:
-                best = cand
-            if cand.worst >= target:
-                break
-    return _finish(best, dst, texts, min_cosine, sensitivity, search)
-
-
-def _finish(
-    best: Candidate,
-    dst: Path,
-    texts: Sequence[str],
-    min_cosine: float,
-    sensitivity: dict[str, float],
-    search: list[dict[str, Any]],
-) -> Int8Choice:
-    if best.worst < min_cosine:
-        tried = max((int(t["kept_fp32"]) for t in search), default=len(best.kept_fp32))
-        raise RuntimeError(
-            f"int8 ONNX parity {best.worst:.5f} < {min_cosine} even with up to {tried} MatMuls kept fp32 "
-            f"({len(search)} candidates; the best keeps {len(best.kept_fp32)}; "
-            f"worst text {texts[int(best.cosines.argmin())][:80]!r})"
-        )
-    shutil.move(str(best.path), str(dst))
-    return Int8Choice(kept_fp32=best.kept_fp32, cosines=best.cosines, sensitivity=sensitivity, search=search)
-
-
 @contextlib.contextmanager
 def quiet_root_logger() -> Iterator[None]:
     """onnxruntime.quantization logs per tensor (and a pre-processing hint) on the root logger."""
@@ -374,57 +198,6 @@ def quiet_root_logger() -> Iterator[None]:
         yield
     finally:
         root.setLevel(level)
-
-
-# ----------------------------------------------------------------------------- parity
-def onnx_vectors(
-    path: Path, tokenizer: Any, texts: Sequence[str], *, max_length: int, batch_size: int = 32
-) -> np.ndarray:
-    """Unit vectors from an ONNX file, tokenized exactly like the torch reference. -> [N, H]"""
-    from training.models.text_encoder import length_order
-
-    sess = session(path)
-    order = length_order(texts)
-    out: np.ndarray | None = None
-    for start in range(0, len(texts), batch_size):
-        idx = order[start : start + batch_size]
-        enc = tokenizer(
-            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="np"
-        )
-        ids = enc["input_ids"].astype(np.int64)  # [b, L]
-        mask = enc["attention_mask"].astype(np.int64)  # [b, L]
-        hidden = sess.run([OUTPUT_NAME], {INPUT_NAMES[0]: ids, INPUT_NAMES[1]: mask})[0]  # [b, L, H]
-        vecs = l2_normalize(mean_pool(hidden, mask))  # [b, H]
-        if out is None:
-            out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
-        out[idx] = vecs
-    assert out is not None
-    return out
-
-
-def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine of matching rows. a, b: [N, H] -> [N]"""
-    return (l2_normalize(a) * l2_normalize(b)).sum(axis=1)
-
-
-def catalog_texts(artifact_root: Path, n: int, seed: int = 0) -> list[str]:
-    """A seeded sample of item texts from ``artifact_root/catalog/items.jsonl`` when the set has it."""
-    path = artifact_root / "catalog" / "items.jsonl"
-    if not path.is_file() or n <= 0:
-        return []
-    texts: list[str] = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                texts.append(item_text(item_from_dict(json.loads(line), allow_empty_title=True)))
-    if len(texts) <= n:
-        return texts
-    idx = np.random.default_rng(seed).choice(len(texts), size=n, replace=False)
-    return [texts[i] for i in sorted(idx)]
-
-
-def _dedupe(texts: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(texts))
 
 
 def _versions() -> dict[str, str]:
@@ -440,6 +213,95 @@ def _versions() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- job
+class _Reference(NamedTuple):
+    """Torch vectors of the parity set from a fresh model, and the model's shape."""
+
+    vectors: np.ndarray  # [N, H]
+    golden: np.ndarray  # [G, H]
+    num_heads: int
+    hidden: int
+
+
+def _torch_reference(
+    model_dir: Path | None, tokenizer: Any, texts: list[str], golden_list: list[str], max_length: int
+) -> _Reference:
+    """Reference vectors from a fresh torch model (this process never exported)."""
+    from training.models.text_encoder import TextEncoder, encode_texts
+
+    model = TextEncoder.from_pretrained(model_dir)
+    reference = encode_texts(model, tokenizer, texts, batch_size=32, max_length=max_length)  # [N, H]
+    golden_vecs = reference[[texts.index(t) for t in golden_list]]  # [G, H]
+    config = model.config
+    return _Reference(reference, golden_vecs, int(config.num_attention_heads), int(config.hidden_size))
+
+
+def _check_fp32(
+    fp32_path: Path, tokenizer: Any, texts: list[str], reference: np.ndarray, cfg: EncoderExportConfig
+) -> np.ndarray:
+    """Cosines [N] of the fp32 file against torch; raises when the worst is below ``cfg.fp32_min_cosine``."""
+    cos_fp32 = row_cosines(onnx_vectors(fp32_path, tokenizer, texts, max_length=cfg.max_length), reference)
+    fp32_min = float(cos_fp32.min())
+    logger.info("fp32 parity: min cosine %.6f, mean %.6f", fp32_min, float(cos_fp32.mean()))
+    if fp32_min < cfg.fp32_min_cosine:
+        worst = texts[int(cos_fp32.argmin())]
+        raise RuntimeError(f"fp32 ONNX parity {fp32_min:.5f} < {cfg.fp32_min_cosine} (worst text {worst[:80]!r})")
+    return cos_fp32
+
+
+def _make_int8(
+    fp32_path: Path,
+    int8_path: Path,
+    tokenizer: Any,
+    texts: list[str],
+    ref: _Reference,
+    cfg: EncoderExportConfig,
+) -> tuple[dict[str, int], Int8Choice]:
+    """Fuse the fp32 graph, then quantize with the fewest sensitive MatMuls kept fp32 that meet the bar."""
+    with tempfile.TemporaryDirectory(prefix="recsvc-export-") as tmp:
+        fused_path = Path(tmp) / "encoder.fused.onnx"
+        with quiet_root_logger():
+            fused_ops = fuse_for_cpu(
+                fp32_path,
+                fused_path,
+                num_heads=ref.num_heads,
+                hidden_size=ref.hidden,
+                separate_qkv=ROWWISE_SCHEME.separate_qkv,
+            )
+        logger.info("fused graph: %s", ", ".join(f"{k} x{v}" for k, v in sorted(fused_ops.items())))
+        choice = choose_int8(
+            fused_path,
+            int8_path,
+            tokenizer,
+            texts,
+            ref.vectors,
+            max_length=cfg.max_length,
+            min_cosine=cfg.int8_min_cosine,
+            work_dir=Path(tmp),
+        )
+    return fused_ops, choice
+
+
+def _check_invariance(int8_path: Path, tokenizer: Any, texts: list[str], cfg: EncoderExportConfig) -> Invariance:
+    """A text alone vs next to longer / shorter / random batch-mates; removes the int8 file and raises below the bar."""
+    invariance = batch_invariance(
+        session(int8_path), tokenizer, texts, max_length=cfg.max_length, n_probe=INVARIANCE_PROBES
+    )
+    logger.info(
+        "int8 batch invariance: min cosine %.7f, max abs diff %.2e (%d texts in %d batches)",
+        invariance.min_cosine,
+        invariance.max_abs_diff,
+        invariance.n_texts,
+        invariance.n_batches,
+    )
+    if invariance.min_cosine < cfg.int8_min_batch_cosine:
+        int8_path.unlink(missing_ok=True)
+        raise RuntimeError(
+            f"int8 ONNX is not batch-invariant: cosine {invariance.min_cosine:.6f} < {cfg.int8_min_batch_cosine} "
+            f"between a text alone and batched (worst text {invariance.worst_text[:80]!r})"
+        )
+    return invariance
+
+
 def export_encoder(
     artifact_root: Path,
     cfg: EncoderExportConfig,
@@ -450,11 +312,12 @@ def export_encoder(
     """Write ONNX fp32 + int8 + tokenizer under ``artifact_root/encoder``; check parity; make golden vectors.
 
     ``golden_texts`` default to the first ``cfg.n_golden`` of :data:`DEFAULT_GOLDEN_TEXTS`.
-    ``parity_texts`` are added to the built-in parity set (golden + :data:`PARITY_TEXTS` +
-    a catalog sample). Raises ``RuntimeError`` if a variant's worst cosine against the
-    torch reference is below ``cfg.fp32_min_cosine`` / ``cfg.int8_min_cosine``.
+    ``parity_texts`` are added to the built-in parity set (golden + ``PARITY_TEXTS`` +
+    a catalog sample, :func:`training.encoder.parity.parity_set`). Raises ``RuntimeError`` if a
+    variant's worst cosine against the torch reference is below ``cfg.fp32_min_cosine`` /
+    ``cfg.int8_min_cosine``.
     """
-    from training.models.text_encoder import TextEncoder, base_model_dir, encode_texts, load_tokenizer
+    from training.models.text_encoder import base_model_dir, load_tokenizer
 
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -467,9 +330,7 @@ def export_encoder(
     tok_dir = enc_dir / TOKENIZER_DIR
 
     golden_list = list(golden_texts) if golden_texts is not None else list(DEFAULT_GOLDEN_TEXTS[: cfg.n_golden])
-    texts = _dedupe(
-        [*golden_list, *PARITY_TEXTS, *catalog_texts(artifact_root, CATALOG_PARITY_SAMPLE), *(parity_texts or ())]
-    )
+    texts = parity_set(golden_list, artifact_root, parity_texts or ())
 
     # 1. fp32 ONNX, in a child process.
     t0 = time.perf_counter()
@@ -484,67 +345,26 @@ def export_encoder(
 
     # 3. reference vectors from a fresh torch model (this process never exported).
     t0 = time.perf_counter()
-    model = TextEncoder.from_pretrained(model_dir)
-    reference = encode_texts(model, tokenizer, texts, batch_size=32, max_length=cfg.max_length)  # [N, H]
-    golden_vecs = reference[[texts.index(t) for t in golden_list]]  # [G, H]
-    config = model.config
-    num_heads, hidden = int(config.num_attention_heads), int(config.hidden_size)
-    del model
+    ref = _torch_reference(model_dir, tokenizer, texts, golden_list, cfg.max_length)
     seconds["torch_reference"] = time.perf_counter() - t0
     logger.info("torch reference: %d parity texts, %d golden texts", len(texts), len(golden_list))
 
     # 4. fp32 parity.
     t0 = time.perf_counter()
-    cos_fp32 = row_cosines(onnx_vectors(fp32_path, tokenizer, texts, max_length=cfg.max_length), reference)
+    cos_fp32 = _check_fp32(fp32_path, tokenizer, texts, ref.vectors, cfg)
     seconds["fp32_parity"] = time.perf_counter() - t0
-    fp32_min = float(cos_fp32.min())
-    logger.info("fp32 parity: min cosine %.6f, mean %.6f", fp32_min, float(cos_fp32.mean()))
-    if fp32_min < cfg.fp32_min_cosine:
-        worst = texts[int(cos_fp32.argmin())]
-        raise RuntimeError(f"fp32 ONNX parity {fp32_min:.5f} < {cfg.fp32_min_cosine} (worst text {worst[:80]!r})")
 
     # 5. int8: fuse, then quantize with the fewest sensitive MatMuls kept fp32 that meet the bar.
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="recsvc-export-") as tmp:
-        fused_path = Path(tmp) / "encoder.fused.onnx"
-        with quiet_root_logger():
-            fused_ops = fuse_for_cpu(
-                fp32_path, fused_path, num_heads=num_heads, hidden_size=hidden, separate_qkv=ROWWISE_SCHEME.separate_qkv
-            )
-        logger.info("fused graph: %s", ", ".join(f"{k} x{v}" for k, v in sorted(fused_ops.items())))
-        choice = choose_int8(
-            fused_path,
-            int8_path,
-            tokenizer,
-            texts,
-            reference,
-            max_length=cfg.max_length,
-            min_cosine=cfg.int8_min_cosine,
-            work_dir=Path(tmp),
-        )
+    fused_ops, choice = _make_int8(fp32_path, int8_path, tokenizer, texts, ref, cfg)
     seconds["int8"] = time.perf_counter() - t0
     cos_int8 = choice.cosines
-    parity = {"fp32": round(fp32_min, 6), "int8": round(float(cos_int8.min()), 6)}
+    parity = {"fp32": round(float(cos_fp32.min()), 6), "int8": round(float(cos_int8.min()), 6)}
 
     # 6. int8 batch invariance: a text alone vs next to longer / shorter / random batch-mates.
     t0 = time.perf_counter()
-    invariance = batch_invariance(
-        session(int8_path), tokenizer, texts, max_length=cfg.max_length, n_probe=INVARIANCE_PROBES
-    )
+    invariance = _check_invariance(int8_path, tokenizer, texts, cfg)
     seconds["int8_invariance"] = time.perf_counter() - t0
-    logger.info(
-        "int8 batch invariance: min cosine %.7f, max abs diff %.2e (%d texts in %d batches)",
-        invariance.min_cosine,
-        invariance.max_abs_diff,
-        invariance.n_texts,
-        invariance.n_batches,
-    )
-    if invariance.min_cosine < cfg.int8_min_batch_cosine:
-        int8_path.unlink(missing_ok=True)
-        raise RuntimeError(
-            f"int8 ONNX is not batch-invariant: cosine {invariance.min_cosine:.6f} < {cfg.int8_min_batch_cosine} "
-            f"between a text alone and batched (worst text {invariance.worst_text[:80]!r})"
-        )
     int8_scheme = {
         **ROWWISE_SCHEME.to_dict(),
         "graph": "onnxruntime.transformers BERT fusion (Attention, SkipLayerNormalization, BiasGelu) before int8",
@@ -581,7 +401,7 @@ def export_encoder(
 
     spec = EncoderSpec(
         base_model=str(model_dir) if model_dir is not None else BASE_MODEL_NAME,
-        dim=hidden,
+        dim=ref.hidden,
         max_length=cfg.max_length,
         pooling="mean",
         normalize=True,
@@ -592,7 +412,7 @@ def export_encoder(
         golden_min_cosine={"fp32": cfg.fp32_min_cosine, "int8": cfg.int8_min_cosine},
         int8_scheme=int8_scheme,
     )
-    golden = [GoldenVector(text=t, vector=[float(x) for x in v]) for t, v in zip(golden_list, golden_vecs, strict=True)]
+    golden = [GoldenVector(text=t, vector=[float(x) for x in v]) for t, v in zip(golden_list, ref.golden, strict=True)]
     return spec, golden
 
 

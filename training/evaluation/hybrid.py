@@ -105,7 +105,6 @@ def generative_side(
     k: int,
     prior: TransitionPrior | None,
     prior_weight: float,
-    user_ids: Sequence[str] | None = None,
 ) -> GenerativeSide:
     """The beam the service's hybrid mode decodes: top ``max(k, beam)`` with scores."""
     from training.genrec.decode import decode_scored
@@ -115,7 +114,6 @@ def generative_side(
     rows, scores = [], []
     for s in range(0, len(cases), cfg.eval_batch_size):
         batch = cases[s : s + cfg.eval_batch_size]
-        users = None if user_ids is None else [user_ids[c.user] for c in batch]
         r, sc = decode_scored(
             model,
             encoder_table,
@@ -123,10 +121,8 @@ def generative_side(
             [c.history for c in batch],
             cfg,
             width,
-            users,
             prior,
             prior_weight,
-            renormalize=cfg.prior_train_weight > 0,
         )
         rows.append(r)
         scores.append(sc)
@@ -190,7 +186,6 @@ def evaluate_hybrid(
     val_prior: TransitionPrior | None,
     test_prior: TransitionPrior | None,
     genrec_prior_weight: float,
-    user_ids: Sequence[str] | None = None,
     k: int = 10,
 ) -> dict[str, Any]:
     """Dense (alone / + prior) and hybrid on ``val`` and ``test``; the hybrid weights picked on ``val``.
@@ -220,7 +215,7 @@ def evaluate_hybrid(
     sides = {}
     for name, cases, prior in (("val", val, val_prior), ("test", test, test_prior)):
         d = dense_side(served, cases, max(k, HYBRID_DENSE_POOL))
-        g = generative_side(genrec, encoder_table, index, cases, cfg, k, prior, genrec_prior_weight, user_ids)
+        g = generative_side(genrec, encoder_table, index, cases, cfg, k, prior, genrec_prior_weight)
         sides[name] = (cases, d, g, prior)
         logger.info("hybrid: %s candidates for %d cases (%.0fs so far)", name, len(cases), time.perf_counter() - t0)
     grid = weight_grid(val_prior is not None)
@@ -284,7 +279,6 @@ def run_hybrid(
     cfg: GenRecConfig,
     res: Any,
     genrec_rows: Sequence[dict[str, Any]],
-    user_ids: Sequence[str] | None,
     work_dir: Path,
 ) -> dict[str, Any]:
     """Fit the served dense model (resumable under ``work_dir``) and evaluate dense, generative and hybrid
@@ -313,8 +307,7 @@ def run_hybrid(
     encoder_table = with_item_ids(item_tokens, np.arange(len(table))) if cfg.item_id_input else item_tokens
     index = PrefixIndex(table.sids, table.layout, resolve_device(cfg.device))
     prior_section = res.metrics.get("prior")
-    genrec_prior_weight = float(prior_section["weight"]) if prior_section else float(cfg.prior_train_weight)
-    users = user_ids if cfg.user_buckets else None
+    genrec_prior_weight = float(prior_section["weight"]) if prior_section else 0.0
     out = evaluate_hybrid(
         fitted,
         dense_cfg,
@@ -328,7 +321,6 @@ def run_hybrid(
         val_prior,
         test_prior,
         genrec_prior_weight,
-        users,
     )
     dense_prior = out["dense_prior"]
     generative = {"model": genrec_rows[0]["model"], "test": {k: genrec_rows[0][k] for k in _METRICS}}

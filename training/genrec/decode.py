@@ -23,7 +23,6 @@ class Guided(TypedDict):
 
     prior: TransitionPrior | None
     prior_weight: float
-    renormalize: bool
 
 
 def decode_top(
@@ -33,17 +32,14 @@ def decode_top(
     histories: Sequence[Sequence[int]],
     cfg: GenRecConfig,
     k: int = 10,
-    user_ids: Sequence[str | None] | None = None,
     prior: TransitionPrior | None = None,
     prior_weight: float = 0.0,
-    renormalize: bool = False,
 ) -> np.ndarray:
     """Top-``k`` item rows per history by constrained beam search: [B, k] (-1 = fewer).
     ``item_tokens``: the items' encoder rows (sid tokens [N, depth]; with the item-ID column for a
-    model with item-ID input). ``user_ids``: the histories' users, for a model with user tokens.
-    ``prior``: item -> next item prior added to the beam with ``prior_weight`` (prior-guided decoding);
-    ``renormalize``: the beam's renormalised steps (a model trained next to the prior)."""
-    items, _ = decode_scored(model, item_tokens, index, histories, cfg, k, user_ids, prior, prior_weight, renormalize)
+    model with item-ID input).
+    ``prior``: item -> next item prior added to the beam with ``prior_weight`` (prior-guided decoding)."""
+    items, _ = decode_scored(model, item_tokens, index, histories, cfg, k, prior, prior_weight)
     return items
 
 
@@ -54,13 +50,11 @@ def decode_scored(
     histories: Sequence[Sequence[int]],
     cfg: GenRecConfig,
     k: int = 10,
-    user_ids: Sequence[str | None] | None = None,
     prior: TransitionPrior | None = None,
     prior_weight: float = 0.0,
-    renormalize: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`decode_top` with the beam scores: (item rows [B, k] (-1 = fewer), scores [B, k] (-inf there))."""
-    ids, mask = model_history_tokens(model, item_tokens, histories, cfg.max_items, user_ids)
+    ids, mask = model_history_tokens(model, item_tokens, histories, cfg.max_items)
     step = step_for(model, ids, mask, index.device)
     log_prior = None
     if prior is not None and prior_weight > 0:
@@ -73,7 +67,6 @@ def decode_scored(
         k,
         log_prior=log_prior,
         prior_weight=prior_weight,
-        renormalize=renormalize,
     )
     return res.items.cpu().numpy(), res.scores.cpu().numpy()
 

@@ -34,14 +34,11 @@ def evaluate_generative(
     *,
     progress: bool = False,
     k: int = 10,
-    user_ids: Sequence[str] | None = None,
     prior: TransitionPrior | None = None,
     prior_weight: float = 0.0,
-    renormalize: bool = False,
 ) -> dict[str, float]:
     """Recall/NDCG@{5,10}: the target's rank is its position in the decoded top-k (miss = k).
-    ``user_ids``: user id per training sequence (``EvalCase.user`` indexes it), for user tokens.
-    ``prior`` / ``prior_weight`` / ``renormalize``: prior-guided decoding (:func:`decode_top`)."""
+    ``prior`` / ``prior_weight``: prior-guided decoding (:func:`decode_top`)."""
     if not cases:
         raise ValueError("no cases to evaluate")
     model.eval()
@@ -49,9 +46,8 @@ def evaluate_generative(
     bs = cfg.eval_batch_size
     for start in tqdm(range(0, len(cases), bs), desc="decode", leave=False, disable=not progress):
         batch = cases[start : start + bs]
-        users = None if user_ids is None else [user_ids[c.user] for c in batch]
         histories = [c.history for c in batch]
-        top = decode_top(model, item_tokens, index, histories, cfg, k, users, prior, prior_weight, renormalize)
+        top = decode_top(model, item_tokens, index, histories, cfg, k, prior, prior_weight)
         ranks.append(decoded_ranks(top, batch))
     return metrics_from_ranks(np.concatenate(ranks))
 
@@ -64,7 +60,6 @@ def prior_guided_metrics(
     val: Sequence[EvalCase],
     test_cases: Sequence[EvalCase],
     cfg: GenRecConfig,
-    user_ids: Sequence[str] | None,
     val_plain: float,
 ) -> dict[str, Any]:
     """Prior-guided decoding of the trained model: each of ``cfg.prior_weights`` on the validation
@@ -78,11 +73,10 @@ def prior_guided_metrics(
     prior = TransitionPrior.from_sequences(
         counted_sequences(split, val, cfg.prior_counts), split.n_items, cfg.prior_beta
     )
-    renorm = cfg.prior_train_weight > 0  # a model trained next to the prior decodes renormalised
     val_ndcg: dict[str, float] = {}
     for w in tqdm(cfg.prior_weights, desc="prior weights", leave=False):
-        guided = Guided(prior=prior, prior_weight=w, renormalize=renorm)
-        m = evaluate_generative(model, encoder_table, index, val, cfg, user_ids=user_ids, **guided)
+        guided = Guided(prior=prior, prior_weight=w)
+        m = evaluate_generative(model, encoder_table, index, val, cfg, **guided)
         val_ndcg[f"{w:g}"] = round(m["ndcg@10"], 4)
         logger.info("genrec + item->next prior, weight %g: val %s", w, {k: round(v, 4) for k, v in m.items()})
     best = max(cfg.prior_weights, key=lambda w: val_ndcg[f"{w:g}"])
@@ -96,8 +90,8 @@ def prior_guided_metrics(
         prior = TransitionPrior.from_sequences(
             counted_sequences(split, test_cases, cfg.prior_counts), split.n_items, cfg.prior_beta
         )
-    guided = Guided(prior=prior, prior_weight=best, renormalize=renorm)
-    test = evaluate_generative(model, encoder_table, index, test_cases, cfg, progress=True, user_ids=user_ids, **guided)
+    guided = Guided(prior=prior, prior_weight=best)
+    test = evaluate_generative(model, encoder_table, index, test_cases, cfg, progress=True, **guided)
     logger.info("genrec + item->next prior test: %s", {k: round(v, 4) for k, v in test.items()})
     alone = prior_alone_metrics(prior, test_cases)
     in_beam = prior_beam_metrics(prior, index, test_cases, cfg)

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,19 +23,12 @@ import numpy as np
 import torch
 
 from service.core.sid import SidTable
-from service.core.transitions import TransitionPrior
-from service.semantic_ids.decoder import GENREC_DIR, model_user_tokens, with_item_ids
+from service.semantic_ids.decoder import GENREC_DIR, with_item_ids
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import ITEM_ID_INITS, LR_SCHEDULES, GenRecConfig
 from training.data.split import EvalCase, Split
-from training.genrec.data import GenRecBatches, PriorBias
-from training.genrec.decode import Guided
-from training.genrec.evaluate import (
-    evaluate_generative,
-    prior_alone_metrics,
-    prior_beam_metrics,
-    prior_guided_metrics,
-)
+from training.genrec.data import GenRecBatches
+from training.genrec.evaluate import evaluate_generative, prior_guided_metrics
 from training.loop import FitResult, LoopConfig, fit, resolve_device
 from training.models.genrec import build_genrec, genrec_loss
 
@@ -112,9 +104,6 @@ def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
     """Identifies model config + data of a checkpointed run (run-length knobs excluded)."""
     conf = {k: v for k, v in asdict(cfg).items() if k not in RUN_LENGTH_FIELDS}
     # Knobs of inputs a run does not use change nothing (and runs from before they existed resume).
-    if not cfg.user_buckets:
-        conf.pop("user_buckets")
-        conf.pop("user_dropout")
     if not cfg.item_id_input:
         conf.pop("item_id_input")
         conf.pop("item_dropout")
@@ -125,10 +114,6 @@ def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
     if cfg.lr_schedule == "constant":
         conf.pop("lr_schedule")
         conf.pop("warmup_steps")
-    if not cfg.prior_train_weight:
-        conf.pop("prior_train_weight")
-    else:  # the prior's smoothing shapes the training loss too
-        conf["prior_beta"] = cfg.prior_beta
     payload = [conf, table.sids.shape, int(table.sids.sum()), len(split.train)]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
@@ -139,13 +124,11 @@ def train_genrec(
     cfg: GenRecConfig,
     out_dir: Path,
     ckpt_dir: Path | None = None,
-    user_ids: Sequence[str] | None = None,
     item_vectors: np.ndarray | None = None,
 ) -> GenRecResult:
     """Train on ``split.train``, early-stop on validation NDCG@10, score the test cases, save to ``out_dir``.
 
-    ``ckpt_dir``: resumable checkpoints (kept outside the artifact set). ``user_ids``: the user id of
-    each training sequence (``Dataset.sequences`` order), needed when ``cfg.user_buckets`` > 0.
+    ``ckpt_dir``: resumable checkpoints (kept outside the artifact set).
     ``item_vectors``: what the RQ-VAE coded [N, F] (``semantic_ids.codec_inputs``), the start of the
     item ID vectors when ``cfg.item_id_init`` is ``vectors``."""
     if len(table) != split.n_items:
@@ -158,17 +141,11 @@ def train_genrec(
         if item_vectors is None or len(item_vectors) != len(table):
             got = "none" if item_vectors is None else f"{len(item_vectors)} rows"
             raise ValueError(f"item_id_init: vectors needs one item vector per sid table row ({len(table)}), got {got}")
-    if cfg.user_buckets:
-        if user_ids is None:
-            raise ValueError("user_buckets > 0 needs the user id of every training sequence")
-        if len(user_ids) != len(split.train):
-            raise ValueError(f"{len(user_ids)} user ids for {len(split.train)} training sequences")
     previous_threads = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
-        users = user_ids if cfg.user_buckets else None
-        return _train(split, table, cfg, out_dir, ckpt_dir, users, item_vectors)
+        return _train(split, table, cfg, out_dir, ckpt_dir, item_vectors)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -179,7 +156,6 @@ def _train(
     cfg: GenRecConfig,
     out_dir: Path,
     ckpt_dir: Path | None,
-    user_ids: Sequence[str] | None,
     item_vectors: np.ndarray | None,
 ) -> GenRecResult:
     device = resolve_device(cfg.device)
@@ -194,19 +170,7 @@ def _train(
     # Encoder rows of the items: sid tokens, plus the ID column for a model with item-ID input.
     history_table = with_item_ids(item_tokens, np.arange(len(table))) if cfg.item_id_input else None
     encoder_table = item_tokens if history_table is None else history_table
-    user_tokens, no_user = None, 0
-    if user_ids is not None:
-        tokens = model_user_tokens(model, [*user_ids, None])  # the last one: no user
-        assert tokens is not None
-        user_tokens, no_user = tokens[:-1], int(tokens[-1])
-    # A model trained next to the prior is validated, tested (and served) decoded with it.
-    train_prior = None
-    prior_bias = None
-    if cfg.prior_train_weight > 0:
-        train_prior = TransitionPrior.from_sequences(split.train, split.n_items, cfg.prior_beta)
-        prior_bias = PriorBias(train_prior, index, int(model.config.vocab_size), cfg.prior_train_weight)
-    guided = Guided(prior=train_prior, prior_weight=cfg.prior_train_weight, renormalize=cfg.prior_train_weight > 0)
-    batches = GenRecBatches(item_tokens, split.train, cfg, device, user_tokens, no_user, history_table, prior_bias)
+    batches = GenRecBatches(item_tokens, split.train, cfg, device, history_table)
     rng = np.random.default_rng(cfg.seed)
     val = split.val
     if cfg.val_users and len(val) > cfg.val_users:
@@ -242,7 +206,7 @@ def _train(
         batches.epoch,
         len(batches),
         genrec_loss,  # type: ignore[arg-type]
-        lambda m: evaluate_generative(m, encoder_table, index, val, cfg, user_ids=user_ids, **guided),
+        lambda m: evaluate_generative(m, encoder_table, index, val, cfg),
         loop,
         ckpt_dir,
         fingerprint=fingerprint,
@@ -252,7 +216,7 @@ def _train(
     test_cases = split.test
     if cfg.test_users and len(test_cases) > cfg.test_users:
         test_cases = [test_cases[i] for i in sorted(rng.choice(len(test_cases), cfg.test_users, replace=False))]
-    test = evaluate_generative(model, encoder_table, index, test_cases, cfg, progress=True, user_ids=user_ids, **guided)
+    test = evaluate_generative(model, encoder_table, index, test_cases, cfg, progress=True)
     logger.info("genrec test: %s", {k: round(v, 4) for k, v in test.items()})
     model.save_pretrained(str(out_dir))
     metrics: dict[str, Any] = {
@@ -263,12 +227,9 @@ def _train(
         "epochs": result.epochs,
         "stop_reason": result.stop_reason,
     }
-    if train_prior is not None:  # the test decode above used it: what the counts alone score
-        metrics["prior_alone_test"] = prior_alone_metrics(train_prior, test_cases)
-        metrics["prior_beam_test"] = prior_beam_metrics(train_prior, index, test_cases, cfg)
     if cfg.prior_weights:
         metrics["prior"] = prior_guided_metrics(
-            model, encoder_table, index, split, val, test_cases, cfg, user_ids, result.best_metric
+            model, encoder_table, index, split, val, test_cases, cfg, result.best_metric
         )
     section = {
         "dir": GENREC_DIR,
@@ -279,6 +240,4 @@ def _train(
     }
     if "prior" in metrics:  # served by prior-guided decoding when the artifact set has the transition prior
         section["prior_weight"] = metrics["prior"]["weight"]
-    elif cfg.prior_train_weight > 0:
-        section["prior_weight"] = cfg.prior_train_weight
     return GenRecResult(section, metrics, result.train_seconds, result, model, list(test_cases))

@@ -32,9 +32,6 @@ def model_name(cfg: GenRecConfig) -> str:
     name += ", one encoder position per item" if cfg.history_input == "items" else ""
     name += ", item ID input" if cfg.item_id_input else ""
     name += " (started from the coded vectors)" if cfg.item_id_input and cfg.item_id_init == "vectors" else ""
-    name += f", user token ({cfg.user_buckets} buckets)" if cfg.user_buckets else ""
-    if cfg.prior_train_weight:
-        name += f", trained with the item→next prior (weight {cfg.prior_train_weight:g})"
     return name
 
 

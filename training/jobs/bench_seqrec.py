@@ -7,8 +7,8 @@ Trains and evaluates each model with the standard protocol (leave-one-out, full 
 items, history items not excluded, early stopping on validation NDCG@10; :mod:`training.seqrec.bench`)
 and writes ``seqrec.json`` (rows replaced by (dataset, model), so one dataset's run keeps the others)
 and ``seqrec_runs.json`` into ``--out`` (default ``var/results``). Nothing else is written unless asked:
-``--update-docs`` stores the repository's own results (``docs/results``) and re-renders the ``seqrec``
-section of ``docs/RESULTS.md`` from them (:mod:`training.reports.seqrec`); ``recsvc-train report``
+``--update-docs`` stores the repository's own results (``docs/results``) and re-renders the ``summary``
+and ``seqrec`` sections of ``docs/RESULTS.md`` from them (:mod:`training.reports`); ``recsvc-train report``
 renders any results folder into any page.
 
 Item text vectors come from the text encoder through the disk cache of :mod:`training.encoder.cache`.
@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from training.cli.common import add_set_arg
 from training.reports.page import DEFAULT_PATH, RESULTS_DIR
 
 
@@ -30,6 +31,7 @@ def add_parser(sub: Any) -> None:
     q = sub.add_parser("bench-seqrec", help="train + evaluate sequential recommenders; write seqrec.json to --out")
     q.add_argument("--data", required=True, help="dataset folder in the shared layout")
     q.add_argument("--config", default=None, help="YAML overrides of BenchSeqRecConfig (training/configs/seqrec/)")
+    add_set_arg(q, "BenchSeqRecConfig")
     q.add_argument("--out", default=None, help="results folder for seqrec.json + seqrec_runs.json (default: config)")
     q.add_argument(
         "--update-docs",
@@ -92,14 +94,14 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.config import BenchSeqRecConfig, load_config
+    from training.config import BenchSeqRecConfig, ConfigError, load_config
     from training.data.loader import DatasetError, load_dataset
-    from training.reports.seqrec import render
+    from training.reports import render_page
     from training.seqrec.bench import bench, merge_runs
 
     log = logging.getLogger("recsvc-train")
     try:
-        cfg = load_config(BenchSeqRecConfig, Path(args.config) if args.config else None, overrides(args))
+        cfg = load_config(BenchSeqRecConfig, Path(args.config) if args.config else None, overrides(args), args.set)
         if args.merge_runs:
             name = load_dataset(Path(args.data), require_sequences=False, allow_empty_titles=True).name
             rows = merge_runs(cfg, name, Path(args.merge_runs))
@@ -114,10 +116,13 @@ def run(args: argparse.Namespace) -> int:
                 mc_only=args.mc_only,
                 progress=not args.no_progress,
             )
+    except ConfigError:
+        raise  # recsvc-train reports it (exit 2)
     except (DatasetError, ValueError) as exc:
         log.error("%s", exc)
         return 2
     if args.update_docs:
-        log.info("rendered %s", render(RESULTS_DIR, DEFAULT_PATH))
+        # the summary opens the page with the best row of each family: it is re-rendered with the table
+        log.info("rendered %s", render_page(RESULTS_DIR, DEFAULT_PATH, ["summary", "seqrec"]))
     print(json.dumps(rows, indent=2))
     return 0

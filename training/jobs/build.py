@@ -17,7 +17,7 @@ Stages (one log line each, progress bars inside; :mod:`training.pipeline`):
 
 The set is written into a hidden staging folder and renamed into place only
 when complete, so a crash never leaves a half-built version that the service
-would pick up. The command line is parsed in ``training/cli.py``.
+would pick up. The command line is parsed in ``training/cli/build.py``.
 """
 
 from __future__ import annotations
@@ -80,8 +80,7 @@ def build(cfg: BuildConfig, name: str | None = None) -> BuildResult:
         with stages.run("train seqrec" + (" with user profiles" if profiles is not None else "")):
             vectors = text_vectors if cfg.seqrec.use_text else None
             seq = train_seqrec(split, vectors, cfg.seqrec, staging / "seqrec", profiles=train_profiles)
-        user_ids = [s.user_id for s in dataset.sequences]
-        extra, gen_metrics = generative_stages(cfg, split, text_vectors, staging, stages, user_ids)
+        extra, gen_metrics = generative_stages(cfg, split, text_vectors, staging, stages)
         if cfg.markov_prior:
             with stages.run("transition prior (item -> next item, weight on validation)"):
                 ids = seq.spec.id_embeddings

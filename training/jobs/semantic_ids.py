@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.config import SemanticIdConfig, load_config
+from training.cli.common import add_set_arg
+from training.config import ConfigError, SemanticIdConfig, load_config
 from training.semantic_ids.build import build_semantic_ids
 
 
@@ -22,12 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vectors", required=True, help="text vectors .npy [N, T]")
     p.add_argument("--out", required=True, help="folder that receives semantic_ids/")
     p.add_argument("--config", default=None, help="YAML overrides of SemanticIdConfig")
+    add_set_arg(p, "SemanticIdConfig")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {k: v for k, v in {"epochs": args.epochs, "threads": args.threads}.items() if v is not None}
-    cfg = load_config(SemanticIdConfig, Path(args.config) if args.config else None, overrides)
+    try:
+        cfg = load_config(SemanticIdConfig, Path(args.config) if args.config else None, overrides, args.set)
+    except ConfigError as exc:
+        p.error(str(exc))  # exit 2
     res = build_semantic_ids(np.load(args.vectors), cfg, Path(args.out))
     print(
         json.dumps(

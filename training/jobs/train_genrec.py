@@ -10,7 +10,7 @@ model lands in ``<work>/genrec``, resumable checkpoints in ``<work>/checkpoints`
 ``docs/results/generative.json`` (:mod:`training.genrec.results`) and re-renders the ``generative``
 section of ``docs/RESULTS.md`` from the JSON (:mod:`training.reports.generative`). With ``--hybrid``
 also the served dense model and hybrid mode on the same split (:mod:`training.evaluation.hybrid`), an
-entry in ``hybrid.json``. The command line is parsed in ``training/cli.py``.
+entry in ``hybrid.json``. The command line is parsed in ``training/cli/genrec.py``.
 """
 
 from __future__ import annotations
@@ -72,12 +72,11 @@ def bench_genrec(
     t0 = time.perf_counter()
     sid = build_semantic_ids(vectors, sid_cfg, work_dir, split.train)
     sid_seconds = time.perf_counter() - t0
-    user_ids = [seq.user_id for seq in dataset.sequences]
-    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints", user_ids, sid.inputs)
+    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints", sid.inputs)
     rows = result_rows(dataset.name, cfg, sid_cfg.cf_dim, sid, sid_seconds, res, resolve_device(cfg.device))
     write_rows(results_json, rows)
     if hybrid is not None:
-        entry = run_hybrid(hybrid, dataset.name, split, vectors, sid.table, cfg, res, rows, user_ids, work_dir)
+        entry = run_hybrid(hybrid, dataset.name, split, vectors, sid.table, cfg, res, rows, work_dir)
         write_hybrid_entry(hybrid.out, entry)
     hybrid_json = hybrid.out if hybrid is not None else HYBRID_RESULTS_JSON
     write_generative_section(results_json, BEAM_JSON, results_md or DEFAULT_PATH, hybrid_json)

@@ -11,7 +11,6 @@ lets ``benchmarks/beam.py`` compare our batched decoder against ``generate`` wit
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
@@ -33,16 +32,8 @@ def genrec_t5_config(layout: SidLayout, cfg: GenRecConfig, n_items: int = 0) -> 
         raise ValueError("item_id_input needs the number of items of the table")
     if not 0.0 <= cfg.item_dropout < 1.0:
         raise ValueError(f"item_dropout must be in [0, 1), got {cfg.item_dropout}")
-    if not (math.isfinite(cfg.prior_train_weight) and cfg.prior_train_weight >= 0):
-        raise ValueError(f"prior_train_weight must be a finite number >= 0, got {cfg.prior_train_weight}")
-    if cfg.user_buckets < 0:
-        raise ValueError(f"user_buckets must be >= 0, got {cfg.user_buckets}")
-    if not 0.0 <= cfg.user_dropout < 1.0:
-        raise ValueError(f"user_dropout must be in [0, 1), got {cfg.user_dropout}")
-    # User tokens (no-user + one per bucket) follow the sid tokens: service.core.sid.user_token.
-    user_vocab = 1 + cfg.user_buckets if cfg.user_buckets else 0
     kwargs: dict[str, Any] = dict(
-        vocab_size=layout.vocab_size + user_vocab,
+        vocab_size=layout.vocab_size,
         d_model=cfg.d_model,
         d_kv=cfg.d_kv,
         d_ff=cfg.d_ff,
@@ -58,12 +49,8 @@ def genrec_t5_config(layout: SidLayout, cfg: GenRecConfig, n_items: int = 0) -> 
         relative_attention_num_buckets=32,
         relative_attention_max_distance=128,
         history_input=cfg.history_input,  # saved in config.json: serving builds the same encoder input
-        user_buckets=cfg.user_buckets,
         item_id_embeddings=n_items if cfg.item_id_input else 0,  # GenRecT5's per-item ID table
         sid_depth=layout.depth,  # tokens per item: serving checks the encoder rows it is given
-        # > 0: trained as the second expert next to the item -> next prior (GenRecConfig.prior_train_weight);
-        # serving then decodes with the renormalised prior-guided beam search.
-        prior_train_weight=cfg.prior_train_weight,
     )
     return T5Config(**kwargs)
 
@@ -76,23 +63,13 @@ def build_genrec(layout: SidLayout, cfg: GenRecConfig, seed: int | None = None, 
 
 
 class GenRecBatch(NamedTuple):
-    input_ids: Tensor  # [B, S] long [user] + history sid tokens + eos, right-padded ([B, S, depth]: per-item rows)
+    input_ids: Tensor  # [B, S] long history sid tokens + eos, right-padded ([B, S, depth]: per-item rows)
     attention_mask: Tensor  # [B, S] long
     labels: Tensor  # [B, depth] long target sid tokens
-    # [B, depth, V] float, for a model trained next to a prior (GenRecConfig.prior_train_weight): added to
-    # the decoder logits at each level; -inf on every token that is not a valid child of the target's prefix.
-    logit_bias: Tensor | None = None
 
 
 def genrec_loss(model: GenRecT5, batch: GenRecBatch) -> Tensor:
-    """Teacher-forced cross-entropy of the target sid (HF shifts labels right behind the start token).
-
-    With ``batch.logit_bias`` the cross-entropy is that of softmax(logits + bias) at each level: the
-    product of the model and the prior, normalised over the valid codes, which is the distribution
-    the renormalised prior-guided beam search decodes (service/semantic_ids/beam.py)."""
+    """Teacher-forced cross-entropy of the target sid (HF shifts labels right behind the start token)."""
     out = model(**encoder_inputs(model, batch.input_ids), attention_mask=batch.attention_mask, labels=batch.labels)
-    if batch.logit_bias is None:
-        loss: Tensor = out.loss
-        return loss
-    logits = out.logits.float() + batch.logit_bias  # [B, depth, V]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1))
+    loss: Tensor = out.loss
+    return loss

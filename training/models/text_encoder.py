@@ -107,7 +107,7 @@ class TextEncoder(nn.Module):
 
     # -- split forward: a frozen bottom (run once, cached) and a trainable top ------------
     # Fine-tuning only the top layers lets a job cache the bottom's hidden states for
-    # every text once and run only the top per step (``training/encoder/finetune.py``).
+    # every text once and run only the top per step (``TextView`` in ``training/encoder/finetune_data.py``).
     # These use BERT-family internals (``embeddings``, ``encoder.layer``, the model's
     # own mask builder); ``tests/unit/training/test_finetune_encoder.py`` checks that
     # ``forward_from(bottom(x, k), k) == forward(x)``.

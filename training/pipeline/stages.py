@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -175,10 +174,8 @@ def generative_stages(
     text_vectors: np.ndarray,
     staging: Path,
     stages: Stages | None = None,
-    user_ids: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Optional stages: semantic IDs, then the generative model. -> (manifest extra, metrics).
-    ``user_ids``: per training sequence, for a generative model with user tokens."""
+    """Optional stages: semantic IDs, then the generative model. -> (manifest extra, metrics)."""
     stages = stages or Stages()
     extra: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
@@ -188,9 +185,7 @@ def generative_stages(
             extra["semantic_ids"] = sid.spec.to_dict()
         if cfg.with_genrec:
             with stages.run("train genrec"):
-                gen = train_genrec(
-                    split, sid.table, cfg.genrec, staging / GENREC_DIR, user_ids=user_ids, item_vectors=sid.inputs
-                )
+                gen = train_genrec(split, sid.table, cfg.genrec, staging / GENREC_DIR, item_vectors=sid.inputs)
                 extra["genrec"] = gen.section
                 metrics = {"genrec": gen.metrics, "genrec_train_seconds": round(gen.train_seconds, 1)}
     return extra, metrics

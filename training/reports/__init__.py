@@ -27,7 +27,11 @@ def render_page(results_dir: Path | str, page: Path | str, sections: Sequence[st
         raise ValueError(f"unknown section(s) {', '.join(unknown)} (known: {', '.join(SECTION_ORDER)})")
     results_dir, page = Path(results_dir), Path(page)
     for name in sections:
-        if name == "seqrec":
+        if name == "summary":
+            from training.reports.summary import render as render_summary
+
+            render_summary(results_dir, page)
+        elif name == "seqrec":
             from training.reports.seqrec import render as render_seqrec
 
             render_seqrec(results_dir, page)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 DEFAULT_PATH = Path("docs/RESULTS.md")  # the repository's own results page
 RESULTS_DIR = Path("docs/results")  # ... and the JSON it is rendered from
-SECTION_ORDER = ("seqrec", "generative", "encoder")
+SECTION_ORDER = ("summary", "seqrec", "generative", "encoder")
 HEADER = """# Results
 
 Every table on this page is written by a command in this repository; the command

@@ -90,3 +90,30 @@ def test_the_build_serves_items_at_one_norm_and_a_yaml_can_turn_it_off(tmp_path:
     assert load_config(BuildConfig, f).seqrec.item_norm == SERVED_ITEM_NORM  # other keys keep it
     f.write_text("seqrec:\n  item_norm: 0.0\n")
     assert load_config(BuildConfig, f).seqrec.item_norm == 0.0
+
+
+CONFIGS = Path(__file__).resolve().parents[3] / "training" / "configs"
+
+
+@pytest.mark.parametrize("name", ["genrec_beauty", "genrec_sports"])
+def test_the_genrec_defaults_are_the_shipped_cpu_model(name: str) -> None:
+    """The CPU configs differ from GenRecConfig's defaults only in how long they run."""
+    import dataclasses
+
+    from training.config import GenRecConfig
+
+    shipped, default = load_config(GenRecConfig, CONFIGS / f"{name}.yaml"), GenRecConfig()
+    differ = {f.name for f in dataclasses.fields(GenRecConfig) if getattr(shipped, f.name) != getattr(default, f.name)}
+    assert differ <= {"epochs", "max_minutes", "patience"}
+
+
+def test_every_shipped_config_loads_type_checked() -> None:
+    from training.config import BenchSeqRecConfig, EncoderFinetuneConfig, GenRecConfig
+
+    paths = sorted(CONFIGS.rglob("*.yaml"))
+    assert len(paths) >= 13
+    for path in paths:
+        rel = path.relative_to(CONFIGS).as_posix()
+        kinds = {"genrec_": GenRecConfig, "seqrec/": BenchSeqRecConfig, "encoder/": EncoderFinetuneConfig}
+        cls = next((c for k, c in kinds.items() if rel.startswith(k)), BuildConfig)
+        load_config(cls, path)  # unknown keys and wrong types raise

@@ -12,6 +12,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 import training.encoder.finetune as ft
+import training.encoder.finetune_data as fd
 from training.config import EncoderFinetuneConfig
 from training.data.loader import load_dataset
 from training.encoder.heldout import (
@@ -100,7 +101,7 @@ def test_retrieval_metrics_ranks() -> None:
 
 
 def test_title_stems_match_scientific_style_titles() -> None:
-    stems = ft.title_stems("Gorilla Glue, 8 oz, Brown. Tapes & Adhesives. Gorilla.")
+    stems = fd.title_stems("Gorilla Glue, 8 oz, Brown. Tapes & Adhesives. Gorilla.")
     assert "gorilla glue, 8 oz, brown" in stems
     assert "gorilla glue" not in stems
 
@@ -300,7 +301,11 @@ def test_results_command_writes_rows_plot_and_section(tiny_model_dir: Path, cata
 
 
 def test_cli_encoder_dir_maps_to_export_and_embed_model(tmp_path: Path) -> None:
-    from training.cli import _build_overrides, _encoder_config, _results_dir, _results_page, make_parser
+    from training.cli import make_parser
+    from training.cli.build import build_overrides as _build_overrides
+    from training.cli.common import results_dir as _results_dir
+    from training.cli.common import results_page as _results_page
+    from training.cli.encoder import encoder_config as _encoder_config
     from training.config import BuildConfig, load_config
 
     p = make_parser()
@@ -359,15 +364,15 @@ def test_epoch_batches_never_mix_sources_or_repeat_items(tiny_model_dir: Path) -
     model = TextEncoder.from_pretrained(tiny_model_dir)
     tok = load_tokenizer(tiny_model_dir)
     texts = [f"{COLORS[i % 8]} {THINGS[i % 10]}" for i in range(12)]
-    view = ft.TextView(model, tok, texts, max_length=16, bottom_layers=0, device=torch.device("cpu"))
+    view = fd.TextView(model, tok, texts, max_length=16, bottom_layers=0, device=torch.device("cpu"))
     pairs = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [5, 6], [7, 8], [9, 10], [10, 11]], dtype=np.int64)
     ident = np.repeat(np.arange(12, dtype=np.int64)[:, None], 2, axis=1)
     sources = [
-        ft.PairSource("metadata", view, view, ident, 0, item_disjoint=False),
-        ft.PairSource("behaviour", view, view, pairs, 6, item_disjoint=True),
+        fd.PairSource("metadata", view, view, ident, 0, item_disjoint=False),
+        fd.PairSource("behaviour", view, view, pairs, 6, item_disjoint=True),
     ]
-    batches = ft.make_epoch_batches(sources, 4, seed=0, epoch=1)
-    again = ft.make_epoch_batches(sources, 4, seed=0, epoch=1)  # deterministic per epoch (resume)
+    batches = fd.make_epoch_batches(sources, 4, seed=0, epoch=1)
+    again = fd.make_epoch_batches(sources, 4, seed=0, epoch=1)  # deterministic per epoch (resume)
     assert [(b.source, b.rows.tolist()) for b in batches] == [(b.source, b.rows.tolist()) for b in again]
     assert {b.source for b in batches} == {0, 1}
     behaviour_rows = np.concatenate([b.rows for b in batches if b.source == 1])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from service.core.sid import EOS_TOKEN, PAD_TOKEN, SidLayout, user_token
+from service.core.sid import EOS_TOKEN, PAD_TOKEN, SidLayout
 from service.semantic_ids.beam import beam_search
 from service.semantic_ids.decoder import (
     Seq2SeqStep,
@@ -18,13 +19,20 @@ from service.semantic_ids.decoder import (
     history_tokens,
     item_id_embeddings,
     model_history_tokens,
-    model_user_tokens,
-    user_buckets,
     with_item_ids,
 )
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import GenRecConfig
 from training.models.genrec import build_genrec
+
+# TIGER's layout at a constant lr (the GenRecConfig defaults are the CPU configs' model).
+TIGER: dict[str, Any] = {
+    "history_input": "tokens",
+    "item_id_input": False,
+    "item_id_init": "random",
+    "lr_schedule": "constant",
+    "warmup_steps": 0,
+}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -35,7 +43,7 @@ def setup(request: pytest.FixtureRequest) -> tuple[object, SidLayout, np.ndarray
     rng = np.random.default_rng(0)
     flat = rng.choice(int(np.prod(layout.level_sizes)), 300, replace=False)
     sids = np.stack(np.unravel_index(flat, layout.level_sizes), axis=1)
-    cfg = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, history_input=request.param)
+    cfg = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, history_input=request.param, item_id_input=False)
     model = build_genrec(layout, cfg, seed=0).eval()
     return model, layout, sids
 
@@ -60,45 +68,6 @@ def test_per_item_history_layout() -> None:
     assert mask.tolist() == [[True, True, True], [True, True, False]]
 
 
-def test_user_token_goes_first_in_both_layouts() -> None:
-    item_tokens = np.array([[2, 10, 20, 30], [3, 11, 21, 31], [4, 12, 22, 32]])
-    ids, mask = history_tokens(item_tokens, [[0, 1, 2], [2]], max_items=2, users=[40, 41])
-    assert ids[0].tolist() == [40, 3, 11, 21, 31, 4, 12, 22, 32, EOS_TOKEN]
-    assert ids[1].tolist() == [41, 4, 12, 22, 32, EOS_TOKEN] + [PAD_TOKEN] * 4
-    assert mask.sum(1).tolist() == [10, 6]
-    ids, mask = history_tokens(item_tokens, [[0, 1, 2], [2]], max_items=2, per_item=True, users=[40, 41])
-    pad = [PAD_TOKEN] * 3
-    assert ids[0].tolist() == [[40, *pad], [3, 11, 21, 31], [4, 12, 22, 32], [EOS_TOKEN, *pad]]
-    assert ids[1].tolist() == [[41, *pad], [4, 12, 22, 32], [EOS_TOKEN, *pad], [PAD_TOKEN] * 4]
-    assert mask.sum(1).tolist() == [4, 3]
-    with pytest.raises(ValueError, match="1 user tokens for 2 histories"):
-        history_tokens(item_tokens, [[0], [1]], 2, users=[40])
-
-
-def test_model_user_tokens_follow_the_config() -> None:
-    layout = SidLayout(2, 4, 4)
-    plain = build_genrec(layout, GenRecConfig(d_model=16, d_ff=32, n_heads=2, d_kv=8))
-    assert user_buckets(plain) == 0 and model_user_tokens(plain, ["u1"]) is None
-    # a model without user tokens ignores user ids
-    a = model_history_tokens(plain, layout.to_tokens([[0, 0, 0]]), [[0]], 2, ["u1"])
-    b = model_history_tokens(plain, layout.to_tokens([[0, 0, 0]]), [[0]], 2)
-    assert np.array_equal(a[0], b[0])
-    users = build_genrec(layout, GenRecConfig(d_model=16, d_ff=32, n_heads=2, d_kv=8, user_buckets=50))
-    assert user_buckets(users) == 50
-    assert users.config.vocab_size == layout.vocab_size + 1 + 50
-    toks = model_user_tokens(users, ["u1", None, "u1", "u2"])
-    assert toks is not None
-    assert toks[1] == layout.vocab_size  # no user
-    assert toks[0] == toks[2] == user_token("u1", layout.vocab_size, 50)
-    assert ((toks[[0, 3]] > layout.vocab_size) & (toks[[0, 3]] < users.config.vocab_size)).all()
-    ids, _ = model_history_tokens(users, layout.to_tokens([[0, 0, 0]]), [[0], [0]], 2)  # anonymous
-    assert ids[:, 0].tolist() == [layout.vocab_size] * 2
-    with pytest.raises(ValueError, match="user_buckets"):
-        build_genrec(layout, GenRecConfig(user_buckets=-1))
-    with pytest.raises(ValueError, match="user_dropout"):
-        build_genrec(layout, GenRecConfig(user_buckets=5, user_dropout=1.0))
-
-
 def test_per_item_encoder_input_sums_the_item_token_embeddings(setup: tuple[object, SidLayout, np.ndarray]) -> None:
     model, layout, sids = setup
     tokens = layout.to_tokens(sids)
@@ -118,25 +87,23 @@ def test_per_item_encoder_input_sums_the_item_token_embeddings(setup: tuple[obje
 
 
 @pytest.mark.parametrize("history_input", ["tokens", "items"])
-def test_fast_step_matches_hf_forward_with_user_tokens(history_input: str) -> None:
+def test_fast_step_matches_hf_forward_in_both_layouts(history_input: str) -> None:
     layout = SidLayout(3, 8, 4)
     rng = np.random.default_rng(0)
     flat = rng.choice(int(np.prod(layout.level_sizes)), 200, replace=False)
     sids = np.stack(np.unravel_index(flat, layout.level_sizes), axis=1)
-    cfg = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, history_input=history_input, user_buckets=30)
+    cfg = GenRecConfig(d_model=32, d_ff=64, n_heads=2, d_kv=16, history_input=history_input, item_id_input=False)
     model = build_genrec(layout, cfg, seed=0).eval()
     tokens = layout.to_tokens(sids)
     hist = [[3, 4], [3, 4], [9]]
-    ids, mask = model_history_tokens(model, tokens, hist, 4, ["alice", "bob", None])
-    assert ids.shape[1] == (4 if history_input == "items" else 10)  # user + 2 items + eos
+    ids, mask = model_history_tokens(model, tokens, hist, 4)
+    assert ids.shape[1] == (3 if history_input == "items" else 9)  # 2 items + eos
     ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask).long()
     slow, fast = Seq2SeqStep(model, ids_t, mask_t), T5BeamStep(model, ids_t, mask_t)
     for t in range(layout.depth):
         prefix = torch.from_numpy(tokens[rng.integers(0, 200, (3, 4))][:, :, :t])  # [B, W, t]
         got = fast(prefix)
         torch.testing.assert_close(got, slow(prefix), atol=1e-4, rtol=1e-4)
-        if t == 0:  # same history, different users: different next-token distributions
-            assert not torch.allclose(got[0], got[1])
     index = PrefixIndex(sids, layout)
     assert beam_search(slow, index, 3, 6, 5).items.tolist() == beam_search(fast, index, 3, 6, 5).items.tolist()
 
@@ -160,7 +127,7 @@ def test_item_id_column_adds_the_item_vector() -> None:
     with pytest.raises(ValueError, match="3 columns; the model reads 4"):
         model_history_tokens(model, tokens, [[0]], 4)  # rows without the ID column
     with pytest.raises(ValueError, match="history_input: items"):
-        build_genrec(layout, GenRecConfig(item_id_input=True), n_items=3)
+        build_genrec(layout, GenRecConfig(history_input="tokens", item_id_input=True), n_items=3)
     with pytest.raises(ValueError, match="number of items"):
         build_genrec(layout, replace(cfg, item_id_input=True))
 

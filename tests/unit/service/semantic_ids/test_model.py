@@ -17,7 +17,7 @@ from training.models.genrec import build_genrec, genrec_t5_config
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LAYOUT = SidLayout(2, 4, 4)
-SMALL = GenRecConfig(d_model=16, d_ff=32, n_heads=2, d_kv=8, history_input="items")
+SMALL = GenRecConfig(d_model=16, d_ff=32, n_heads=2, d_kv=8, history_input="items", item_id_input=False)
 
 
 def test_item_id_table_round_trips(tmp_path: Path) -> None:

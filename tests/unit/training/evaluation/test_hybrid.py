@@ -72,7 +72,10 @@ def test_bench_genrec_hybrid_writes_an_entry_and_the_page_table(
     vec.mkdir(parents=True)
     (vec / "item_ids.json").write_text(json.dumps(load_dataset(data).item_ids))
     np.save(vec / "text_vectors.npy", np.random.default_rng(0).normal(size=(split.n_items, 16)).astype(np.float32))
-    (tmp_path / "gen.yaml").write_text("d_model: 32\nd_ff: 64\nn_heads: 2\nd_kv: 16\nbatch_size: 32\nbeam: 10\n")
+    gen = "d_model: 32\nd_ff: 64\nn_heads: 2\nd_kv: 16\nbatch_size: 32\nbeam: 10\nlr: 0.002\n"
+    # the plain model (no item IDs) at a constant lr
+    gen += "item_id_input: false\nitem_id_init: random\nlr_schedule: constant\nwarmup_steps: 0\n"
+    (tmp_path / "gen.yaml").write_text(gen)
     (tmp_path / "sid.yaml").write_text("codebook_size: 8\nhidden: [16]\nlatent_dim: 8\nepochs: 4\nbatch_size: 16\n")
     monkeypatch.chdir(tmp_path)
     args = ["bench-genrec", "--data", str(data), "--config", "gen.yaml", "--sid-config", "sid.yaml"]

@@ -9,6 +9,11 @@ from training.config import GenRecConfig
 from training.data.split import EvalCase, Split
 
 TINY = GenRecConfig(
+    history_input="tokens",  # TIGER's layout at a constant lr (the defaults are the CPU configs' model)
+    item_id_input=False,
+    item_id_init="random",
+    lr_schedule="constant",
+    warmup_steps=0,
     d_model=32,
     d_ff=64,
     n_heads=2,
@@ -43,19 +48,3 @@ def cyclic_split(n_items: int = 40, n_users: int = 80, seed: int = 0) -> Split:
 def table_for(n: int) -> SidTable:
     rng = np.random.default_rng(0)
     return SidTable.from_codes(rng.integers(0, 4, (n, 2)), SidLayout(2, 4, 8))
-
-
-def user_step_split(n_items: int = 20, n_users: int = 8, seed: int = 0) -> tuple[Split, list[str]]:
-    """Next item = last + step(user) (mod n), step in {1, 2, 3, 4} by user: with one history item
-    the step is knowable from the user alone."""
-    rng = np.random.default_rng(seed)
-    train, val, test, ids = [], [], [], []
-    for u in range(n_users):
-        step = 1 + u % 4
-        start = int(rng.integers(0, n_items))
-        s = [(start + step * i) % n_items for i in range(60)]
-        train.append(s[:-2])
-        val.append(EvalCase(u, tuple(s[:-2]), s[-2]))
-        test.append(EvalCase(u, tuple(s[:-1]), s[-1]))
-        ids.append(f"user-{u}")
-    return Split(n_items=n_items, train=train, val=val, test=test), ids

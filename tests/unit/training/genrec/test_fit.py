@@ -1,5 +1,5 @@
-"""Fitting the generative recommender: schedules, item-ID starts, user tokens, training next to the prior,
-what it learns and how it round-trips through save/load."""
+"""Fitting the generative recommender: schedules, item-ID starts, what it learns and how it round-trips
+through save/load."""
 
 from __future__ import annotations
 
@@ -14,34 +14,13 @@ import torch
 from service.semantic_ids.decoder import history_input as history_input_of
 from service.semantic_ids.decoder import item_id_embeddings, load_genrec, with_item_ids
 from service.semantic_ids.prefix_index import PrefixIndex
-from tests.unit.training.genrec.splits import TINY, cyclic_split, table_for, user_step_split
+from tests.unit.training.genrec.splits import TINY, cyclic_split, table_for
 from training.genrec.decode import decode_top
 from training.genrec.evaluate import evaluate_generative
 from training.genrec.fit import item_id_init_rows, lr_at, train_genrec
 from training.genrec.results import model_name
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.mark.slow
-def test_user_token_carries_what_the_history_cannot(tmp_path: Path) -> None:
-    split, user_ids = user_step_split()
-    table = table_for(split.n_items)
-    cfg = replace(TINY, max_items=1, user_buckets=997, user_dropout=0.1, lr=3e-3, epochs=60, eval_every=60, patience=60)
-    with pytest.raises(ValueError, match="user id"):
-        train_genrec(split, table, cfg, tmp_path / "none")
-    res = train_genrec(split, table, cfg, tmp_path / "genrec", user_ids=user_ids)
-    model = load_genrec(tmp_path / "genrec")
-    assert model.config.user_buckets == 997
-    index = PrefixIndex(table.sids, table.layout)
-    last = [[c.history[-1]] for c in split.test]
-    targets = np.array([c.target for c in split.test])
-    top1_user = decode_top(model, table.tokens(), index, last, cfg, 1, user_ids)[:, 0]
-    top1_anon = decode_top(model, table.tokens(), index, last, cfg, 1)[:, 0]
-    # One item of history fits four next items; the user token says which (chance: 1/4).
-    assert (top1_user == targets).mean() > 0.8, res.metrics
-    assert (top1_anon == targets).mean() < 0.5
-    assert res.metrics["test"]["ndcg@10"] > 0.8  # the job's own test pass used the user ids too
 
 
 @pytest.mark.slow
@@ -151,24 +130,3 @@ def test_training_follows_the_schedule(tmp_path: Path) -> None:
         steps += h["steps"]
         assert h["lr"] == pytest.approx(lr_at(steps - 1, cfg))
     assert steps > 0 and res.fit.history[-1]["lr"] < cfg.lr  # still warming up
-
-
-def test_model_trained_next_to_the_prior_is_decoded_with_it(tmp_path: Path) -> None:
-    """prior_train_weight: trained as the second expert next to the item -> next prior; validation and
-    test decode with the renormalised prior-guided beam (next = last + 1 is in the counts), the saved
-    config records the weight and serving reads it; the model alone would not know the pattern."""
-    torch.manual_seed(0)
-    split = cyclic_split()
-    table = table_for(split.n_items)
-    cfg = replace(TINY, epochs=2, eval_every=1, prior_train_weight=1.0)
-    res = train_genrec(split, table, cfg, tmp_path / "genrec")
-    assert res.metrics["test"]["recall@10"] > 0.9
-    assert res.section["prior_weight"] == 1.0
-    assert res.metrics["prior_alone_test"]["recall@10"] > 0.9  # the counts it was decoded with, by themselves
-    assert res.metrics["prior_beam_test"]["recall@10"] > 0.9
-    assert load_genrec(tmp_path / "genrec").config.prior_train_weight == 1.0
-    plain = train_genrec(split, table, replace(cfg, prior_train_weight=0.0), tmp_path / "plain")
-    assert plain.metrics["test"]["recall@10"] < 0.6, plain.metrics["test"]
-    assert model_name(cfg).endswith(", trained with the item→next prior (weight 1)")
-    with pytest.raises(ValueError, match="prior_train_weight"):
-        train_genrec(split, table, replace(cfg, prior_train_weight=-1.0), tmp_path / "bad")

@@ -32,9 +32,9 @@ def test_model_names_tell_runs_apart() -> None:
     names = {
         model_name(replace(TINY, history_input="items")),
         model_name(replace(TINY, history_input="items", item_id_input=True)),
-        model_name(replace(TINY, user_buckets=8)),
+        model_name(replace(TINY, history_input="items", item_id_input=True, item_id_init="vectors")),
         model_name(replace(TINY, lr_schedule="inverse_sqrt", warmup_steps=10)),
-        model_name(replace(TINY, prior_train_weight=0.5)),
+        model_name(replace(TINY, lr_schedule="cosine", warmup_steps=10)),
         plain,
     }
     assert len(names) == 6

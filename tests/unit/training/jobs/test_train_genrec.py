@@ -32,7 +32,10 @@ def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, mon
     vec.mkdir(parents=True)
     (vec / "item_ids.json").write_text(json.dumps(load_dataset(data).item_ids))
     np.save(vec / "text_vectors.npy", np.random.default_rng(0).normal(size=(split.n_items, 16)).astype(np.float32))
-    (tmp_path / "gen.yaml").write_text("d_model: 32\nd_ff: 64\nn_heads: 2\nd_kv: 16\nbatch_size: 32\nbeam: 10\n")
+    gen = "d_model: 32\nd_ff: 64\nn_heads: 2\nd_kv: 16\nbatch_size: 32\nbeam: 10\nlr: 0.002\n"
+    # the plain model (no item IDs) at a constant lr
+    gen += "item_id_input: false\nitem_id_init: random\nlr_schedule: constant\nwarmup_steps: 0\n"
+    (tmp_path / "gen.yaml").write_text(gen)
     (tmp_path / "sid.yaml").write_text("codebook_size: 8\nhidden: [16]\nlatent_dim: 8\nepochs: 4\nbatch_size: 16\n")
     monkeypatch.chdir(tmp_path)  # the command writes docs/results/generative.json and docs/RESULTS.md here
     common = ["bench-genrec", "--data", str(data), "--config", "gen.yaml", "--sid-config", "sid.yaml"]
@@ -60,17 +63,11 @@ def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, mon
     r = rows[-1]
     want = f"| {r['prior_alone_recall@10']:.4f} / {r['prior_alone_ndcg@10']:.4f}; in the beam"
     assert f"{want} {r['prior_beam_recall@10']:.4f} / {r['prior_beam_ndcg@10']:.4f} |" in line
-    # Trained next to the prior: its own row, with the prior alone beside it.
-    assert main([*common, "--history-input", "items", "--threads", "1", "--prior-train-weight", "1"]) == 0
-    rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
-    assert len(rows) == 5
-    assert rows[-1]["model"].endswith("one encoder position per item, trained with the item→next prior (weight 1)")
-    assert 0 <= rows[-1]["prior_alone_recall@10"] <= 1 and "prior_weight" not in rows[-1]
     # Item IDs started from the coded vectors, cosine schedule: its own row.
     init_args = ["--history-input", "items", "--item-id-input", "--item-id-init", "vectors"]
     assert main([*common, *init_args, "--lr-schedule", "cosine", "--threads", "1"]) == 0
     rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
-    assert len(rows) == 6 and "cosine to 0 over 2 epochs" in rows[-1]["model"]
+    assert len(rows) == 5 and "cosine to 0 over 2 epochs" in rows[-1]["model"]
     assert rows[-1]["model"].endswith("item ID input (started from the coded vectors)")
     with pytest.raises(SystemExit, match="comma-separated numbers"):
         main([*common, "--prior-weights", "0.5,x"])

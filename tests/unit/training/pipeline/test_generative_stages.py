@@ -16,6 +16,15 @@ from tests.unit.training.genrec.splits import cyclic_split
 from training.config import BuildConfig, GenRecConfig, SemanticIdConfig
 from training.pipeline.stages import generative_stages
 
+# TIGER's layout at a constant lr (the GenRecConfig defaults are the CPU configs' model).
+TIGER: dict[str, Any] = {
+    "history_input": "tokens",
+    "item_id_input": False,
+    "item_id_init": "random",
+    "lr_schedule": "constant",
+    "warmup_steps": 0,
+}
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -27,11 +36,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
             "history_input": "items",
             "item_id_input": True,
             "item_id_init": "vectors",  # started from what the RQ-VAE coded (text + co-occurrence)
-            "user_buckets": 20,
             "prior_weights": [0.5, 2.0],
         },
     ],
-    ids=["tokens", "items+ids+user+cf-sids"],
+    ids=["tokens", "items+ids+cf-sids"],
 )
 def test_stages_off_by_default_and_on_when_configured(tmp_path: Path, inputs: dict[str, Any]) -> None:
     split = cyclic_split(n_items=40, n_users=60)
@@ -44,14 +52,10 @@ def test_stages_off_by_default_and_on_when_configured(tmp_path: Path, inputs: di
             n_levels=2, codebook_size=8, hidden=[16], latent_dim=4, epochs=3, cf_dim=4 if inputs else 0
         ),
         genrec=GenRecConfig(
-            d_model=16, d_ff=32, n_heads=2, d_kv=8, epochs=1, beam=10, val_users=20, test_users=20, **inputs
+            d_model=16, d_ff=32, n_heads=2, d_kv=8, epochs=1, beam=10, val_users=20, test_users=20, **TIGER | inputs
         ),
     )
-    users = [f"U{u}" for u in range(len(split.train))]
-    if inputs.get("user_buckets"):
-        with pytest.raises(ValueError, match="user id"):  # a user-token model needs the users
-            generative_stages(cfg, split, vectors, tmp_path)
-    extra, metrics = generative_stages(cfg, split, vectors, tmp_path, user_ids=users)
+    extra, metrics = generative_stages(cfg, split, vectors, tmp_path)
     assert set(extra) == {"semantic_ids", "genrec"} and "recall@10" in metrics["genrec"]["test"]
     spec, table, _ = load_semantic_ids(tmp_path, extra["semantic_ids"])
     assert len(table) == 40 and spec.n_levels == 2
@@ -79,7 +83,7 @@ def test_stages_off_by_default_and_on_when_configured(tmp_path: Path, inputs: di
     ids = [f"I{i}" for i in range(40)]
     runtime = GenerativeRuntime.from_manifest(tmp_path, manifest, ids, "cpu")
     cat = runtime.catalog("c", ids, vectors)
-    rows, _ = runtime.decode([cat.tokens[[0, 1]]], cat, 5, user_ids=["U3"])
+    rows, _ = runtime.decode([cat.tokens[[0, 1]]], cat, 5)
     assert ((rows >= 0) & (rows < 40)).all()
     # prior-guided decoding: the weight picked on validation is what the runtime serves with
     assert runtime.prior_weight == (extra["genrec"]["prior_weight"] if inputs else 0.0)

@@ -144,7 +144,9 @@ def test_bench_end_to_end_on_demo_data(tmp_path: Path) -> None:
     render(cfg.out, page)
     section = read_section("seqrec", page)
     assert section is not None and "Fusion + profile" in section
-    assert "Fusion (ID + W·text) + item→next prior (weight" in section
+    # a short label in the table, the picked weight under Details
+    assert "| Fusion (ID + W·text) + item→next prior |" in section
+    assert "· Fusion (ID + W·text) + item→next prior: Fusion (ID + W·text) + item→next prior; prior weight" in section
     assert (tmp_path / "out" / "seqrec.png").is_file() and "](../out/seqrec.png)" in section
     page.unlink()
     render(cfg.out, page)

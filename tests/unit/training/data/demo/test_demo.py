@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from itertools import pairwise
 from pathlib import Path
@@ -171,3 +174,21 @@ def test_cli_writes_the_shared_layout(tmp_path: Path) -> None:
     assert (ds.n_items, ds.n_users) == (80, 50)
     first = json.loads((tmp_path / "cli" / "items.jsonl").read_text().splitlines()[0])
     assert {"item_id", "title", "description", "features", "brand", "categories", "price", "attributes"} <= set(first)
+
+
+def test_module_entry_point_matches_the_library(tmp_path: Path) -> None:
+    """``python -m training.data.demo`` (the package's __main__) writes the files generate_demo writes."""
+    repo = Path(__file__).resolve().parents[5]
+    env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    args = ["--out", str(tmp_path / "cli"), "--items", "60", "--users", "40", "--seed", "3"]
+    proc = subprocess.run([sys.executable, "-m", "training.data.demo", *args], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lib = generate_demo(tmp_path / "lib", DemoConfig(n_items=60, n_users=40, seed=3))
+    assert _bytes(tmp_path / "cli") == _bytes(lib)
+    bad = subprocess.run(
+        [sys.executable, "-m", "training.data.demo", "--out", str(tmp_path / "x"), "--items", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "at least one item" in bad.stderr
