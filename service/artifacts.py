@@ -7,9 +7,11 @@ ids unique and as many as the manifest says; text vectors ``[N, encoder.dim]``
 and finite; the catalog snapshot holds exactly those ids; the golden vectors
 reproduced by the *live* encoder above the manifest's threshold for the
 variant in use; the seqrec files agree with each other and with the encoder;
-with a ``profile`` section, the profile projection fits the encoder and the seqrec model and the
-shared verbaliser still writes the recorded golden sentences; with a ``transitions`` section, the
-transition prior has one row per item, in-range indices and finite counts.
+then each served feature the set has (``service.features``: its own checks, e.g. with a ``profile``
+section, the profile projection fits the encoder and the seqrec model and the shared verbaliser still
+writes the recorded golden sentences; with a ``transitions`` section, the transition prior has one row
+per item, in-range indices and finite counts; with ``semantic_ids`` + ``genrec``, the sid table and the
+generative model load and fit the catalog).
 """
 
 from __future__ import annotations
@@ -19,17 +21,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from service.core.items import Item, item_from_dict
-from service.core.manifest import TRANSITION_SECTION, Manifest, ManifestError, TransitionSpec
-from service.core.profiles import PROFILE_SECTION, ProfileSpec
-from service.core.transitions import PriorShape, TransitionPrior
+from service.core.manifest import Manifest, ManifestError
 from service.encoding.base import Encoder, EncoderError
 from service.encoding.golden import check_golden
+from service.features import FEATURES, PROFILES, TRANSITIONS
+from service.features.base import FeatureError, FeatureRuntimes, LoadContext, feature_paths, load_features
 from service.recommender.dense import SeqRecRuntime
 from service.recommender.markov import ServedPrior
 from service.recommender.profiles import ProfileRuntime
@@ -86,8 +87,8 @@ class LoadedArtifacts:
     seqrec: SeqRecRuntime | None
     seqrec_vectors: F32 | None  # [N, D]
     golden_min_cosine: float = 1.0  # worst golden cosine measured at load
-    profiles: ProfileRuntime | None = None  # the seqrec model was trained with user profiles
-    transitions: ServedPrior | None = None  # item -> next item prior for the dense ranking
+    # Runtimes of the served features the set has (service.features: profiles, transitions, generative).
+    features: FeatureRuntimes = field(default_factory=FeatureRuntimes)
     row_of: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -96,6 +97,16 @@ class LoadedArtifacts:
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    @property
+    def profiles(self) -> ProfileRuntime | None:
+        """The seqrec model was trained with user profiles (``extra["profile"]``)."""
+        return self.features.get(PROFILES)
+
+    @property
+    def transitions(self) -> ServedPrior | None:
+        """The item -> next item prior for the dense ranking (``extra["transitions"]``)."""
+        return self.features.get(TRANSITIONS)
 
     def ordered_items(self) -> list[Item]:
         return [self.items[i] for i in self.item_ids]
@@ -107,13 +118,121 @@ def _fail(root: Path, message: str) -> ArtifactError:
 
 def verify_artifact_set(root: Path) -> Manifest:
     """Read the manifest of ``root`` and check every listed file's size and sha256, before any of
-    them is loaded (an altered ONNX or numpy file is refused, never parsed)."""
+    them is loaded (an altered ONNX or numpy file is refused, never parsed), and that every file a
+    served feature reads is listed."""
     try:
         manifest = Manifest.read(root)
         manifest.verify_files(root)
     except ManifestError as exc:
         raise _fail(root, f"{exc} (rebuild it with `make demo-build` or `recsvc-train build`)") from exc
+    try:
+        unlisted = [rel for rel in feature_paths(FEATURES, manifest) if rel not in manifest.files]
+    except FeatureError as exc:
+        raise _fail(root, str(exc)) from exc
+    if unlisted:
+        raise _fail(
+            root,
+            f"manifest references {unlisted[0]} but does not list it in files "
+            "(rebuild it with `make demo-build` or `recsvc-train build`)",
+        )
     return manifest
+
+
+def _read_item_ids(root: Path, manifest: Manifest) -> list[str]:
+    """Unique string ids, as many as the manifest says."""
+    try:
+        item_ids = json.loads((root / manifest.items.ids).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise _fail(root, f"{manifest.items.ids}: {exc}") from exc
+    if not isinstance(item_ids, list) or not all(isinstance(i, str) for i in item_ids):
+        raise _fail(root, f"{manifest.items.ids} must be a JSON list of strings")
+    if len(set(item_ids)) != len(item_ids):
+        raise _fail(root, f"{manifest.items.ids} has duplicate ids")
+    if len(item_ids) != manifest.items.count:
+        raise _fail(root, f"{len(item_ids)} item ids but the manifest says {manifest.items.count}")
+    return item_ids
+
+
+def _read_text_vectors(root: Path, manifest: Manifest, n_items: int, dim: int) -> F32:
+    """[N, dim] finite float32 text vectors of a set whose encoder is ``dim`` wide (the live encoder's)."""
+    if manifest.encoder.dim != dim:
+        raise _fail(root, f"encoder dim {manifest.encoder.dim} in the manifest, the live encoder has {dim}")
+    rel = manifest.items.text_vectors
+    try:
+        text_vectors = np.load(root / rel, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise _fail(root, f"{rel}: {exc}") from exc
+    if text_vectors.shape != (n_items, dim):
+        raise _fail(root, f"{rel} has shape {text_vectors.shape}, expected ({n_items}, {dim})")
+    text_vectors = np.ascontiguousarray(text_vectors, dtype=np.float32)  # [N, T]
+    if not np.isfinite(text_vectors).all():
+        raise _fail(root, f"{rel} contains NaN or inf")
+    return text_vectors
+
+
+def _read_catalog_items(root: Path, manifest: Manifest, item_ids: list[str]) -> dict[str, Item]:
+    """The catalog snapshot by id; it must hold exactly ``item_ids``."""
+    try:
+        catalog = read_catalog(root / manifest.items.catalog)
+    except CatalogError as exc:
+        raise _fail(root, str(exc)) from exc
+    items = {it.item_id: it for it in catalog}
+    if set(items) != set(item_ids):
+        missing = sorted(set(item_ids) - set(items))[:5]
+        extra = sorted(set(items) - set(item_ids))[:5]
+        raise _fail(root, f"catalog and item ids differ (missing from catalog: {missing}, not in ids: {extra})")
+    return items
+
+
+def _check_golden(root: Path, manifest: Manifest, encoder: Encoder, variant: str) -> float:
+    """The worst cosine of the golden vectors reproduced by the live encoder (above the variant's threshold)."""
+    if not manifest.golden:
+        raise _fail(root, "the manifest has no golden vectors, so the live encoder cannot be checked")
+    threshold = manifest.encoder.golden_min_cosine.get(variant)
+    if threshold is None:
+        raise _fail(root, f"the manifest gives no golden threshold for encoder variant {variant!r}")
+    try:
+        worst = check_golden(encoder, manifest.golden, min_cosine=threshold)
+    except EncoderError as exc:
+        raise _fail(root, f"golden vectors not reproduced by the live encoder ({variant}): {exc}") from exc
+    logger.info("golden vectors reproduced by the live %s encoder (worst cosine %.5f)", variant, worst)
+    return float(worst)
+
+
+def _load_seqrec(
+    root: Path,
+    manifest: Manifest,
+    text_vectors: F32,
+    encoder_dim: int,
+    seqrec: SeqRecRuntime | None,
+    *,
+    device: str,
+    threads: int,
+) -> tuple[SeqRecRuntime | None, F32 | None]:
+    """(the seqrec runtime, its item vectors [N, D]), both None for a set without a seqrec model.
+    The model's files agree with each other, with the encoder and with the catalog."""
+    spec = manifest.seqrec
+    if spec is None:
+        if seqrec is not None:
+            raise _fail(root, "a seqrec runtime was given but the manifest has no seqrec section")
+        return None, None
+    if seqrec is None:
+        try:
+            seqrec = SeqRecRuntime.from_manifest(root, spec, device=device, threads=threads)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise _fail(root, f"seqrec: {exc}") from exc
+    if seqrec.dim != spec.dim:
+        raise _fail(root, f"seqrec dim {seqrec.dim}, the manifest says {spec.dim}")
+    if seqrec.text_dim != encoder_dim:
+        raise _fail(root, f"seqrec text projection expects dim {seqrec.text_dim}, the encoder gives {encoder_dim}")
+    n_items = text_vectors.shape[0]
+    if seqrec.id_embeddings.shape[0] != n_items:
+        raise _fail(root, f"seqrec has {seqrec.id_embeddings.shape[0]} ID rows for {n_items} items")
+    seqrec.set_reference(text_vectors)  # the trained items' text: neighbours for cold ID rows
+    seqrec_vectors = seqrec.item_vectors(text_vectors)  # [N, D]
+    if not np.isfinite(seqrec_vectors).all():
+        raise _fail(root, "seqrec item vectors contain NaN or inf")
+    return seqrec, seqrec_vectors
 
 
 def load_artifacts(
@@ -127,110 +246,36 @@ def load_artifacts(
     verified: Manifest | None = None,
 ) -> LoadedArtifacts:
     """Verify and load ``root``. ``seqrec`` may be passed prebuilt (else built from the manifest).
-    ``verified``: the manifest :func:`verify_artifact_set` returned for ``root`` (its files are not hashed again)."""
+    ``verified``: the manifest :func:`verify_artifact_set` returned for ``root`` (its files are not hashed again).
+    The served features the set has (``service.features.FEATURES``) are verified and loaded last."""
     manifest = verified if verified is not None else verify_artifact_set(root)
-
-    # ---- items
+    item_ids = _read_item_ids(root, manifest)
+    text_vectors = _read_text_vectors(root, manifest, len(item_ids), encoder.dim)  # [N, T]
+    items = _read_catalog_items(root, manifest, item_ids)
+    worst = _check_golden(root, manifest, encoder, variant)
+    seqrec, seqrec_vectors = _load_seqrec(
+        root, manifest, text_vectors, encoder.dim, seqrec, device=device, threads=threads
+    )
+    ctx = LoadContext(
+        root=root,
+        manifest=manifest,
+        item_ids=list(item_ids),
+        text_vectors=text_vectors,
+        encoder_dim=encoder.dim,
+        seqrec=seqrec,
+        device=device,
+    )
     try:
-        item_ids = json.loads((root / manifest.items.ids).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise _fail(root, f"{manifest.items.ids}: {exc}") from exc
-    if not isinstance(item_ids, list) or not all(isinstance(i, str) for i in item_ids):
-        raise _fail(root, f"{manifest.items.ids} must be a JSON list of strings")
-    if len(set(item_ids)) != len(item_ids):
-        raise _fail(root, f"{manifest.items.ids} has duplicate ids")
-    if len(item_ids) != manifest.items.count:
-        raise _fail(root, f"{len(item_ids)} item ids but the manifest says {manifest.items.count}")
-
-    # ---- text vectors against the live encoder
-    if manifest.encoder.dim != encoder.dim:
-        raise _fail(root, f"encoder dim {manifest.encoder.dim} in the manifest, the live encoder has {encoder.dim}")
-    try:
-        text_vectors = np.load(root / manifest.items.text_vectors, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise _fail(root, f"{manifest.items.text_vectors}: {exc}") from exc
-    if text_vectors.shape != (len(item_ids), encoder.dim):
-        raise _fail(
-            root,
-            f"{manifest.items.text_vectors} has shape {text_vectors.shape}, expected ({len(item_ids)}, {encoder.dim})",
-        )
-    text_vectors = np.ascontiguousarray(text_vectors, dtype=np.float32)  # [N, T]
-    if not np.isfinite(text_vectors).all():
-        raise _fail(root, f"{manifest.items.text_vectors} contains NaN or inf")
-
-    # ---- catalog snapshot
-    try:
-        catalog = read_catalog(root / manifest.items.catalog)
-    except CatalogError as exc:
+        features = load_features(FEATURES, ctx)
+    except FeatureError as exc:
         raise _fail(root, str(exc)) from exc
-    items = {it.item_id: it for it in catalog}
-    if set(items) != set(item_ids):
-        missing = sorted(set(item_ids) - set(items))[:5]
-        extra = sorted(set(items) - set(item_ids))[:5]
-        raise _fail(root, f"catalog and item ids differ (missing from catalog: {missing}, not in ids: {extra})")
-
-    # ---- golden vectors through the live encoder
-    if not manifest.golden:
-        raise _fail(root, "the manifest has no golden vectors, so the live encoder cannot be checked")
-    threshold = manifest.encoder.golden_min_cosine.get(variant)
-    if threshold is None:
-        raise _fail(root, f"the manifest gives no golden threshold for encoder variant {variant!r}")
-    try:
-        worst = check_golden(encoder, manifest.golden, min_cosine=threshold)
-    except EncoderError as exc:
-        raise _fail(root, f"golden vectors not reproduced by the live encoder ({variant}): {exc}") from exc
-    logger.info("golden vectors reproduced by the live %s encoder (worst cosine %.5f)", variant, worst)
-
-    # ---- seqrec
-    seqrec_vectors: F32 | None = None
-    if manifest.seqrec is not None:
-        spec = manifest.seqrec
-        if seqrec is None:
-            try:
-                seqrec = SeqRecRuntime.from_manifest(root, spec, device=device, threads=threads)
-            except (OSError, ValueError, RuntimeError) as exc:
-                raise _fail(root, f"seqrec: {exc}") from exc
-        if seqrec.dim != spec.dim:
-            raise _fail(root, f"seqrec dim {seqrec.dim}, the manifest says {spec.dim}")
-        if seqrec.text_dim != encoder.dim:
-            raise _fail(root, f"seqrec text projection expects dim {seqrec.text_dim}, the encoder gives {encoder.dim}")
-        if seqrec.id_embeddings.shape[0] != len(item_ids):
-            raise _fail(root, f"seqrec has {seqrec.id_embeddings.shape[0]} ID rows for {len(item_ids)} items")
-        seqrec.set_reference(text_vectors)  # the trained items' text: neighbours for cold ID rows
-        seqrec_vectors = seqrec.item_vectors(text_vectors)  # [N, D]
-        if not np.isfinite(seqrec_vectors).all():
-            raise _fail(root, "seqrec item vectors contain NaN or inf")
-    elif seqrec is not None:
-        raise _fail(root, "a seqrec runtime was given but the manifest has no seqrec section")
-
-    # ---- user profiles (models trained with seqrec.use_profile)
-    profiles: ProfileRuntime | None = None
-    if PROFILE_SECTION in manifest.extra:
-        if seqrec is None:
-            raise _fail(root, "the manifest has a profile section but no seqrec model to feed it")
-        try:
-            pspec = ProfileSpec.from_dict(manifest.extra[PROFILE_SECTION])
-            profiles = ProfileRuntime.from_manifest(root, pspec)
-        except (OSError, ValueError, KeyError) as exc:
-            raise _fail(root, f"profile: {exc}") from exc
-        if pspec.dim != encoder.dim:
-            raise _fail(root, f"profile vectors have dim {pspec.dim}, the live encoder gives {encoder.dim}")
-        if profiles.dim != seqrec.dim:
-            raise _fail(root, f"profile projection gives dim {profiles.dim}, the seqrec model has {seqrec.dim}")
-
-    # ---- item -> next item transition prior (extra["transitions"])
-    transitions: ServedPrior | None = None
-    if TRANSITION_SECTION in manifest.extra:
-        if seqrec is None:
-            raise _fail(root, "the manifest has a transitions section but no seqrec model to add it to")
-        transitions = load_transitions(root, manifest.extra[TRANSITION_SECTION], item_ids)
-
     logger.info(
-        "artifact set %s: %d items, text dim %d, seqrec %s",
+        "artifact set %s: %d items, text dim %d, seqrec %s, features: %s",
         manifest.version,
         len(item_ids),
         encoder.dim,
         f"dim {seqrec.dim}" if seqrec is not None else "absent",
+        ", ".join(features.names) or "none",
     )
     return LoadedArtifacts(
         manifest=manifest,
@@ -240,40 +285,9 @@ def load_artifacts(
         items=items,
         seqrec=seqrec,
         seqrec_vectors=seqrec_vectors,
-        golden_min_cosine=float(worst),
-        profiles=profiles,
-        transitions=transitions,
+        golden_min_cosine=worst,
+        features=features,
     )
-
-
-def load_transitions(root: Path, section: dict[str, Any], item_ids: Sequence[str]) -> ServedPrior:
-    """Load and validate ``extra["transitions"]``: one row per item, finite, in-range indices."""
-    try:
-        spec = TransitionSpec.from_dict(section)
-    except ValueError as exc:
-        raise _fail(root, str(exc)) from exc
-    n = len(item_ids)
-    try:
-        prior = TransitionPrior.load(root / spec.file)
-    except (OSError, ValueError, KeyError) as exc:
-        raise _fail(root, f"{spec.file}: {exc}") from exc
-    if spec.shape:
-        try:
-            declared = PriorShape.from_dict(spec.shape)
-        except (TypeError, ValueError) as exc:
-            raise _fail(root, f"transitions shape: {exc}") from exc
-        if declared != prior.shape:
-            raise _fail(root, f"{spec.file} was counted with {prior.shape}, the manifest says {declared}")
-    if prior.n_items != n or spec.n_items != n:
-        raise _fail(root, f"{spec.file} has {prior.n_items} item rows (manifest says {spec.n_items}) for {n} items")
-    if len(prior.cols) and (prior.cols.min() < 0 or prior.cols.max() >= n):
-        raise _fail(root, f"{spec.file} has item indices outside [0, {n})")
-    if np.any(np.diff(prior.indptr) < 0) or prior.indptr[0] != 0 or prior.indptr[-1] != len(prior.cols):
-        raise _fail(root, f"{spec.file} has a malformed CSR index pointer")
-    finite = np.isfinite(prior.counts).all() and np.isfinite(prior.pop).all()
-    if not finite or (prior.counts < 0).any() or (prior.pop <= 0).any():
-        raise _fail(root, f"{spec.file} has counts or popularity that are negative, zero (pop) or not finite")
-    return ServedPrior(prior, item_ids, spec.weight)
 
 
 def aligned_seqrec_vectors(

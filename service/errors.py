@@ -192,6 +192,33 @@ def _error_content(status: int) -> dict[str, Any]:
     return {"application/json": media}
 
 
+def _wanted_errors(path: str, method: str, op: dict[str, Any]) -> set[int]:
+    """The error statuses an operation can answer (see :func:`document_errors`)."""
+    params = op.get("parameters", [])
+    wanted = {500}
+    if params or "requestBody" in op:
+        wanted.add(422)
+    if "requestBody" in op:
+        wanted |= {400, 413, 415}
+    if method == "post" and not path.startswith("/admin"):
+        wanted.add(504)  # RequestDeadlineMiddleware: every POST outside /admin has a deadline
+    if any(p.get("in") == "path" for p in params) or "{" in path:
+        wanted.add(404)
+    return wanted
+
+
+def _document_error(code: int, resp: dict[str, Any]) -> None:
+    """One error response (in place): its headers, and :class:`ErrorResponse` as the body unless it declares one."""
+    media = resp.get("content", {}).get("application/json", {})
+    ref = media.get("schema", {}).get("$ref", "")
+    if code in ERROR_HEADERS:
+        resp.setdefault("headers", ERROR_HEADERS[code])
+    if not media.get("schema") or ref.rsplit("/", 1)[-1] in _FASTAPI_VALIDATION_SCHEMAS:
+        resp["content"] = _error_content(code)
+        if resp.get("description") in (None, "", "Validation Error"):
+            resp["description"] = ERROR_DOCS.get(code, ("Error.", {}))[0]
+
+
 def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     """Make the generated OpenAPI document describe the error bodies the server really sends (in place).
 
@@ -210,29 +237,11 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
             if method not in ("get", "post", "put", "patch", "delete"):
                 continue
             responses = op.setdefault("responses", {})
-            params = op.get("parameters", [])
-            wanted = {500}
-            if params or "requestBody" in op:
-                wanted.add(422)
-            if "requestBody" in op:
-                wanted |= {400, 413, 415}
-            if method == "post" and not path.startswith("/admin"):
-                wanted.add(504)  # RequestDeadlineMiddleware: every POST outside /admin has a deadline
-            if any(p.get("in") == "path" for p in params) or "{" in path:
-                wanted.add(404)
-            for status in sorted(wanted):
+            for status in sorted(_wanted_errors(path, method, op)):
                 responses.setdefault(str(status), {"description": ERROR_DOCS[status][0]})
             for code, resp in responses.items():
-                if not (code.isdigit() and int(code) >= 400):
-                    continue
-                media = resp.get("content", {}).get("application/json", {})
-                ref = media.get("schema", {}).get("$ref", "")
-                if int(code) in ERROR_HEADERS:
-                    resp.setdefault("headers", ERROR_HEADERS[int(code)])
-                if not media.get("schema") or ref.rsplit("/", 1)[-1] in _FASTAPI_VALIDATION_SCHEMAS:
-                    resp["content"] = _error_content(int(code))
-                    if resp.get("description") in (None, "", "Validation Error"):
-                        resp["description"] = ERROR_DOCS.get(int(code), ("Error.", {}))[0]
+                if code.isdigit() and int(code) >= 400:
+                    _document_error(int(code), resp)
     text = repr(schema.get("paths", {}))
     for name in _FASTAPI_VALIDATION_SCHEMAS:
         if f"/{name}'" not in text:

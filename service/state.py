@@ -21,14 +21,14 @@ from service.api.deadline import current_deadline
 from service.api.metrics import Metrics
 from service.artifacts import ArtifactError, LoadedArtifacts, load_artifacts, verify_artifact_set
 from service.config import Settings, is_artifact_version
-from service.core.manifest import ManifestError, latest_version
+from service.core.manifest import Manifest, ManifestError, latest_version
 from service.encoding.base import Encoder
 from service.encoding.batcher import BULK, INTERACTIVE, DeadlineExceededError, DynamicBatcher, QueueFullError
 from service.errors import ConfigurationError, OverloadedError
 from service.errors import DeadlineExceededError as DeadlineExceeded
+from service.features import FEATURES, GENERATIVE, FeatureRuntimes, serve_features
 from service.recommender.dense import SeqRecRuntime
 from service.recommender.generative import GenerativeRuntime
-from service.recommender.hybrid import HybridWeights
 from service.recommender.service import Recommender
 from service.reindex import ReindexManager
 from service.stores.cache import MemoryCache, RedisCache, ResponseCache
@@ -161,18 +161,6 @@ async def _maybe_await(value: Any) -> None:
         await value
 
 
-def _load_generative(root: Path, artifacts: LoadedArtifacts, device: str) -> GenerativeRuntime | None:
-    """The generative runtime when the set has semantic IDs and a genrec model (else None:
-    modes generative/hybrid answer 422 mode_unavailable)."""
-    extra = artifacts.manifest.extra
-    if "semantic_ids" not in extra or "genrec" not in extra:
-        return None
-    try:
-        return GenerativeRuntime.from_manifest(root, artifacts.manifest, artifacts.item_ids, device)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigurationError(f"artifact set {root}: cannot load semantic IDs / generative model: {exc}") from exc
-
-
 def _refresh_live_caches(generative: GenerativeRuntime | None, snapshot: CatalogSnapshot) -> None:
     """After a live item change: derive the semantic-ID table of the new snapshot now (from the saved
     codec, with the sids handed out before kept: stable collision digits), so the first generative
@@ -188,11 +176,10 @@ def _refresh_live_caches(generative: GenerativeRuntime | None, snapshot: Catalog
 ReaderStart = Callable[
     [QdrantStore, GenerativeRuntime | None, LoadedArtifacts, contextlib.AsyncExitStack], Awaitable[None]
 ]
+EmbedFn = Callable[[Sequence[str]], Awaitable[np.ndarray]]
 
 
-def _encoder_lanes(
-    batcher: Any,
-) -> tuple[Callable[[Sequence[str]], Awaitable[np.ndarray]], Callable[[Sequence[str]], Awaitable[np.ndarray]]]:
+def _encoder_lanes(batcher: Any) -> tuple[EmbedFn, EmbedFn]:
     """(bulk, interactive) encode functions over the batcher, for the writer and the readers alike."""
 
     async def embed(texts: Sequence[str]) -> np.ndarray:
@@ -206,40 +193,33 @@ def _encoder_lanes(
     return embed, embed_interactive
 
 
-async def _generative_runtime(
-    settings: Settings, root: Path, artifacts: LoadedArtifacts, device: str
-) -> GenerativeRuntime | None:
-    """The generative runtime (None without one in the artifact set), decoding on the configured threads."""
-    generative = await asyncio.to_thread(_load_generative, root, artifacts, device)
-    if generative is not None:
-        generative.torch_threads = settings.torch_threads
-    return generative
+@dataclass
+class _Backends:
+    """Redis (cache, lock + jobs, alias messages) or their in-process versions."""
+
+    cache: ResponseCache
+    jobs: JobStore
+    events: IndexEvents
+    redis: aioredis.Redis | None = None
+    health: RedisHealth | None = None  # None: no Redis configured
 
 
-def _recommender(
-    settings: Settings,
-    artifacts: LoadedArtifacts,
-    generative: GenerativeRuntime | None,
-    store: QdrantStore,
-    embed_interactive: Callable[[Sequence[str]], Awaitable[np.ndarray]],
-    cache: ResponseCache,
-    metrics: Metrics,
-) -> Recommender:
-    return Recommender(
-        generative=generative,
-        store=store,
-        seqrec=artifacts.seqrec,
-        profiles=artifacts.profiles,
-        transitions=artifacts.transitions if settings.transition_prior else None,
-        transition_pool=settings.transition_pool,
-        hybrid_weights=HybridWeights(settings.hybrid_prior_weight, settings.hybrid_generative_weight),
-        embed=embed_interactive,
-        model_version=artifacts.version,
-        cache=cache,
-        cache_prefix=settings.redis.key_prefix,
-        cache_ttl_s=settings.redis.cache_ttl_s,
-        on_cache=metrics.on_cache,
-    )
+@dataclass
+class _Loaded:
+    """What the writer and the readers build alike, before their stores differ."""
+
+    device: str
+    artifacts: LoadedArtifacts
+    features: FeatureRuntimes  # the served features' runtimes with the settings applied
+    encoder: Encoder
+    batcher: DynamicBatcher
+    backends: _Backends
+    embed: EmbedFn  # bulk lane (reindex, items API)
+    embed_interactive: EmbedFn  # interactive lane (/recommend)
+
+    @property
+    def generative(self) -> GenerativeRuntime | None:
+        return self.features.get(GENERATIVE)
 
 
 async def build_state(
@@ -269,6 +249,16 @@ async def _build(
     metrics: Metrics,
     reader: ReaderStart | None = None,
 ) -> AppState:
+    loaded = await _load(settings, components, stack, metrics)
+    if reader is not None:
+        return await _build_reader(settings, loaded, stack, metrics, reader)
+    return await _build_writer(settings, loaded, stack, metrics)
+
+
+async def _load(
+    settings: Settings, components: Components, stack: contextlib.AsyncExitStack, metrics: Metrics
+) -> _Loaded:
+    """Verify the artifact set, load the models and the served features, start the batcher, open Redis."""
     root = resolve_artifact_root(settings, components)
     try:  # every file's sha256 checked before any model is loaded from it
         manifest = await asyncio.to_thread(verify_artifact_set, root)
@@ -276,36 +266,9 @@ async def _build(
         raise ConfigurationError(str(exc)) from exc
     device = resolve_device(settings.device)
     logger.info("serving artifact set %s from %s on %s", manifest.version, root, device)
-
-    # ---- models
     encoder = components.encoder
     if encoder is None:
-        from service.encoding.onnx_encoder import OnnxEncoder
-        from service.encoding.session import SessionTuning
-
-        tuning = SessionTuning(
-            spinning=settings.onnx.spinning,
-            inter_op_threads=settings.onnx.inter_op_threads,
-            graph_level=settings.onnx.graph_level,
-            execution_mode=settings.onnx.execution_mode,
-        )
-        try:
-            encoder = await asyncio.to_thread(
-                functools.partial(
-                    OnnxEncoder.from_manifest,
-                    root,
-                    manifest.encoder,
-                    settings.encoder_variant,
-                    device,
-                    settings.onnx_threads,
-                    batch_size=settings.batcher.run_batch,
-                    tuning=tuning,
-                    max_batch_tokens=settings.batcher.max_batch_tokens,
-                )
-            )
-        except Exception as exc:
-            raise ConfigurationError(f"cannot load the {settings.encoder_variant} encoder of {root}: {exc}") from exc
-    assert encoder is not None
+        encoder = await _open_encoder(settings, root, manifest, device)
     try:
         artifacts = await asyncio.to_thread(
             load_artifacts,
@@ -319,8 +282,53 @@ async def _build(
         )
     except ArtifactError as exc:
         raise ConfigurationError(str(exc)) from exc
-    if artifacts.profiles is not None:
-        artifacts.profiles.cache_size = settings.profile_cache_size
+    batcher = await _start_batcher(settings, encoder, stack, metrics)
+    embed, embed_interactive = _encoder_lanes(batcher)
+    return _Loaded(
+        device=device,
+        artifacts=artifacts,
+        features=serve_features(FEATURES, artifacts.features, settings),
+        encoder=encoder,
+        batcher=batcher,
+        backends=await _open_backends(settings, stack, metrics),
+        embed=embed,
+        embed_interactive=embed_interactive,
+    )
+
+
+async def _open_encoder(settings: Settings, root: Path, manifest: Manifest, device: str) -> Encoder:
+    """The ONNX encoder of the artifact set (variant, threads and session tuning from the settings)."""
+    from service.encoding.onnx_encoder import OnnxEncoder
+    from service.encoding.session import SessionTuning
+
+    tuning = SessionTuning(
+        spinning=settings.onnx.spinning,
+        inter_op_threads=settings.onnx.inter_op_threads,
+        graph_level=settings.onnx.graph_level,
+        execution_mode=settings.onnx.execution_mode,
+    )
+    try:
+        encoder: Encoder = await asyncio.to_thread(
+            functools.partial(
+                OnnxEncoder.from_manifest,
+                root,
+                manifest.encoder,
+                settings.encoder_variant,
+                device,
+                settings.onnx_threads,
+                batch_size=settings.batcher.run_batch,
+                tuning=tuning,
+                max_batch_tokens=settings.batcher.max_batch_tokens,
+            )
+        )
+    except Exception as exc:
+        raise ConfigurationError(f"cannot load the {settings.encoder_variant} encoder of {root}: {exc}") from exc
+    return encoder
+
+
+async def _start_batcher(
+    settings: Settings, encoder: Encoder, stack: contextlib.AsyncExitStack, metrics: Metrics
+) -> DynamicBatcher:
     bs = settings.batcher
     batcher = DynamicBatcher(
         encoder,
@@ -334,61 +342,47 @@ async def _build(
     metrics.track_batcher(batcher)
     await _maybe_await(batcher.start())
     stack.push_async_callback(lambda: _maybe_await(batcher.close()))
+    return batcher
 
-    # ---- redis (cache, lock + jobs, alias messages) or their in-process versions
-    redis_client: aioredis.Redis | None = None
-    cache: ResponseCache
-    jobs: JobStore
-    events: IndexEvents
-    redis_health: RedisHealth | None = None
-    if settings.redis.url is not None and settings.redis.url:
-        url = settings.redis.url
-        # Redis is an accelerator: unreachable at start (or later) the service starts and serves
-        # degraded (in-process cache; admin calls that need the lease answer 503) and reconnects.
-        rs = settings.redis
-        redis_health = RedisHealth(rs.retry_s, on_change=lambda up: metrics.set_degraded("redis", not up))
-        metrics.set_degraded("redis", False)
-        redis_client = open_redis(url, rs.timeout_s)
-        stack.push_async_callback(redis_client.aclose)  # type: ignore[attr-defined]
-        pubsub_client = open_redis(url, rs.timeout_s, for_pubsub=True)
-        stack.push_async_callback(pubsub_client.aclose)  # type: ignore[attr-defined]
-        try:
-            await redis_client.ping()
-        except (RedisError, OSError) as exc:
-            redis_health.mark_down(exc)
-            logger.warning(
-                "cannot reach Redis at %s (%s): starting degraded (in-process cache; reindex/rollback answer 503 "
-                "until it is back)",
-                redact_url(url),
-                exc.__class__.__name__,
-            )
-        prefix = rs.key_prefix
-        cache = RedisCache(redis_client, redis_health, MemoryCache(rs.memory_cache_size))
-        jobs = RedisJobStore(redis_client, prefix, redis_health)
-        events = RedisIndexEvents(pubsub_client, prefix, publisher=redis_client)
-    else:
-        cache = MemoryCache(settings.redis.memory_cache_size)
-        jobs = MemoryJobStore()
-        events = MemoryIndexEvents()
-    stack.push_async_callback(cache.close)
 
-    if reader is not None:
-        return await _build_reader(
-            settings,
-            root,
-            device,
-            stack,
-            metrics,
-            reader,
-            artifacts,
-            encoder,
-            batcher,
-            cache,
-            redis_client,
-            redis_health,
+async def _open_backends(settings: Settings, stack: contextlib.AsyncExitStack, metrics: Metrics) -> _Backends:
+    """Redis clients, cache, job store and index events; the in-process versions without a Redis URL."""
+    rs = settings.redis
+    if not rs.url:
+        backends = _Backends(MemoryCache(rs.memory_cache_size), MemoryJobStore(), MemoryIndexEvents())
+        stack.push_async_callback(backends.cache.close)
+        return backends
+    url = rs.url
+    # Redis is an accelerator: unreachable at start (or later) the service starts and serves
+    # degraded (in-process cache; admin calls that need the lease answer 503) and reconnects.
+    health = RedisHealth(rs.retry_s, on_change=lambda up: metrics.set_degraded("redis", not up))
+    metrics.set_degraded("redis", False)
+    client = open_redis(url, rs.timeout_s)
+    stack.push_async_callback(client.aclose)  # type: ignore[attr-defined]
+    pubsub_client = open_redis(url, rs.timeout_s, for_pubsub=True)
+    stack.push_async_callback(pubsub_client.aclose)  # type: ignore[attr-defined]
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        health.mark_down(exc)
+        logger.warning(
+            "cannot reach Redis at %s (%s): starting degraded (in-process cache; reindex/rollback answer 503 "
+            "until it is back)",
+            redact_url(url),
+            exc.__class__.__name__,
         )
+    backends = _Backends(
+        cache=RedisCache(client, health, MemoryCache(rs.memory_cache_size)),
+        jobs=RedisJobStore(client, rs.key_prefix, health),
+        events=RedisIndexEvents(pubsub_client, rs.key_prefix, publisher=client),
+        redis=client,
+        health=health,
+    )
+    stack.push_async_callback(backends.cache.close)
+    return backends
 
-    # ---- qdrant
+
+async def _open_qdrant(settings: Settings, stack: contextlib.AsyncExitStack) -> QdrantStore:
     if settings.qdrant.path and not settings.qdrant.url:
         Path(settings.qdrant.path).mkdir(parents=True, exist_ok=True)
     try:
@@ -402,20 +396,77 @@ async def _build(
         )
         raise ConfigurationError(f"cannot open Qdrant: {exc}{hint}") from exc
     stack.callback(store.close)
+    return store
 
+
+def _state(
+    settings: Settings,
+    loaded: _Loaded,
+    stack: contextlib.AsyncExitStack,
+    metrics: Metrics,
+    reindex: ReindexManager,
+    worker_id: str,
+    items: ItemCatalog | None,
+) -> AppState:
+    """The ready state of a writer or a reader around the store, jobs and events of ``reindex`` (the
+    Recommender serves the store's snapshot)."""
+    artifacts, backends, store = loaded.artifacts, loaded.backends, reindex.store
+    recommender = Recommender(
+        store=store,
+        seqrec=artifacts.seqrec,
+        features=loaded.features,
+        embed=loaded.embed_interactive,
+        model_version=artifacts.version,
+        cache=backends.cache,
+        cache_prefix=settings.redis.key_prefix,
+        cache_ttl_s=settings.redis.cache_ttl_s,
+        on_cache=metrics.on_cache,
+    )
+    state = AppState(
+        settings=settings,
+        artifacts=artifacts,
+        encoder=loaded.encoder,
+        batcher=loaded.batcher,
+        seqrec=artifacts.seqrec,
+        store=store,
+        cache=backends.cache,
+        jobs=reindex.jobs,
+        events=reindex.events,
+        reindex=reindex,
+        recommender=recommender,
+        metrics=metrics,
+        device=loaded.device,
+        worker_id=worker_id,
+        items=items,
+        redis=backends.redis,
+        redis_health=backends.health,
+        _stack=stack,
+    )
+    state.ready = True
+    return state
+
+
+def _track_index(store: QdrantStore, metrics: Metrics) -> str:
+    """Export the served index size; -> a new worker id."""
     metrics.track_index_size(lambda: len(store.snapshot) if store.has_snapshot else 0)
-    worker_id = uuid.uuid4().hex[:12]
+    return uuid.uuid4().hex[:12]
 
-    embed, embed_interactive = _encoder_lanes(batcher)
-    generative = await _generative_runtime(settings, root, artifacts, device)
+
+async def _build_writer(
+    settings: Settings, loaded: _Loaded, stack: contextlib.AsyncExitStack, metrics: Metrics
+) -> AppState:
+    """The writer (the only process in single-process mode): Qdrant, reindex, the items API."""
+    store = await _open_qdrant(settings, stack)
+    worker_id = _track_index(store, metrics)
+    backends, generative = loaded.backends, loaded.generative
     reindex = ReindexManager(
         prepare_snapshot=generative.prepare_snapshot if generative is not None else None,
         store=store,
-        jobs=jobs,
-        events=events,
-        artifacts=artifacts,
-        embed=embed,
-        encoder_name=encoder.name,
+        jobs=backends.jobs,
+        events=backends.events,
+        artifacts=loaded.artifacts,
+        embed=loaded.embed,
+        encoder_name=loaded.encoder.name,
         default_catalog=settings.catalog_path,
         catalog_dir=settings.catalog_dir,
         encode_chunk=settings.batcher.max_batch,
@@ -427,131 +478,100 @@ async def _build(
         on_finished=metrics.on_reindex_finished,
     )
     stack.push_async_callback(reindex.close)
-    # Items API: the durable item log, replayed on top of the served collection at start and into
-    # every reindex's new collection before the alias swap.
+    items = await _start_items(settings, loaded, stack, store, reindex)
+    await reindex.bootstrap(build_if_missing=settings.bootstrap_index)
+    await items.replay_served()
+    events = backends.events
+    if isinstance(events, RedisIndexEvents):
+        events.on_resubscribe = reindex.resync  # swaps published while Redis was down are not lost
+    await events.start(reindex.on_index_changed)
+    stack.push_async_callback(events.close)
+    await _share_item_changes(settings, backends, stack, items, worker_id)
+    state = _state(settings, loaded, stack, metrics, reindex, worker_id, items)
+    health = backends.health
+    logger.info(
+        "ready: %s, index %s (%d items), %s",
+        state.model_name,
+        store.snapshot.collection,
+        len(store.snapshot),
+        ("redis" if health.up else "redis DOWN (degraded)") if health else "in-process cache/lock",
+    )
+    return state
+
+
+async def _start_items(
+    settings: Settings,
+    loaded: _Loaded,
+    stack: contextlib.AsyncExitStack,
+    store: QdrantStore,
+    reindex: ReindexManager,
+) -> ItemCatalog:
+    """Items API: the durable item log, replayed on top of the served collection at start and into
+    every reindex's new collection before the alias swap."""
     assert settings.items.log_path is not None
     item_log = ItemLog(Path(settings.items.log_path))
     await asyncio.to_thread(item_log.load)
     items = ItemCatalog(
         item_log,
         store,
-        artifacts,
-        embed,
-        on_snapshot=functools.partial(_refresh_live_caches, generative),
+        loaded.artifacts,
+        loaded.embed,
+        on_snapshot=functools.partial(_refresh_live_caches, loaded.generative),
         compact_superseded_lines=settings.items.compact_superseded_lines,
     )
     stack.push_async_callback(items.close)
     reindex.replay_items = items.replay_into
     reindex.items_lock = items.lock
-    await reindex.bootstrap(build_if_missing=settings.bootstrap_index)
-    await items.replay_served()
-    if isinstance(events, RedisIndexEvents):
-        events.on_resubscribe = reindex.resync  # swaps published while Redis was down are not lost
-    await events.start(reindex.on_index_changed)
-    stack.push_async_callback(events.close)
-    if redis_client is not None and isinstance(events, RedisIndexEvents):
-        item_events = RedisItemEvents(events.client, settings.redis.key_prefix, publisher=redis_client)
+    return items
 
-        async def publish_items(collection: str, records: list[dict[str, Any]]) -> None:
-            await item_events.publish(ItemsChanged(collection, records, origin=worker_id))
 
-        async def on_items(event: ItemsChanged) -> None:
-            if event.origin != worker_id:
-                await items.on_remote(event.collection, event.records)
+async def _share_item_changes(
+    settings: Settings, backends: _Backends, stack: contextlib.AsyncExitStack, items: ItemCatalog, worker_id: str
+) -> None:
+    """With Redis: publish this worker's item changes and apply the other workers'."""
+    events = backends.events
+    if backends.redis is None or not isinstance(events, RedisIndexEvents):
+        return
+    item_events = RedisItemEvents(events.client, settings.redis.key_prefix, publisher=backends.redis)
 
-        items.publish = publish_items
-        await item_events.start(on_items)
-        stack.push_async_callback(item_events.close)
+    async def publish_items(collection: str, records: list[dict[str, Any]]) -> None:
+        await item_events.publish(ItemsChanged(collection, records, origin=worker_id))
 
-    recommender = _recommender(settings, artifacts, generative, store, embed_interactive, cache, metrics)
-    state = AppState(
-        settings=settings,
-        artifacts=artifacts,
-        encoder=encoder,
-        batcher=batcher,
-        seqrec=artifacts.seqrec,
-        store=store,
-        cache=cache,
-        jobs=jobs,
-        events=events,
-        reindex=reindex,
-        recommender=recommender,
-        metrics=metrics,
-        device=device,
-        worker_id=worker_id,
-        items=items,
-        redis=redis_client,
-        redis_health=redis_health,
-        _stack=stack,
-    )
-    state.ready = True
-    logger.info(
-        "ready: %s, index %s (%d items), %s",
-        state.model_name,
-        store.snapshot.collection,
-        len(store.snapshot),
-        ("redis" if redis_health.up else "redis DOWN (degraded)") if redis_health else "in-process cache/lock",
-    )
-    return state
+    async def on_items(event: ItemsChanged) -> None:
+        if event.origin != worker_id:
+            await items.on_remote(event.collection, event.records)
+
+    items.publish = publish_items
+    await item_events.start(on_items)
+    stack.push_async_callback(item_events.close)
 
 
 async def _build_reader(
     settings: Settings,
-    root: Path,
-    device: str,
+    loaded: _Loaded,
     stack: contextlib.AsyncExitStack,
     metrics: Metrics,
     reader: ReaderStart,
-    artifacts: LoadedArtifacts,
-    encoder: Encoder,
-    batcher: DynamicBatcher,
-    cache: ResponseCache,
-    redis_client: aioredis.Redis | None,
-    redis_health: RedisHealth | None,
 ) -> AppState:
-    """The rest of a reader's state: the served snapshot comes from the writer's published files."""
+    """A reader: the served snapshot comes from the writer's published files."""
     from service.workers import FollowerStore
 
     store = FollowerStore(settings.qdrant)
     stack.callback(store.close)
-    metrics.track_index_size(lambda: len(store.snapshot) if store.has_snapshot else 0)
-    worker_id = uuid.uuid4().hex[:12]
-
-    embed, embed_interactive = _encoder_lanes(batcher)
-    generative = await _generative_runtime(settings, root, artifacts, device)
+    worker_id = _track_index(store, metrics)
     # Never started here: reindex, rollback and the items API run in the writer (readers forward /admin).
     jobs, events = MemoryJobStore(), MemoryIndexEvents()
     reindex = ReindexManager(
         store=store,
         jobs=jobs,
         events=events,
-        artifacts=artifacts,
-        embed=embed,
-        encoder_name=encoder.name,
+        artifacts=loaded.artifacts,
+        embed=loaded.embed,
+        encoder_name=loaded.encoder.name,
         worker_id=worker_id,
     )
-    await reader(store, generative, artifacts, stack)
-    state = AppState(
-        settings=settings,
-        artifacts=artifacts,
-        encoder=encoder,
-        batcher=batcher,
-        seqrec=artifacts.seqrec,
-        store=store,
-        cache=cache,
-        jobs=jobs,
-        events=events,
-        reindex=reindex,
-        recommender=_recommender(settings, artifacts, generative, store, embed_interactive, cache, metrics),
-        metrics=metrics,
-        device=device,
-        worker_id=worker_id,
-        items=None,
-        redis=redis_client,
-        redis_health=redis_health,
-        _stack=stack,
-    )
-    state.ready = True
+    await reader(store, loaded.generative, loaded.artifacts, stack)
+    state = _state(settings, loaded, stack, metrics, reindex, worker_id, items=None)
     logger.info(
         "reader ready: %s, index %s (%d items) from the writer's published snapshot",
         state.model_name,

@@ -77,72 +77,82 @@ class RequestDeadlineMiddleware:
             await _send_error(send, 422, "invalid_request", timeout, {"field": "X-Request-Timeout-Ms"})
             return
         deadline = time.monotonic() + timeout / 1000.0 if timeout else None
-
-        disconnected = asyncio.Event()
-        body_read = asyncio.Event()
-        started = False
-
-        async def app_receive() -> Message:
-            if body_read.is_set():  # only the watcher reads from the server now
-                await disconnected.wait()
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                disconnected.set()
-            elif not message.get("more_body", False):
-                body_read.set()
-            return message
-
-        async def app_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        async def watch() -> None:
-            await body_read.wait()
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    disconnected.set()
-                    return
-
+        channel = _Channel(receive, send)
         token = current_deadline.set(deadline)
         try:
-            task = asyncio.ensure_future(self.app(scope, app_receive, app_send))
+            task = asyncio.ensure_future(self.app(scope, channel.app_receive, channel.app_send))
         finally:
             current_deadline.reset(token)
-        watcher = asyncio.ensure_future(watch())
-        gone = asyncio.ensure_future(disconnected.wait())
+        watcher = asyncio.ensure_future(channel.watch())
+        gone = asyncio.ensure_future(channel.disconnected.wait())
         try:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             await asyncio.wait({task, gone}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             if task.done():
                 task.result()  # re-raise what the app raised
                 return
-            reason = "disconnect" if disconnected.is_set() else "deadline"
-            if reason == "deadline" and started:
-                await task  # the answer (e.g. the route's own 504) is being sent: let it finish
-                return
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-            if self.on_abandoned is not None:
-                self.on_abandoned(reason)
-            if started:
-                return  # a response is half sent: nothing more to say
-            if reason == "deadline":
-                await _send_error(
-                    send,
-                    504,
-                    "deadline_exceeded",
-                    f"the request did not finish within its deadline of {timeout} ms; its queued work was dropped",
-                    {"timeout_ms": timeout},
-                )
-            else:
-                await _send_error(send, CLIENT_CLOSED, "client_closed_request", "the client disconnected")
+            await self._abandon(task, channel, send, timeout)
         finally:
             for t in (watcher, gone):
                 t.cancel()
             if not task.done():
                 task.cancel()
+
+    async def _abandon(self, task: asyncio.Future[None], channel: _Channel, send: Send, timeout: int) -> None:
+        """The client left or the deadline passed before the route finished: cancel it and say why."""
+        reason = "disconnect" if channel.disconnected.is_set() else "deadline"
+        if reason == "deadline" and channel.started:
+            await task  # the answer (e.g. the route's own 504) is being sent: let it finish
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        if self.on_abandoned is not None:
+            self.on_abandoned(reason)
+        if channel.started:
+            return  # a response is half sent: nothing more to say
+        if reason == "deadline":
+            await _send_error(
+                send,
+                504,
+                "deadline_exceeded",
+                f"the request did not finish within its deadline of {timeout} ms; its queued work was dropped",
+                {"timeout_ms": timeout},
+            )
+        else:
+            await _send_error(send, CLIENT_CLOSED, "client_closed_request", "the client disconnected")
+
+
+class _Channel:
+    """The route's receive/send, and a watcher that reads ``http.disconnect`` once the body was read."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self.receive = receive
+        self.send = send
+        self.disconnected = asyncio.Event()
+        self.body_read = asyncio.Event()
+        self.started = False  # the response has started going out
+
+    async def app_receive(self) -> Message:
+        if self.body_read.is_set():  # only the watcher reads from the server now
+            await self.disconnected.wait()
+            return {"type": "http.disconnect"}
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            self.disconnected.set()
+        elif not message.get("more_body", False):
+            self.body_read.set()
+        return message
+
+    async def app_send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+    async def watch(self) -> None:
+        await self.body_read.wait()
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected.set()
+                return

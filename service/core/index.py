@@ -119,6 +119,57 @@ def _batches(n: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(n, start + size)
 
 
+def _check_build_inputs(
+    items: Sequence[Item],
+    text_vectors: np.ndarray,
+    seqrec_vectors: np.ndarray | None,
+    extra_payload: Sequence[dict[str, Any]] | None,
+) -> list[str]:
+    """The item ids, after checking that the inputs of :meth:`CatalogIndex.build` agree (else CatalogIndexError)."""
+    n = len(items)
+    if n == 0:
+        raise CatalogIndexError("cannot build an index of an empty catalog")
+    if text_vectors.ndim != 2 or text_vectors.shape[0] != n:
+        raise CatalogIndexError(f"text_vectors has shape {text_vectors.shape}, expected [{n}, dim]")
+    if seqrec_vectors is not None and (seqrec_vectors.ndim != 2 or seqrec_vectors.shape[0] != n):
+        raise CatalogIndexError(f"seqrec_vectors has shape {seqrec_vectors.shape}, expected [{n}, dim]")
+    if extra_payload is not None and len(extra_payload) != n:
+        raise CatalogIndexError(f"extra_payload has {len(extra_payload)} rows, expected {n}")
+    ids = [it.item_id for it in items]
+    if len(set(ids)) != n:
+        raise CatalogIndexError("item ids are not unique")
+    if not np.isfinite(text_vectors).all() or (seqrec_vectors is not None and not np.isfinite(seqrec_vectors).all()):
+        raise CatalogIndexError("item vectors contain NaN or inf")
+    return ids
+
+
+def _points(
+    items: Sequence[Item],
+    ids: Sequence[str],
+    start: int,
+    end: int,
+    text32: npt.NDArray[np.float32],
+    seq32: npt.NDArray[np.float32] | None,
+    extra_payload: Sequence[dict[str, Any]] | None,
+) -> models.Batch:
+    """Rows ``start:end`` as one upsert batch: named vectors and payloads (with the row number)."""
+    vectors: dict[str, list[list[float]]] = {VECTOR_TEXT: text32[start:end].tolist()}
+    if seq32 is not None:
+        vectors[VECTOR_SEQREC] = seq32[start:end].tolist()
+    payloads = []
+    for i in range(start, end):
+        p = items[i].payload()
+        if extra_payload is not None:
+            p.update(extra_payload[i])
+        p[ROW_KEY] = i
+        payloads.append(p)
+    return models.Batch(
+        ids=[point_id(ids[i]) for i in range(start, end)],
+        vectors=vectors,  # type: ignore[arg-type]
+        payloads=payloads,
+    )
+
+
 class CatalogIndex:
     """Collections ``{alias}_v{n}`` behind the alias ``alias``."""
 
@@ -184,42 +235,15 @@ class CatalogIndex:
         return dict(info.config.metadata or {})
 
     # ------------------------------------------------------------- build
-    def build(
+    def _create(
         self,
-        items: Sequence[Item],
+        name: str,
+        n: int,
         text_vectors: np.ndarray,
         seqrec_vectors: np.ndarray | None,
-        *,
-        batch_size: int = 256,
-        progress: bool = False,
-        extra_payload: Sequence[dict[str, Any]] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        on_batch: Callable[[int, int], None] | None = None,
-    ) -> str:
-        """Create and fill a new collection; return its name. The alias is not touched.
-
-        text_vectors: [N, T] (cosine); seqrec_vectors: [N, D] (dot product) or None.
-        ``on_batch(done, total)`` is called after every upserted batch.
-        On any failure the partial collection is deleted and :class:`CatalogIndexError` raised.
-        """
-        n = len(items)
-        if n == 0:
-            raise CatalogIndexError("cannot build an index of an empty catalog")
-        if text_vectors.ndim != 2 or text_vectors.shape[0] != n:
-            raise CatalogIndexError(f"text_vectors has shape {text_vectors.shape}, expected [{n}, dim]")
-        if seqrec_vectors is not None and (seqrec_vectors.ndim != 2 or seqrec_vectors.shape[0] != n):
-            raise CatalogIndexError(f"seqrec_vectors has shape {seqrec_vectors.shape}, expected [{n}, dim]")
-        if extra_payload is not None and len(extra_payload) != n:
-            raise CatalogIndexError(f"extra_payload has {len(extra_payload)} rows, expected {n}")
-        ids = [it.item_id for it in items]
-        if len(set(ids)) != n:
-            raise CatalogIndexError("item ids are not unique")
-        if not np.isfinite(text_vectors).all() or (
-            seqrec_vectors is not None and not np.isfinite(seqrec_vectors).all()
-        ):
-            raise CatalogIndexError("item vectors contain NaN or inf")
-
-        name = self.next_collection_name()
+        metadata: Mapping[str, Any] | None,
+    ) -> None:
+        """An empty collection with the named vectors (text: cosine, seqrec: dot) and the build metadata."""
         vectors_config = {
             VECTOR_TEXT: models.VectorParams(size=int(text_vectors.shape[1]), distance=models.Distance.COSINE)
         }
@@ -242,26 +266,35 @@ class CatalogIndex:
             ):
                 if not self.is_local:
                     self.client.create_payload_index(name, field_name=key, field_schema=schema)
+
+    def build(
+        self,
+        items: Sequence[Item],
+        text_vectors: np.ndarray,
+        seqrec_vectors: np.ndarray | None,
+        *,
+        batch_size: int = 256,
+        progress: bool = False,
+        extra_payload: Sequence[dict[str, Any]] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> str:
+        """Create and fill a new collection; return its name. The alias is not touched.
+
+        text_vectors: [N, T] (cosine); seqrec_vectors: [N, D] (dot product) or None.
+        ``on_batch(done, total)`` is called after every upserted batch.
+        On any failure the partial collection is deleted and :class:`CatalogIndexError` raised.
+        """
+        n = len(items)
+        ids = _check_build_inputs(items, text_vectors, seqrec_vectors, extra_payload)
+        name = self.next_collection_name()
+        self._create(name, n, text_vectors, seqrec_vectors, metadata)
         try:
             text32 = np.ascontiguousarray(text_vectors, dtype=np.float32)  # [N, T]
             seq32 = None if seqrec_vectors is None else np.ascontiguousarray(seqrec_vectors, dtype=np.float32)  # [N, D]
             bar = tqdm(total=n, desc=f"index {name}", unit="item", disable=not progress)
             for start, end in _batches(n, batch_size):
-                vectors: dict[str, list[list[float]]] = {VECTOR_TEXT: text32[start:end].tolist()}
-                if seq32 is not None:
-                    vectors[VECTOR_SEQREC] = seq32[start:end].tolist()
-                payloads = []
-                for i in range(start, end):
-                    p = items[i].payload()
-                    if extra_payload is not None:
-                        p.update(extra_payload[i])
-                    p[ROW_KEY] = i
-                    payloads.append(p)
-                batch = models.Batch(
-                    ids=[point_id(ids[i]) for i in range(start, end)],
-                    vectors=vectors,  # type: ignore[arg-type]
-                    payloads=payloads,
-                )
+                batch = _points(items, ids, start, end, text32, seq32, extra_payload)
                 with self._lock:
                     self.client.upsert(name, points=batch, wait=True)
                 bar.update(end - start)

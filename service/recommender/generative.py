@@ -24,7 +24,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,7 @@ import torch
 
 from service.core.manifest import Manifest
 from service.core.sid import SidCodec, SidError, SidSpec, SidTable, load_semantic_ids
+from service.recommender.hybrid import HybridWeights
 from service.semantic_ids.beam import beam_search
 from service.semantic_ids.decoder import (
     item_id_embeddings,
@@ -41,6 +42,9 @@ from service.semantic_ids.decoder import (
     with_item_ids,
 )
 from service.semantic_ids.prefix_index import PrefixIndex
+
+if TYPE_CHECKING:
+    from service.features.generative import GenrecSpec
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +111,8 @@ class GenerativeRuntime:
         self.max_items = max_items
         # Intra-op threads of torch for each decode (Settings.torch_threads; 0 = torch's default).
         self.torch_threads = 0
+        # Hybrid mode's merge weights (Settings.hybrid_prior_weight / hybrid_generative_weight).
+        self.hybrid_weights = HybridWeights()
         if not (np.isfinite(prior_weight) and prior_weight >= 0):
             raise SidError(f"genrec prior_weight must be a finite number >= 0, got {prior_weight}")
         # Weight of the item -> next item prior in prior-guided decoding (0 = none; the build picks it on
@@ -138,9 +144,18 @@ class GenerativeRuntime:
         gen_section = manifest.extra.get("genrec")
         if not sid_section or not gen_section:
             raise SidError("the artifact set has no semantic_ids/genrec sections")
-        spec, table, codec = load_semantic_ids(root, sid_section)
+        from service.features.generative import GenrecSpec
+
+        return cls.from_specs(root, SidSpec.from_dict(sid_section), GenrecSpec.from_dict(gen_section), item_ids, device)
+
+    @classmethod
+    def from_specs(
+        cls, root: Path, sid: SidSpec, genrec: GenrecSpec, item_ids: Sequence[str], device: str
+    ) -> GenerativeRuntime:
+        """The runtime from the parsed ``semantic_ids`` and ``genrec`` sections of the set at ``root``."""
+        spec, table, codec = load_semantic_ids(root, sid.to_dict())
         dev = torch_device(device)
-        model = load_genrec(root / str(gen_section["dir"]), dev)
+        model = load_genrec(root / genrec.dir, dev)
         return cls(
             spec,
             table,
@@ -148,9 +163,9 @@ class GenerativeRuntime:
             item_ids,
             model,
             device=dev,
-            beam=int(gen_section.get("beam", 20)),
-            max_items=int(gen_section.get("max_items", 20)),
-            prior_weight=float(gen_section.get("prior_weight", 0.0)),
+            beam=genrec.beam,
+            max_items=genrec.max_items,
+            prior_weight=genrec.prior_weight,
         )
 
     # ------------------------------------------------------------ catalogs

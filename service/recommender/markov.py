@@ -43,13 +43,17 @@ RANKING_PRIOR = "model+transition_prior"  # seqrec dot + w * log p(j | context)
 class ServedPrior:
     """A :class:`TransitionPrior` over the artifact's items, served against any catalog snapshot."""
 
-    def __init__(self, prior: TransitionPrior, item_ids: Sequence[str], weight: float) -> None:
+    def __init__(self, prior: TransitionPrior, item_ids: Sequence[str], weight: float, pool: int = 200) -> None:
         if prior.n_items != len(item_ids):
             raise ValueError(f"transition prior has {prior.n_items} items, the artifact set {len(item_ids)}")
         if not (np.isfinite(weight) and weight >= 0):
             raise ValueError(f"prior weight must be a finite number >= 0, got {weight}")
+        if pool < 1:
+            raise ValueError(f"transition_pool must be >= 1, got {pool}")
         self.prior = prior
         self.weight = float(weight)
+        # Dense candidates (the store's top max(k, pool)) rescored with the prior (Settings.transition_pool).
+        self.pool = int(pool)
         self.item_ids = list(item_ids)
         self.row_of = {iid: i for i, iid in enumerate(self.item_ids)}
         self.pop_floor = float(prior.pop.min())  # pop of an item with zero training count

@@ -8,8 +8,9 @@ embedded mode) ranks the served collection by dot product with filters
 applied inside the search. Without a seqrec model the user is the normalised
 mean of the history's text vectors, ranked by cosine. When the artifact set has the item -> next
 item transition prior (``markov.py``) and the last history entry is a catalog item it knows, the
-store's top ``max(k, transition_pool)`` plus the last item's filtered-in successors are rescored by
-``dot + w * log p(j | last)`` (response ``ranking`` = "model+transition_prior"; else "model").
+store's top ``max(k, transition_pool)`` (``ServedPrior.pool``) plus the last item's filtered-in
+successors are rescored by ``dot + w * log p(j | last)`` (response ``ranking`` =
+"model+transition_prior"; else "model").
 
 Generative mode (when the artifact set has semantic IDs and a genrec model): the
 history's sid tokens go through the T5 encoder and the batched constrained beam
@@ -19,7 +20,7 @@ build on validation) and the transition prior above, the prior steers the beam a
 (prior-guided decoding, ``service/semantic_ids/beam.py``; ``ranking`` = "model+transition_prior").
 Hybrid mode: dense candidates, generative candidates (and, with the transition prior, the context's
 successors), merged and rescored by ``u . v + w_prior * log p(j | context) + w_gen * beam bonus``
-(``hybrid.py``; the weights are ``hybrid_weights``, picked on validation by bench-genrec --hybrid).
+(``hybrid.py``; the weights are ``GenerativeRuntime.hybrid_weights``, picked on validation by bench-genrec --hybrid).
 
 User profiles (``profiles.py``): with a model trained on profiles, the request's ``profile`` is
 validated, verbalised by the shared function, embedded by the live encoder and projected; the offset
@@ -41,10 +42,11 @@ import numpy.typing as npt
 
 from service.core.index import ROW_KEY, VECTOR_SEQREC, VECTOR_TEXT
 from service.errors import EmptyHistoryError, ModeUnavailableError, UnknownItemError
+from service.features import GENERATIVE, PROFILES, TRANSITIONS, FeatureRuntimes
 from service.recommender.dense import SeqRecRuntime
 from service.recommender.filters import build_filter
 from service.recommender.generative import GenerativeRuntime, SidCatalog
-from service.recommender.hybrid import HYBRID_DENSE_POOL, HybridWeights, merge_and_rescore
+from service.recommender.hybrid import HYBRID_DENSE_POOL, merge_and_rescore
 from service.recommender.markov import RANKING_MODEL, RANKING_PRIOR, ServedPrior
 from service.recommender.profiles import ProfileRuntime
 from service.schemas import ItemRef, NewItem, RecommendRequest
@@ -134,23 +136,23 @@ class Recommender:
         cache_prefix: str = "recsvc",
         cache_ttl_s: int = 0,
         on_cache: Callable[[bool], None] | None = None,
-        generative: GenerativeRuntime | None = None,
-        profiles: ProfileRuntime | None = None,
-        transitions: ServedPrior | None = None,
-        transition_pool: int = 200,
-        hybrid_weights: HybridWeights = HybridWeights(),
+        features: FeatureRuntimes | None = None,
     ) -> None:
+        """``features``: the served features' runtimes (``service.features``; the artifact set's, after the
+        settings were applied): user profiles, the transition prior (with its candidate pool), the
+        generative model (with the hybrid merge weights)."""
+        features = features or FeatureRuntimes()
+        profiles = features.get(PROFILES)
+        transitions = features.get(TRANSITIONS)
+        generative = features.get(GENERATIVE)
         if profiles is not None and seqrec is None:
             raise ValueError("profiles need the seqrec model they were trained with")
         if transitions is not None and seqrec is None:
             raise ValueError("the transition prior is added to seqrec scores: it needs the seqrec model")
-        if transition_pool < 1:
-            raise ValueError(f"transition_pool must be >= 1, got {transition_pool}")
-        self.transitions = transitions
-        self.transition_pool = transition_pool
-        self.hybrid_weights = hybrid_weights
-        self.generative = generative
-        self.profiles = profiles
+        self.features = features
+        self.transitions: ServedPrior | None = transitions
+        self.generative: GenerativeRuntime | None = generative
+        self.profiles: ProfileRuntime | None = profiles
         self.store = store
         self.seqrec = seqrec
         self.embed = embed
@@ -291,7 +293,7 @@ class Recommender:
         """Dense top-``max(k, HYBRID_DENSE_POOL)`` + the beam's items (+ the context's successors under the
         transition prior), rescored by the dense score, the prior and the beam bonus (hybrid.py)."""
         assert self.generative is not None
-        weights = self.hybrid_weights
+        weights = self.generative.hybrid_weights
         user, vector_name, source = await self._user_vector(entries, snapshot, req)
         exclude = [e.item_id for e in entries if isinstance(e, ItemRef)] if req.exclude_history else []
         flt = build_filter(req.filters, exclude)
@@ -404,7 +406,7 @@ class Recommender:
             # "+ item->next prior": the store's top max(k, pool) by dot product (filters applied in the
             # search) plus the filtered-in successors of the context items, rescored by
             # dot + w * log p(j | context) (the last history item, or the prior's last few).
-            hits = await self.store.search(vector_name, user, max(req.k, self.transition_pool), flt, snapshot)
+            hits = await self.store.search(vector_name, user, max(req.k, prior.pool), flt, snapshot)
             ids = snapshot.item_ids
             succ = prior.successor_rows(context, snapshot.version, ids)  # [S_ctx]
             mask = snapshot.searcher.mask(flt)  # [N] allowed rows, None = all

@@ -61,6 +61,91 @@ class BeamResult(NamedTuple):
         return BeamResult(self.items.cpu(), self.scores.cpu(), self.tokens.cpu())
 
 
+class _Prior(NamedTuple):
+    """The item prior summed under every prefix: log total [B], per level log mass under each node [B, P_l]."""
+
+    total: Tensor
+    mass: list[Tensor]
+    weight: float
+
+
+def _check_args(
+    batch_size: int, beam: int, k: int, allowed: Tensor | None, log_prior: Tensor | None, prior_weight: float
+) -> None:
+    if not 1 <= k <= beam:
+        raise ValueError(f"need 1 <= k <= beam, got k={k}, beam={beam}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if allowed is not None and allowed.shape[0] != batch_size:
+        raise ValueError(f"allowed mask has {allowed.shape[0]} rows for a batch of {batch_size}")
+    if log_prior is not None and log_prior.shape[0] != batch_size:
+        raise ValueError(f"log prior has {log_prior.shape[0]} rows for a batch of {batch_size}")
+    if not math.isfinite(prior_weight) or prior_weight < 0:
+        raise ValueError(f"prior_weight must be a finite number >= 0, got {prior_weight}")
+
+
+def _prior(index: PrefixIndex, allowed: Tensor | None, log_prior: Tensor | None, prior_weight: float) -> _Prior | None:
+    """The prior's mass under every prefix (normalised over each request's allowed items); None: no prior."""
+    if log_prior is None or prior_weight <= 0:
+        return None
+    if allowed is not None:
+        log_prior = log_prior.to(index.device).masked_fill(~allowed.to(index.device).bool(), float("-inf"))
+    total, mass = index.prefix_log_mass(log_prior)  # [B], per level [B, P_l]
+    return _Prior(total, mass, prior_weight)
+
+
+def _candidates(
+    level: int,
+    logp: Tensor,
+    scores: Tensor,
+    nodes: Tensor,
+    child: Tensor,
+    counts: list[Tensor] | None,
+    prior: _Prior | None,
+    renormalize: bool,
+) -> Tensor:
+    """Scores of every beam's children at ``level`` [B, W, K] (``-inf`` where a child is not valid).
+
+    logp [B, W, K]: the model's log-probabilities of the level's codes; scores [B, W]: the beams';
+    nodes [B, W]: the beams' prefix nodes; child [B, W, K]: their child nodes (-1 = none)."""
+    b, w, ksz = child.shape
+    valid = child >= 0
+    if counts is not None:
+        c = counts[level].gather(1, child.clamp_min(0).view(b, -1)).view(b, w, ksz)  # [B, W, K]
+        valid &= c > 0
+    term = logp  # [B, W, K]
+    if prior is not None:
+        mc = prior.mass[level].gather(1, child.clamp_min(0).view(b, -1)).view(b, w, ksz)  # [B, W, K]
+        mp = prior.total[:, None] if level == 0 else prior.mass[level - 1].gather(1, nodes.clamp_min(0))  # [B, W]
+        valid &= torch.isfinite(mc)
+        gain = prior.weight * (mc - mp[:, :, None])  # [B, W, K]
+        term = logp + gain
+    if renormalize:  # log-softmax of the step's term over each beam's valid children
+        term = torch.where(valid, term, float("-inf"))
+        lse = torch.logsumexp(term, dim=-1, keepdim=True)  # [B, W, 1]; -inf: no valid child
+        cand = scores[:, :, None] + (term - torch.where(torch.isfinite(lse), lse, 0.0))
+    elif prior is not None:
+        cand = scores[:, :, None] + logp + gain  # [B, W, K]
+    else:
+        cand = scores[:, :, None] + logp  # [B, W, K]
+    return torch.where(valid, cand, float("-inf"))
+
+
+def _result(index: PrefixIndex, scores: Tensor, nodes: Tensor, prefix: Tensor, k: int) -> BeamResult:
+    """The top ``k`` of the final beams (scores [B, W] sorted, nodes [B, W], prefix [B, W, depth]), padded with -1."""
+    b, depth = scores.shape[0], index.layout.depth
+    alive = torch.isfinite(scores)  # [B, W]
+    items = torch.where(alive, index.leaf_item[nodes.clamp_min(0)], -1)  # [B, W]
+    kk = min(k, items.shape[1])
+    out_items = torch.full((b, k), -1, dtype=torch.long, device=index.device)
+    out_scores = torch.full((b, k), float("-inf"), dtype=torch.float32, device=index.device)
+    out_tokens = torch.zeros((b, k, depth), dtype=torch.long, device=index.device)
+    out_items[:, :kk] = items[:, :kk]
+    out_scores[:, :kk] = scores[:, :kk]
+    out_tokens[:, :kk] = prefix[:, :kk]
+    return BeamResult(out_items, out_scores, out_tokens)
+
+
 @torch.no_grad()
 def beam_search(
     step: StepFn,
@@ -81,26 +166,12 @@ def beam_search(
     added with ``prior_weight`` level by level (module docstring). ``renormalize``: each step's
     term is a log-softmax over the valid children (module docstring).
     """
-    if not 1 <= k <= beam:
-        raise ValueError(f"need 1 <= k <= beam, got k={k}, beam={beam}")
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
-    if allowed is not None and allowed.shape[0] != batch_size:
-        raise ValueError(f"allowed mask has {allowed.shape[0]} rows for a batch of {batch_size}")
-    if log_prior is not None and log_prior.shape[0] != batch_size:
-        raise ValueError(f"log prior has {log_prior.shape[0]} rows for a batch of {batch_size}")
-    if not math.isfinite(prior_weight) or prior_weight < 0:
-        raise ValueError(f"prior_weight must be a finite number >= 0, got {prior_weight}")
+    _check_args(batch_size, beam, k, allowed, log_prior, prior_weight)
     device = index.device
     layout = index.layout
     reorder = getattr(step, "reorder", None)  # optional: steps that cache per-beam state
     counts = index.allowed_counts(allowed) if allowed is not None else None  # per level [B, P_l]
-    use_prior = log_prior is not None and prior_weight > 0
-    if use_prior:
-        assert log_prior is not None
-        if allowed is not None:  # the prior is normalised over each request's allowed items
-            log_prior = log_prior.to(device).masked_fill(~allowed.to(device).bool(), float("-inf"))
-        prior_total, prior_mass = index.prefix_log_mass(log_prior)  # [B], per level [B, P_l]
+    prior = _prior(index, allowed, log_prior, prior_weight)
     b = batch_size
     prefix = torch.zeros((b, 1, 0), dtype=torch.long, device=device)  # [B, W=1, 0]
     scores = torch.zeros((b, 1), dtype=torch.float32, device=device)  # [B, W]
@@ -114,25 +185,7 @@ def beam_search(
         parents = nodes if level > 0 else torch.zeros_like(nodes)
         parents = torch.where(torch.isfinite(scores), parents, -1)  # dead beams have no children
         child = index.children(level, parents.reshape(-1)).view(b, w, ksz)  # [B, W, K]
-        valid = child >= 0
-        if counts is not None:
-            c = counts[level].gather(1, child.clamp_min(0).view(b, -1)).view(b, w, ksz)  # [B, W, K]
-            valid &= c > 0
-        if use_prior:
-            mc = prior_mass[level].gather(1, child.clamp_min(0).view(b, -1)).view(b, w, ksz)  # [B, W, K]
-            mp = prior_total[:, None] if level == 0 else prior_mass[level - 1].gather(1, nodes.clamp_min(0))  # [B, W]
-            valid &= torch.isfinite(mc)
-            gain = prior_weight * (mc - mp[:, :, None])  # [B, W, K]
-        if renormalize:  # log-softmax of the step's term over each beam's valid children
-            term = logp + gain if use_prior else logp  # [B, W, K]
-            term = torch.where(valid, term, float("-inf"))
-            lse = torch.logsumexp(term, dim=-1, keepdim=True)  # [B, W, 1]; -inf: no valid child
-            cand = scores[:, :, None] + (term - torch.where(torch.isfinite(lse), lse, 0.0))
-        else:
-            cand = scores[:, :, None] + logp  # [B, W, K]
-            if use_prior:
-                cand = cand + gain
-        cand = torch.where(valid, cand, float("-inf")).view(b, w * ksz)  # [B, W*K]
+        cand = _candidates(level, logp, scores, nodes, child, counts, prior, renormalize).view(b, w * ksz)  # [B, W*K]
         width = min(beam, w * ksz)
         scores, flat = cand.topk(width, dim=1)  # [B, W'] sorted descending
         src = flat // ksz  # [B, W'] beam each winner extends
@@ -143,13 +196,4 @@ def beam_search(
         prefix = torch.cat(
             [prefix.gather(1, src[:, :, None].expand(-1, -1, prefix.shape[2])), (code + off)[:, :, None]], dim=2
         )  # [B, W', t + 1]
-    alive = torch.isfinite(scores)  # [B, W]
-    items = torch.where(alive, index.leaf_item[nodes.clamp_min(0)], -1)  # [B, W]
-    kk = min(k, items.shape[1])
-    out_items = torch.full((b, k), -1, dtype=torch.long, device=device)
-    out_scores = torch.full((b, k), float("-inf"), dtype=torch.float32, device=device)
-    out_tokens = torch.zeros((b, k, layout.depth), dtype=torch.long, device=device)
-    out_items[:, :kk] = items[:, :kk]
-    out_scores[:, :kk] = scores[:, :kk]
-    out_tokens[:, :kk] = prefix[:, :kk]
-    return BeamResult(out_items, out_scores, out_tokens)
+    return _result(index, scores, nodes, prefix, k)

@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -167,6 +167,91 @@ class SnapshotParts:
     seqrec_store: RowStore | None
 
 
+class _Vectors(NamedTuple):
+    text: F32  # [n, T]
+    text_store: RowStore
+    seqrec: F32 | None  # [n, D]
+    seqrec_store: RowStore | None
+
+
+class _RowEdit:
+    """The list/dict side of :func:`apply_changes`: items, payloads and id -> row of the next snapshot,
+    the vectors written into each changed row, and the content digest kept up to date."""
+
+    def __init__(self, snapshot: CatalogSnapshot) -> None:
+        assert snapshot.digest is not None
+        self.snapshot = snapshot
+        self.items = list(snapshot.items)
+        self.payloads = list(snapshot.payloads)
+        self.row_of = dict(snapshot.row_of)
+        self.digest = snapshot.digest
+        # row -> (text, seqrec) written into it; other rows keep the old arrays' values
+        self.written: dict[int, tuple[F32, F32 | None]] = {}
+        self.touched: set[int] = set()
+        self.removed: list[str] = []
+
+    def row_vectors(self, r: int) -> tuple[F32, F32 | None]:
+        got = self.written.get(r)
+        if got is not None:
+            return got
+        old_seq = self.snapshot.seqrec_vectors
+        return self.snapshot.text_vectors[r], None if old_seq is None else old_seq[r]
+
+    def upsert(self, u: ItemChange) -> None:
+        r = self.row_of.get(u.item.item_id)
+        if r is None:
+            r = len(self.items)
+            self.items.append(u.item)
+            self.payloads.append({})
+            self.row_of[u.item.item_id] = r
+            seq_r = u.seqrec_vector
+        else:
+            self.digest ^= item_digest(self.items[r])
+            seq_r = u.seqrec_vector if u.seqrec_vector is not None else self.row_vectors(r)[1]
+        self.digest ^= item_digest(u.item)
+        self.items[r] = u.item
+        self.written[r] = (u.text_vector, seq_r)
+        self.touched.add(r)
+
+    def delete(self, item_id: str) -> None:
+        """Swap-remove: the last row moves into the hole."""
+        items, payloads = self.items, self.payloads
+        r = self.row_of.pop(item_id, None)
+        if r is None:
+            return
+        self.removed.append(item_id)
+        self.digest ^= item_digest(items[r])
+        last = len(items) - 1
+        if r != last:
+            items[r] = items[last]
+            payloads[r] = payloads[last]
+            self.written[r] = self.row_vectors(last)
+            self.row_of[items[r].item_id] = r
+            self.touched.add(r)
+        items.pop()
+        payloads.pop()
+        self.written.pop(last, None)
+        self.touched.discard(last)
+
+    def patched_vectors(self, n_old: int) -> tuple[np.ndarray, _Vectors]:
+        """(rows written [K], the next snapshot's vectors) patched in O(changed rows)."""
+        snapshot, written, n = self.snapshot, self.written, len(self.items)
+        rows = np.asarray(sorted(written), dtype=np.int64)  # [K]: every touched row, the appended ones included
+        t = snapshot.text_vectors.shape[1]
+        text_vals = (
+            np.stack([written[r][0] for r in rows.tolist()]).astype(np.float32) if rows.size else np.zeros((0, t))
+        )
+        text_store, text = snapshot.text_store.patched(n_old, n, rows, text_vals)
+        old_seq = snapshot.seqrec_vectors
+        if old_seq is None:
+            return rows, _Vectors(text, text_store, None, None)
+        assert snapshot.seqrec_store is not None
+        seq_vals = [written[r][1] for r in rows.tolist()]
+        seq_arr = np.stack(seq_vals).astype(np.float32) if rows.size else np.zeros((0, old_seq.shape[1]))  # type: ignore[arg-type]
+        seq_store, seq = snapshot.seqrec_store.patched(n_old, n, rows, seq_arr)
+        return rows, _Vectors(text, text_store, seq, seq_store)
+
+
 def apply_changes(
     snapshot: CatalogSnapshot, upserts: Sequence[ItemChange], deletes: Sequence[str]
 ) -> tuple[CatalogSnapshot, list[int], list[str]]:
@@ -181,80 +266,28 @@ def apply_changes(
     (:class:`RowStore`: appended rows go past the rows older snapshots see, without a copy while the
     buffer has room; a change to an existing row, or a delete, copies the arrays once).
     """
-    items = list(snapshot.items)
-    payloads = list(snapshot.payloads)
-    row_of = dict(snapshot.row_of)
-    n_old = len(items)
-    old_seq = snapshot.seqrec_vectors
+    n_old = len(snapshot.items)
+    if snapshot.seqrec_vectors is not None:
+        for u in upserts:
+            if u.item.item_id not in snapshot.row_of and u.seqrec_vector is None:
+                raise ValueError("a new item lacks its seqrec vector")
+    edit = _RowEdit(snapshot)
     for u in upserts:
-        if old_seq is not None and u.item.item_id not in row_of and u.seqrec_vector is None:
-            raise ValueError("a new item lacks its seqrec vector")
-    # row -> (text, seqrec) written into it; other rows keep the old arrays' values
-    written: dict[int, tuple[F32, F32 | None]] = {}
-
-    def row_vectors(r: int) -> tuple[F32, F32 | None]:
-        got = written.get(r)
-        if got is not None:
-            return got
-        return snapshot.text_vectors[r], None if old_seq is None else old_seq[r]
-
-    touched: set[int] = set()
-    digest = snapshot.digest
-    assert digest is not None
-    for u in upserts:
-        r = row_of.get(u.item.item_id)
-        if r is None:
-            r = len(items)
-            items.append(u.item)
-            payloads.append({})
-            row_of[u.item.item_id] = r
-            seq_r = u.seqrec_vector
-        else:
-            digest ^= item_digest(items[r])
-            seq_r = u.seqrec_vector if u.seqrec_vector is not None else row_vectors(r)[1]
-        digest ^= item_digest(u.item)
-        items[r] = u.item
-        written[r] = (u.text_vector, seq_r)
-        touched.add(r)
-    removed: list[str] = []
+        edit.upsert(u)
     for item_id in deletes:
-        r = row_of.pop(item_id, None)
-        if r is None:
-            continue
-        removed.append(item_id)
-        digest ^= item_digest(items[r])
-        last = len(items) - 1
-        if r != last:
-            items[r] = items[last]
-            payloads[r] = payloads[last]
-            written[r] = row_vectors(last)
-            row_of[items[r].item_id] = r
-            touched.add(r)
-        items.pop()
-        payloads.pop()
-        written.pop(last, None)
-        touched.discard(last)
+        edit.delete(item_id)
+    items, payloads, row_of = edit.items, edit.payloads, edit.row_of
     n = len(items)
     if n == 0:
         raise ValueError("the change would leave the catalog empty")
-    for r in touched:
+    for r in edit.touched:
         p = items[r].payload()
         p[ROW_KEY] = r
         payloads[r] = p
-    rows = np.asarray(sorted(written), dtype=np.int64)  # [K]: every touched row, the appended ones included
-    t = snapshot.text_vectors.shape[1]
-    text_vals = np.stack([written[r][0] for r in rows.tolist()]).astype(np.float32) if rows.size else np.zeros((0, t))
-    text_store, text = snapshot.text_store.patched(n_old, n, rows, text_vals)
-    seq_store: RowStore | None = None
-    seq = None
-    if old_seq is not None:
-        assert snapshot.seqrec_store is not None
-        seq_vals = [written[r][1] for r in rows.tolist()]
-        seq_arr = np.stack(seq_vals).astype(np.float32) if rows.size else np.zeros((0, old_seq.shape[1]))  # type: ignore[arg-type]
-        seq_store, seq = snapshot.seqrec_store.patched(n_old, n, rows, seq_arr)
-    vectors = {VECTOR_TEXT: text}
-    if seq is not None:
-        vectors[VECTOR_SEQREC] = seq
+    rows, vec = edit.patched_vectors(n_old)
+    vectors = {VECTOR_TEXT: vec.text}
+    if vec.seqrec is not None:
+        vectors[VECTOR_SEQREC] = vec.seqrec
     ids = snapshot.searcher.item_ids[:n] + [""] * (n - n_old)  # a list copy: no per-item Python work
     for r in rows.tolist():
         ids[r] = items[r].item_id
@@ -263,12 +296,12 @@ def apply_changes(
         collection=snapshot.collection,
         items=items,
         payloads=payloads,
-        text_vectors=text,
-        seqrec_vectors=seq,
-        digest=digest,
-        derived=SnapshotParts(row_of, searcher, text_store, seq_store),
+        text_vectors=vec.text,
+        seqrec_vectors=vec.seqrec,
+        digest=edit.digest,
+        derived=SnapshotParts(row_of, searcher, vec.text_store, vec.seqrec_store),
     )
-    return new, sorted(touched), removed
+    return new, sorted(edit.touched), edit.removed
 
 
 class QdrantStore:
