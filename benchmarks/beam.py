@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         save_run(Path(args.out), out)
     if args.results_md:
-        from training.jobs.train_genrec import RESULTS_JSON, write_generative_section
+        from training.reports.generative import RESULTS_JSON, write_generative_section
 
         if not args.out:
             raise SystemExit("--results-md needs --out (the section is rendered from the JSON files)")

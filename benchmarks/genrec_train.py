@@ -34,7 +34,7 @@ from benchmarks.beam import random_sids
 from service.core.sid import HISTORY_INPUTS, SidLayout
 from service.semantic_ids.decoder import history_tokens
 from training.config import GenRecConfig, load_config
-from training.jobs.train_genrec import LENGTH_BUCKET, training_examples
+from training.genrec.data import LENGTH_BUCKET, training_examples
 from training.loop import device_name, make_optimizer, resolve_device
 from training.models.genrec import GenRecBatch, build_genrec, genrec_loss
 

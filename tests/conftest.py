@@ -149,7 +149,7 @@ def build_tiny_artifacts(
     from training.data.loader import load_dataset
     from training.data.split import leave_one_out
     from training.encoder.profile_vectors import profile_inputs
-    from training.jobs.build import write_profile_artifacts
+    from training.pipeline.stages import write_profile_artifacts
     from training.seqrec.train import train_seqrec
 
     catalog = make_catalog(48)

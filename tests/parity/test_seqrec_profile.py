@@ -23,8 +23,8 @@ from training.data.demo import generate_demo
 from training.data.loader import load_dataset
 from training.data.split import leave_one_out, train_item_counts
 from training.encoder.profile_vectors import profile_inputs
-from training.jobs.build import write_profile_artifacts
 from training.loop import history_tensors
+from training.pipeline.stages import write_profile_artifacts
 from training.seqrec.export import ID_EMBEDDINGS, TEXT_PROJECTION, USER_TOWER
 from training.seqrec.model import build_model
 from training.seqrec.train import train_seqrec

@@ -11,11 +11,11 @@ import pytest
 from service.core.transitions import TransitionPrior
 from service.recommender.dense import SeqRecRuntime
 from service.recommender.markov import ServedPrior
-from tests.unit.training.test_build_transitions import N_ITEMS, tiny_build
+from tests.unit.training.pipeline.test_transition_stage import N_ITEMS, tiny_build
 from training.checkpoint import BEST_NAME, load_weights
 from training.data.split import train_item_counts
 from training.evaluation.prior import prior_ranks
-from training.jobs.build import transition_stage
+from training.pipeline.stages import transition_stage
 from training.seqrec.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -104,7 +104,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from training.jobs.build import push
+    from training.pipeline.push import push
 
     root = Path(args.artifacts) / args.version if args.version else latest_version(Path(args.artifacts))
     manifest = Manifest.read(root)

@@ -39,7 +39,8 @@ def genrec_configs(args: argparse.Namespace) -> BenchGenRecSettings:
 
 
 def cmd_bench_genrec(args: argparse.Namespace) -> int:
-    from training.jobs.train_genrec import BEAM_JSON, RESULTS_JSON, bench_genrec, write_generative_section
+    from training.jobs.train_genrec import bench_genrec
+    from training.reports.generative import BEAM_JSON, RESULTS_JSON, write_generative_section
     from training.reports.page import DEFAULT_PATH
 
     if args.render_only:

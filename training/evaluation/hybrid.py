@@ -107,7 +107,7 @@ def generative_side(
     prior_weight: float,
 ) -> GenerativeSide:
     """The beam the service's hybrid mode decodes: top ``max(k, beam)`` with scores."""
-    from training.jobs.train_genrec import decode_scored
+    from training.genrec.decode import decode_scored
 
     model.eval()
     width = max(k, cfg.beam)
@@ -377,75 +377,3 @@ def write_hybrid_entry(path: Path, entry: dict[str, Any]) -> None:
     rows = [r for r in rows if r["dataset"] != entry["dataset"]] + [entry]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, indent=2) + "\n")
-
-
-# Published rows on the same protocol (../shared/data/README.md): R@5, N@5, R@10, N@10.
-PUBLISHED = {
-    "Beauty": {"SASRec": (0.0387, 0.0249, 0.0605, 0.0318), "TIGER": (0.0454, 0.0321, 0.0648, 0.0384)},
-    "Sports": {"SASRec": (0.0233, 0.0154, 0.0350, 0.0192), "TIGER": (0.0264, 0.0181, 0.0400, 0.0225)},
-}
-
-
-def render_hybrid(entries: Sequence[dict[str, Any]]) -> list[str]:
-    """The hybrid subsection of the generative section: one table per dataset entry."""
-    if not entries:
-        return []
-    lines = [
-        "",
-        "### Hybrid mode, as served (`recsvc-train bench-genrec --hybrid`; `docs/results/hybrid.json`)",
-        "",
-        "Dense, generative and hybrid scored on the same leave-one-out split and the same test cases"
-        " (full catalog, history not excluded: a request with `exclude_history: false`). `dense`: the sequential"
-        " model the build serves (`BuildConfig.seqrec`: ID + W·text fusion, items at one norm, the served cold-ID"
-        " rule) trained by the same job, full ranking; `+ item→next prior`: the served dense ranking"
-        " u·v + w log p(j | last), w picked on validation. `generative`: the genrec model of the same run (rows"
-        " above). `hybrid`: the service's own merge (`service/recommender/hybrid.py: merge_and_rescore`, the"
-        " function `Recommender._hybrid` calls) over the pool the service builds: the dense top 50 by dot"
-        " product, the beam's top 20 (prior-guided with the genrec's picked weight) and, with a prior weight, the"
-        " last item's successors; score u·v + w_prior log p(j | last) + w_gen (beam score − the request's"
-        " lowest). The two weights are picked on validation NDCG@10 over a grid (`val cases` validation users,"
-        " seeded sample), then scored once on test; `hybrid, weights 0` is the merge with both weights at 0 (the"
-        " dense score alone orders the pool). Priors count what `prior counts` says (`train`: the training"
-        " sequences only, comparable with the published rows).",
-    ]
-    for e in entries:
-        ds = e["dataset"]
-        h = e["hybrid"]
-        w = h["weights"]
-        lines += [
-            "",
-            f"{ds}: {e['test_cases']} test cases, {e['val_cases']} validation cases,"
-            f" prior counts `{e['prior_counts']}`,"
-            f" seed {e['seed']}; dense model {e['dense']['epochs']} epochs (best {e['dense']['best_epoch']},"
-            f" {e['dense']['train_seconds']:.0f} s, budget {e['dense']['budget_minutes']:g} min); evaluation"
-            f" {e['eval_seconds']:.0f} s. Command: `{e['command']}`." + (f" {e['note']}" if e.get("note") else ""),
-            "",
-            "| model | R@5 | N@5 | R@10 | N@10 | tuned on validation |",
-            "|---|---|---|---|---|---|",
-        ]
-
-        def row(name: str, m: dict[str, float], tuned: str = "-") -> str:
-            return (
-                f"| {name} | {m['recall@5']:.4f} | {m['ndcg@5']:.4f} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f}"
-                f" | {tuned} |"
-            )
-
-        lines.append(row("dense (served seqrec)", e["dense"]["test"]))
-        if e.get("dense_prior"):
-            dp = e["dense_prior"]
-            lines.append(row(f"dense + item→next prior (weight {dp['weight']:g})", dp["test"], "prior weight"))
-        lines.append(row("generative", e["generative"]["test"]))
-        if e.get("generative_prior"):
-            lines.append(row("generative + item→next prior", e["generative_prior"]["test"], "prior weight"))
-        lines.append(row("hybrid, weights 0", h["unweighted"]["test"]))
-        lines.append(
-            row(
-                f"**hybrid** (prior {w['prior']:g}, generative {w['generative']:g}; genrec prior"
-                f" {h['genrec_prior_weight']:g})",
-                h["test"],
-                f"both weights (val N@10 {h['val']['ndcg@10']:.4f})",
-            )
-        )
-        for name, (r5, n5, r10, n10) in PUBLISHED.get(ds, {}).items():
-            lines.append(f"| *{name} (published)* | {r5:.4f} | {n5:.4f} | {r10:.4f} | {n10:.4f} | - |")
-    return lines

@@ -1,4 +1,4 @@
-"""TIGER-style generative recommender (modules only; training in training/jobs/train_genrec.py).
+"""TIGER-style generative recommender (modules only; training in training/genrec/).
 
 A Hugging Face ``T5ForConditionalGeneration`` over the semantic-ID token vocabulary
 (``service.core.sid``: pad/decoder-start 0, eos 1, then one token range per sid level):

@@ -40,9 +40,7 @@ def render_page(results_dir: Path | str, page: Path | str, sections: Sequence[st
 
             render_encoder(results_dir, page)
         else:
-            # The generative renderer still lives in its job (train_genrec.py is being edited on another
-            # branch); it moves here with the train_genrec split (issue 22, next slice).
-            from training.jobs.train_genrec import write_generative_section
+            from training.reports.generative import write_generative_section
 
             write_generative_section(
                 results_dir / GENERATIVE_JSON, results_dir / GENERATIVE_BEAM_JSON, page, results_dir / HYBRID_JSON

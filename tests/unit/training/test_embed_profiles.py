@@ -15,7 +15,8 @@ from training.config import BuildConfig, DemoConfig, SeqRecConfig
 from training.data.demo import generate_demo
 from training.data.loader import load_dataset
 from training.encoder.profile_vectors import profile_inputs
-from training.jobs.build import build, write_profile_artifacts
+from training.jobs.build import build
+from training.pipeline.stages import write_profile_artifacts
 from training.seqrec.train import SeqRecResult
 
 

@@ -12,12 +12,11 @@ import torch
 
 from service.core.transitions import TransitionPrior
 from service.recommender.hybrid import HybridWeights
+from tests.unit.training.genrec.splits import cyclic_split
 from training.config import SeqRecConfig
 from training.evaluation.hybrid import GenerativeSide, dense_side, hybrid_ranks, weight_grid
 from training.metrics import metrics_from_ranks
 from training.seqrec.model import build_model
-
-from ..test_genrec import cyclic_split
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

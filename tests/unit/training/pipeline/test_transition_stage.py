@@ -10,10 +10,10 @@ import pytest
 
 from service.core.manifest import TransitionSpec
 from service.core.transitions import PriorShape, TransitionPrior
-from tests.unit.training.test_genrec import cyclic_split
+from tests.unit.training.genrec.splits import cyclic_split
 from training.config import BuildConfig, SeqRecConfig
 from training.data.split import Split, all_sequences
-from training.jobs.build import transition_stage
+from training.pipeline.stages import transition_stage
 from training.seqrec.train import SeqRecResult, train_seqrec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -12,9 +12,9 @@ import pytest
 from service.core.manifest import Manifest
 from service.core.sid import load_semantic_ids
 from service.recommender.generative import GenerativeRuntime
-from tests.unit.training.test_genrec import cyclic_split
+from tests.unit.training.genrec.splits import cyclic_split
 from training.config import BuildConfig, GenRecConfig, SemanticIdConfig
-from training.jobs.build import generative_stages
+from training.pipeline.stages import generative_stages
 
 # TIGER's layout at a constant lr (the GenRecConfig defaults are the CPU configs' model).
 TIGER: dict[str, Any] = {

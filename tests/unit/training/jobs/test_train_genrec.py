@@ -1,0 +1,94 @@
+"""`recsvc-train bench-genrec` (training/jobs/train_genrec.py) on a dataset folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.unit.training.genrec.splits import cyclic_split
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.mark.slow
+def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """recsvc-train bench-genrec on a dataset folder (text vectors given) adds its row and the page section."""
+    from training.cli import main
+    from training.data.loader import load_dataset
+
+    data = tmp_path / "cyc"
+    data.mkdir()
+    split = cyclic_split(n_items=30, n_users=40)
+    ids = [f"I{i:03d}" for i in range(split.n_items)]
+    (data / "items.jsonl").write_text("".join(json.dumps({"item_id": i, "title": f"item {i}"}) + "\n" for i in ids))
+    seqs = [[*c.history, c.target] for c in split.test]
+    (data / "sequences.jsonl").write_text(
+        "".join(json.dumps({"user_id": f"u{u}", "items": [ids[j] for j in s]}) + "\n" for u, s in enumerate(seqs))
+    )
+    vec = tmp_path / "vec" / "items"
+    vec.mkdir(parents=True)
+    (vec / "item_ids.json").write_text(json.dumps(load_dataset(data).item_ids))
+    np.save(vec / "text_vectors.npy", np.random.default_rng(0).normal(size=(split.n_items, 16)).astype(np.float32))
+    gen = "d_model: 32\nd_ff: 64\nn_heads: 2\nd_kv: 16\nbatch_size: 32\nbeam: 10\nlr: 0.002\n"
+    # the plain model (no item IDs) at a constant lr
+    gen += "item_id_input: false\nitem_id_init: random\nlr_schedule: constant\nwarmup_steps: 0\n"
+    (tmp_path / "gen.yaml").write_text(gen)
+    (tmp_path / "sid.yaml").write_text("codebook_size: 8\nhidden: [16]\nlatent_dim: 8\nepochs: 4\nbatch_size: 16\n")
+    monkeypatch.chdir(tmp_path)  # the command writes docs/results/generative.json and docs/RESULTS.md here
+    common = ["bench-genrec", "--data", str(data), "--config", "gen.yaml", "--sid-config", "sid.yaml"]
+    common += ["--vectors-from", str(tmp_path / "vec"), "--work", "work", "--epochs", "2", "--val-users", "0"]
+    for mode in ("tokens", "items"):
+        assert main([*common, "--history-input", mode, "--threads", "1"]) == 0
+    rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
+    assert [r["model"].endswith("one encoder position per item") for r in rows] == [False, True]
+    assert all(r["dataset"] == "cyc" and r["epochs"] == 2 and 0 <= r["recall@10"] <= 1 for r in rows)
+    page = (tmp_path / "docs/RESULTS.md").read_text()
+    assert "| cyc | genrec T5 d32 ff64 2+2L, batch 32, lr 0.002, beam 10, one encoder position per item |" in page
+    # The same run decoded with the item -> next prior: a second row, the plain one kept.
+    prior_args = ["--history-input", "items", "--threads", "1", "--prior-weights", "0.5,2"]
+    assert main([*common, *prior_args]) == 0
+    rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
+    assert len(rows) == 3 and rows[-1]["prior_weight"] in (0.5, 2.0)
+    assert rows[-1]["model"] == rows[1]["model"] + f", + item→next prior (weight {rows[-1]['prior_weight']:g})"
+    # Counting what is known at test time: its own row, marked ‡.
+    assert main([*common, *prior_args, "--prior-counts", "histories"]) == 0
+    rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
+    assert len(rows) == 4 and rows[-1]["model"].endswith(" ‡") and rows[-1]["prior_counts"] == "histories"
+    assert 0 <= rows[-1]["prior_alone_recall@10"] <= 1 and 0 <= rows[-1]["prior_beam_recall@10"] <= 1
+    page = (tmp_path / "docs/RESULTS.md").read_text()
+    line = next(x for x in page.splitlines() if rows[-1]["model"] in x)
+    r = rows[-1]
+    want = f"| {r['prior_alone_recall@10']:.4f} / {r['prior_alone_ndcg@10']:.4f}; in the beam"
+    assert f"{want} {r['prior_beam_recall@10']:.4f} / {r['prior_beam_ndcg@10']:.4f} |" in line
+    # Item IDs started from the coded vectors, cosine schedule: its own row.
+    init_args = ["--history-input", "items", "--item-id-input", "--item-id-init", "vectors"]
+    assert main([*common, *init_args, "--lr-schedule", "cosine", "--threads", "1"]) == 0
+    rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
+    assert len(rows) == 5 and "cosine to 0 over 2 epochs" in rows[-1]["model"]
+    assert rows[-1]["model"].endswith("item ID input (started from the coded vectors)")
+    with pytest.raises(SystemExit, match="comma-separated numbers"):
+        main([*common, "--prior-weights", "0.5,x"])
+
+
+def test_text_vectors_come_only_from_an_artifact_set_of_the_same_items(tmp_path: Path) -> None:
+    from training.data.loader import load_dataset
+    from training.jobs.train_genrec import item_vectors
+
+    data = tmp_path / "data"
+    data.mkdir()
+    ids = ["A", "B", "C"]
+    (data / "items.jsonl").write_text("".join(json.dumps({"item_id": i, "title": f"item {i}"}) + "\n" for i in ids))
+    (data / "sequences.jsonl").write_text(json.dumps({"user_id": "u", "items": ["A", "B", "C"]}) + "\n")
+    dataset = load_dataset(data)
+    vec = tmp_path / "set" / "items"
+    vec.mkdir(parents=True)
+    want = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.save(vec / "text_vectors.npy", want)
+    (vec / "item_ids.json").write_text(json.dumps(dataset.item_ids))
+    np.testing.assert_array_equal(item_vectors(dataset, data, tmp_path / "set", threads=1), want)
+    (vec / "item_ids.json").write_text(json.dumps(dataset.item_ids[::-1]))
+    with pytest.raises(ValueError, match="item ids differ"):
+        item_vectors(dataset, data, tmp_path / "set", threads=1)
