@@ -70,10 +70,8 @@ def allowed_tokens_fn(item_tokens: np.ndarray, depth: int) -> Callable[[int, tor
     return fn
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    t_setup = time.perf_counter()
+def _sids_and_model(args: argparse.Namespace, device: torch.device) -> tuple[SidLayout, np.ndarray, Any, Path | None]:
+    """The semantic IDs and genrec model of ``--artifacts`` (or random sids and a random model)."""
     if args.artifacts:
         root = Path(args.artifacts)
         manifest = Manifest.read(root)
@@ -100,6 +98,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model = model.to(device).eval()
     if model.config.vocab_size != layout.vocab_size:
         raise ValueError(f"model vocab {model.config.vocab_size} does not match the sid layout ({layout.vocab_size})")
+    return layout, sids, model, model_dir
+
+
+def timed(f: Callable[[], tuple[np.ndarray, np.ndarray]], reps: int) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
+    """Seconds per call of ``f`` over ``reps`` calls after one warm-up call, and the last result."""
+    res = f()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        res = f()
+    return (time.perf_counter() - t0) / reps, res
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    t_setup = time.perf_counter()
+    layout, sids, model, model_dir = _sids_and_model(args, device)
     n = len(sids)
     tokens = layout.to_tokens(sids)  # [N, depth]
     index = PrefixIndex(sids, layout, device)
@@ -152,13 +167,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         items = np.array([[leaf.get(tuple(s), -1) for s in row] for row in seqs])
         scores = out.sequences_scores.cpu().numpy().reshape(args.batch, args.k)
         return items, scores
-
-    def timed(f: Callable[[], tuple[np.ndarray, np.ndarray]], reps: int) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
-        res = f()  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            res = f()
-        return (time.perf_counter() - t0) / reps, res
 
     def encoder_only() -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
