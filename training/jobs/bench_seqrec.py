@@ -62,7 +62,8 @@ def add_parser(sub: Any) -> None:
         "--merge-runs",
         default=None,
         metavar="DETAILS_JSON",
-        help="add the runs (other seeds, same config) another bench process wrote to DETAILS_JSON; no training",
+        help="add the runs (other seeds, same config) and cold runs (other hidden-item seeds) another bench process "
+        "wrote to DETAILS_JSON; no training",
     )
     q.add_argument("--encoder-dir", default=None, help="fine-tuned encoder folder (default: base encoder)")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")

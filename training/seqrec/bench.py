@@ -227,7 +227,9 @@ def _cold_runs(cfg: BenchSeqRecConfig, inputs: _Inputs, model: str) -> dict[str,
             progress=inputs.progress,
             dataset=ds,
         )
-        cold_runs.append({**crun["cold"], "model_seed": seed, "train_seconds": crun["train_seconds"]})
+        cold_runs.append(
+            {**crun["cold"], "model_seed": seed, "cold_seed": cold_seed, "train_seconds": crun["train_seconds"]}
+        )
     return {
         **mean_cold(cold_runs),
         "frac": cfg.cold_frac,
@@ -259,12 +261,42 @@ def merge_runs(cfg: BenchSeqRecConfig, dataset: str, other_details: Path) -> lis
                 if overlap:
                     raise ValueError(f"--merge-runs: both files hold {key} seed(s) {sorted(overlap)}")
                 merged = {**a, "runs": sorted(a["runs"] + b["runs"], key=lambda r: int(r["seed"]))}
+                cold = _merged_cold(a.get("cold"), b.get("cold"), key)
+                if cold is not None:
+                    merged["cold"] = cold
             row = aggregate(dataset, key.split("/", 1)[1], merged["runs"])
+            if merged.get("cold") is not None:
+                row["cold_recall@10"] = merged["cold"]["cold_recall@10"]
             _write_rows(cfg, {key: merged}, [row])
             out.append(row)
     if not out:
         raise ValueError(f"--merge-runs: {other_details} holds none of {dataset}/{', '.join(cfg.models)}")
     return out
+
+
+def _cold_seeds(cold: dict[str, Any]) -> list[int]:
+    """The hidden-item seed of each cold run (run i of a process used its base seed + i)."""
+    return [int(r.get("cold_seed", int(cold["seed"]) + i)) for i, r in enumerate(cold["runs"])]
+
+
+def _merged_cold(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    """The cold runs of two processes as one entry (their mean over every run), as if one process had
+    made them all; None when neither has cold runs."""
+    if a is None or b is None:
+        return a if b is None else b
+    same = ("frac", "max_minutes", "cold_id", "n_cold_items")
+    differ = [k for k in same if a.get(k) != b.get(k)]
+    if differ:
+        raise ValueError(f"--merge-runs: the cold runs of {key} differ in {', '.join(differ)}")
+    seeds_a, seeds_b = _cold_seeds(a), _cold_seeds(b)
+    if set(seeds_a) & set(seeds_b):
+        raise ValueError(
+            f"--merge-runs: both files hold cold runs of {key} with hidden-item seed(s) "
+            f"{sorted(set(seeds_a) & set(seeds_b))}"
+        )
+    runs = [{**r, "cold_seed": s} for r, s in zip(a["runs"] + b["runs"], seeds_a + seeds_b, strict=True)]
+    runs.sort(key=lambda r: int(r["cold_seed"]))
+    return {**a, **mean_cold(runs), "seed": min(seeds_a + seeds_b), "runs": runs}
 
 
 def _saved_model(cfg: BenchSeqRecConfig, dataset: str, model: str, seed: int) -> Path | None:

@@ -267,6 +267,40 @@ def test_merge_runs_adds_another_processes_seeds(tmp_path: Path) -> None:
         merge_runs(cfg, "Sports", tmp_path / "other.json")
 
 
+def test_merge_runs_joins_cold_runs_of_several_processes(tmp_path: Path) -> None:
+    """Seeds and cold runs split over processes (each `--seeds K` then `--cold-only --cold-runs 1
+    --set cold_seed=K`) merge into the row one process with `--cold-runs 3` would have written."""
+    cfg = BenchSeqRecConfig(models=["fusion_norm"], out=str(tmp_path))
+    rule = {"neighbours": 10}
+
+    def entry(seed: int, r10: float, cold_r10: float) -> dict[str, object]:
+        cold_run = {"cold_recall@10": cold_r10, "warm_recall@10": 2 * cold_r10, "n_cold_items": 100, "model_seed": seed}
+        cold = {"cold_recall@10": cold_r10, "frac": 0.1, "seed": seed, "n_cold_items": 100, "max_minutes": 10.0,
+                "cold_id": rule, "runs": [cold_run]}  # fmt: skip
+        return {"runs": [{**_run(seed, r10), "epochs": 3, "best_epoch": 2}], "config": {"hidden": 64}, "cold": cold}
+
+    runs_path(cfg.out).write_text(json.dumps({"Sports/fusion_norm": entry(0, 0.05, 0.02)}))
+    for seed, r10, cold_r10 in ((1, 0.04, 0.03), (2, 0.06, 0.04)):
+        (tmp_path / f"p{seed}.json").write_text(json.dumps({"Sports/fusion_norm": entry(seed, r10, cold_r10)}))
+        (row,) = merge_runs(cfg, "Sports", tmp_path / f"p{seed}.json")
+    assert row["seeds"] == [0, 1, 2] and row["recall@10"] == pytest.approx(0.05)
+    assert row["cold_recall@10"] == pytest.approx(0.03)
+    cold = json.loads(runs_path(cfg.out).read_text())["Sports/fusion_norm"]["cold"]
+    assert [r["cold_seed"] for r in cold["runs"]] == [0, 1, 2] and cold["warm_recall@10"] == pytest.approx(0.06)
+    saved = {r["model"]: r for r in json.loads(rows_path(cfg.out).read_text())}
+    assert saved["fusion_norm"]["cold_recall@10"] == pytest.approx(0.03)
+    other = entry(5, 0.05, 0.05)
+    other["cold"]["runs"][0]["cold_seed"] = 2  # type: ignore[index]
+    (tmp_path / "dup.json").write_text(json.dumps({"Sports/fusion_norm": other}))
+    with pytest.raises(ValueError, match="hidden-item seed"):
+        merge_runs(cfg, "Sports", tmp_path / "dup.json")
+    other = entry(6, 0.05, 0.05)
+    other["cold"]["frac"] = 0.2  # type: ignore[index]
+    (tmp_path / "frac.json").write_text(json.dumps({"Sports/fusion_norm": other}))
+    with pytest.raises(ValueError, match="differ in frac"):
+        merge_runs(cfg, "Sports", tmp_path / "frac.json")
+
+
 def test_shorten_keeps_the_last_items_and_the_short_history_table_renders_from_run_details() -> None:
     cases = [EvalCase(0, (1, 2, 3, 4), 5), EvalCase(1, (7,), 8)]
     assert shorten(cases, 2) == [EvalCase(0, (3, 4), 5), EvalCase(1, (7,), 8)]
