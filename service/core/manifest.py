@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-from service.core.profiles import PROFILE_SECTION, ProfileSpec
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -224,8 +223,11 @@ class Manifest:
                 rel = p.relative_to(root).as_posix()
                 self.files[rel] = FileEntry(sha256=sha256_file(p), bytes=p.stat().st_size)
 
-    def verify_files(self, root: Path) -> None:
-        """Raise :class:`ManifestError` if any listed file is missing or altered."""
+    def verify_files(self, root: Path, feature_files: Iterable[str] = ()) -> None:
+        """Raise :class:`ManifestError` if any listed file is missing or altered, or if a file the set
+        reads is not listed: its core files (:meth:`referenced_paths`) and ``feature_files``, those its
+        served features read (``service.features.feature_paths``: each feature's typed spec names them;
+        this module does not know the features)."""
         if not self.files:
             raise ManifestError("manifest lists no files")
         for rel, entry in self.files.items():
@@ -234,11 +236,14 @@ class Manifest:
                 raise ManifestError(f"artifact file missing: {rel}")
             if p.stat().st_size != entry.bytes or sha256_file(p) != entry.sha256:
                 raise ManifestError(f"artifact file does not match its sha256: {rel}")
-        for rel in self.referenced_paths():
+        for rel in [*self.referenced_paths(), *feature_files]:
             if rel not in self.files:
                 raise ManifestError(f"manifest references {rel} but does not list it in files")
 
     def referenced_paths(self) -> list[str]:
+        """The core files of the set (encoder, items, seqrec model). Files of the optional served
+        features (profiles, transition prior, generative model) come from their own specs:
+        ``service.features.feature_paths(FEATURES, manifest)``."""
         paths = [
             self.encoder.onnx_fp32,
             self.encoder.onnx_int8,
@@ -248,16 +253,6 @@ class Manifest:
         ]
         if self.seqrec is not None:
             paths += [self.seqrec.user_tower, self.seqrec.id_embeddings, self.seqrec.text_projection]
-        if PROFILE_SECTION in self.extra:
-            try:
-                paths += ProfileSpec.from_dict(self.extra[PROFILE_SECTION]).paths()
-            except ValueError as exc:
-                raise ManifestError(str(exc)) from exc
-        if TRANSITION_SECTION in self.extra:
-            try:
-                paths.append(TransitionSpec.from_dict(self.extra[TRANSITION_SECTION]).file)
-            except ValueError as exc:
-                raise ManifestError(str(exc)) from exc
         return paths
 
 

@@ -294,9 +294,11 @@ def test_eval_profiles_through_the_serving_path_matches_the_build(profile_artifa
 
 def test_profile_files_must_be_listed_in_the_manifest(profile_artifacts: TinyArtifacts) -> None:
     from service.core.manifest import ManifestError
+    from service.features import FEATURES, feature_paths
 
     manifest = Manifest.read(profile_artifacts.root)
-    assert "profiles/vectors.npy" in manifest.referenced_paths()
+    assert "profiles/vectors.npy" in feature_paths(FEATURES, manifest)
     del manifest.files["profiles/vectors.npy"]
+    manifest.verify_files(profile_artifacts.root)  # the core files alone are whole
     with pytest.raises(ManifestError, match=r"references profiles/vectors\.npy"):
-        manifest.verify_files(profile_artifacts.root)
+        manifest.verify_files(profile_artifacts.root, feature_paths(FEATURES, manifest))

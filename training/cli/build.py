@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from service.core.manifest import Manifest, latest_version
+from service.core.manifest import Manifest, ManifestError, latest_version
 from training.cli.common import add_config_args, add_set_arg, config_from, int_list, log, set_threads
 from training.config import BuildConfig, DemoConfig, EvalProfilesConfig, load_config
 
@@ -104,11 +104,15 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from service.features import FEATURES, FeatureError, feature_paths
     from training.pipeline.push import push
 
     root = Path(args.artifacts) / args.version if args.version else latest_version(Path(args.artifacts))
     manifest = Manifest.read(root)
-    manifest.verify_files(root)
+    try:  # the core files and every file the set's served features read must be listed and intact
+        manifest.verify_files(root, feature_paths(FEATURES, manifest))
+    except FeatureError as exc:
+        raise ManifestError(f"{root}: {exc}") from exc
     qdrant = {k: v for k, v in {"qdrant_path": args.qdrant_path, "qdrant_url": args.qdrant_url}.items() if v}
     print(push(root, manifest, load_config(BuildConfig, None, qdrant)))
     return 0

@@ -198,3 +198,47 @@ def test_without_a_genrec_section_the_set_serves_dense_only(tiny_artifacts: Tiny
     art = load_artifacts(root, FakeEncoder(dim=TEXT_DIM), variant="int8", device="cpu")
     assert GENERATIVE not in art.features and art.features.names == []
     assert TRANSITIONS_FILE not in art.manifest.files
+
+
+def test_a_set_with_every_feature_lists_exactly_their_files(tiny_artifacts: TinyArtifacts, tmp_path: Path) -> None:
+    """The manifest names only the core files; each feature's spec names its own, and verify checks both."""
+    root = copy_set(tiny_artifacts, tmp_path)
+    core = Manifest.read(root).referenced_paths()
+    assert core == [
+        "encoder/encoder.onnx",
+        "encoder/encoder.int8.onnx",
+        "items/item_ids.json",
+        "items/text_vectors.npy",
+        "catalog/items.jsonl",
+        "seqrec/user_tower.onnx",
+        "seqrec/id_embeddings.npy",
+        "seqrec/text_projection.npz",
+    ]
+    profile = {"dim": TEXT_DIM, "projection": "seqrec/profile_projection.npz", "fields": {"age": "number"}}
+    add_section(root, "profile", {**profile, "user_ids": "profiles/user_ids.json", "vectors": "profiles/vectors.npy"})
+    add_section(root, "transitions", {"file": TRANSITIONS_FILE, "weight": 0.5, "beta": 1.0, "n_items": 48})
+    add_section(root, "semantic_ids", SidSpec(n_levels=2, codebook_size=8, collision_capacity=4).to_dict())
+    add_section(root, "genrec", {"dir": "genrec/", "beam": 12})
+    manifest = Manifest.read(root)
+    assert all(has_feature(f, manifest) for f in FEATURES)
+    files = feature_paths(FEATURES, manifest)
+    assert files == [
+        "seqrec/profile_projection.npz",
+        "profiles/user_ids.json",
+        "profiles/vectors.npy",
+        TRANSITIONS_FILE,
+        "semantic_ids/sids.npy",
+        "semantic_ids/codec.npz",
+        "genrec/config.json",
+    ]
+    assert manifest.referenced_paths() == core  # the feature sections add nothing to the core list
+    with pytest.raises(ArtifactError, match=r"references seqrec/profile_projection\.npz but does not list it"):
+        verify_artifact_set(root)
+    for rel in files:  # every feature file present and hashed: the set verifies
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(rel.encode())
+    add_section(root, "genrec", {"dir": "genrec/", "beam": 12})  # re-records the hashes
+    assert set(files) <= set(verify_artifact_set(root).files)
+    (root / "genrec" / "config.json").unlink()
+    with pytest.raises(ArtifactError, match=r"artifact file missing: genrec/config\.json"):
+        verify_artifact_set(root)
