@@ -29,7 +29,9 @@ import numpy as np
 import torch
 
 from service.core.manifest import Manifest
-from service.core.sid import HISTORY_INPUTS, SidLayout, SidTable, load_semantic_ids
+from service.core.sid import HISTORY_INPUTS, SidLayout, SidSpec, SidTable, load_semantic_ids
+from service.features import GENERATIVE, has_feature
+from service.features.generative import semantic_ids_spec
 from service.semantic_ids.beam import beam_search
 from service.semantic_ids.decoder import (
     encoder_inputs,
@@ -75,12 +77,16 @@ def _sids_and_model(args: argparse.Namespace, device: torch.device) -> tuple[Sid
     if args.artifacts:
         root = Path(args.artifacts)
         manifest = Manifest.read(root)
-        if "semantic_ids" not in manifest.extra:
+        sid: SidSpec | None
+        if has_feature(GENERATIVE, manifest):  # the set's semantic IDs and generative model
+            gen = GENERATIVE.spec(manifest)
+            sid, model_dir = gen.semantic_ids, root / gen.genrec.dir
+        else:  # semantic IDs without a model: a random model decodes over them
+            sid, model_dir = semantic_ids_spec(manifest), None
+        if sid is None:
             raise ValueError(f"artifact set {root} has no semantic_ids section")
-        spec, table, _ = load_semantic_ids(root, manifest.extra["semantic_ids"])
+        spec, table, _ = load_semantic_ids(root, sid.to_dict())
         layout, sids = spec.layout, table.sids
-        genrec = manifest.extra.get("genrec")
-        model_dir = root / genrec["dir"] if genrec else None
     else:
         layout = SidLayout(3, 256, 32)
         sids = random_sids(args.items, layout, args.seed)

@@ -26,11 +26,12 @@ KINDS = ("model", "model + prior", "model + prior, new item")
 
 
 def run(artifacts: Path, n: int, threads: int, variant: str, seed: int = 0) -> dict[str, Any]:
-    from service.core.manifest import TRANSITION_SECTION, Manifest
+    from service.core.manifest import Manifest
+    from service.features import TRANSITIONS, has_feature
 
     root = resolve_set(artifacts)
     manifest = Manifest.read(root)
-    if manifest.seqrec is None or TRANSITION_SECTION not in manifest.extra:
+    if manifest.seqrec is None or not has_feature(TRANSITIONS, manifest):
         raise SystemExit(
             f"{root}: no seqrec model with a transition prior (recsvc-train build without --no-markov-prior)"
         )

@@ -58,10 +58,11 @@ def run(
     torch_threads: int = 1,
 ) -> dict[str, Any]:
     from service.core.manifest import Manifest
+    from service.features import GENERATIVE, has_feature
 
     root = resolve_set(artifacts)
     manifest = Manifest.read(root)
-    if "genrec" not in manifest.extra:
+    if not has_feature(GENERATIVE, manifest):
         raise SystemExit(f"{root}: no generative model (build with the generative stages: make demo-build)")
     item_ids = json.loads((root / manifest.items.ids).read_text())
     rng = random.Random(seed)

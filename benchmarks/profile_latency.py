@@ -26,15 +26,16 @@ KINDS = ("no profile", "user_id", "profile (repeated)", "profile (new)")
 
 def run(artifacts: Path, n: int, threads: int, variant: str, seed: int = 0) -> dict[str, Any]:
     from service.core.manifest import Manifest
-    from service.core.profiles import PROFILE_SECTION
+    from service.features import PROFILES, has_feature
 
     root = resolve_set(artifacts)
     manifest = Manifest.read(root)
-    if PROFILE_SECTION not in manifest.extra:
+    if not has_feature(PROFILES, manifest):
         raise SystemExit(f"{root}: built without user profiles (recsvc-train build --use-profile)")
+    profile = PROFILES.spec(manifest)
     item_ids = json.loads((root / manifest.items.ids).read_text())
-    user_ids = json.loads((root / manifest.extra[PROFILE_SECTION]["user_ids"]).read_text())
-    golden = manifest.extra[PROFILE_SECTION]["golden"]
+    user_ids = json.loads((root / profile.user_ids).read_text())
+    golden = profile.golden
     rng = random.Random(seed)
     times: dict[str, list[float]] = {k: [] for k in KINDS}
     with served(root, variant, threads) as client:
@@ -43,9 +44,9 @@ def run(artifacts: Path, n: int, threads: int, variant: str, seed: int = 0) -> d
             bodies = {
                 "no profile": {"history": history},
                 "user_id": {"history": history, "user_id": rng.choice(user_ids)},
-                "profile (repeated)": {"history": history, "profile": golden[i % len(golden)]["profile"]},
+                "profile (repeated)": {"history": history, "profile": golden[i % len(golden)].profile},
                 # a new age every request: a sentence the service has not embedded yet
-                "profile (new)": {"history": history, "profile": {**golden[0]["profile"], "age": 1000 + i}},
+                "profile (new)": {"history": history, "profile": {**golden[0].profile, "age": 1000 + i}},
             }
             for kind in KINDS[i % 4 :] + KINDS[: i % 4]:  # rotate the order
                 t0 = time.perf_counter()

@@ -51,6 +51,17 @@ class GenerativeSpec:
     genrec: GenrecSpec
 
 
+def semantic_ids_spec(manifest: Manifest) -> SidSpec | None:
+    """The typed ``semantic_ids`` section alone, None without one. A set built with semantic IDs but no
+    generative model has it without being the feature (``benchmarks.beam`` decodes over its sids)."""
+    if SID_SECTION not in manifest.extra:
+        return None
+    try:
+        return SidSpec.from_dict(manifest.extra[SID_SECTION])
+    except (ValueError, KeyError) as exc:
+        raise FeatureError(f"{_CANNOT}: {exc}") from exc
+
+
 class GenerativeFeature:
     name = "generative"
     sections = (SID_SECTION, GENREC_SECTION)

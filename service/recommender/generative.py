@@ -139,14 +139,16 @@ class GenerativeRuntime:
 
     @classmethod
     def from_manifest(cls, root: Path, manifest: Manifest, item_ids: Sequence[str], device: str) -> GenerativeRuntime:
-        """The runtime of an artifact set with ``semantic_ids`` and ``genrec`` sections."""
-        sid_section = manifest.extra.get("semantic_ids")
-        gen_section = manifest.extra.get("genrec")
-        if not sid_section or not gen_section:
-            raise SidError("the artifact set has no semantic_ids/genrec sections")
-        from service.features.generative import GenrecSpec
+        """The runtime of an artifact set with the generative feature (``semantic_ids`` and ``genrec`` sections)."""
+        from service.features import GENERATIVE, FeatureError, has_feature
 
-        return cls.from_specs(root, SidSpec.from_dict(sid_section), GenrecSpec.from_dict(gen_section), item_ids, device)
+        if not has_feature(GENERATIVE, manifest):
+            raise SidError("the artifact set has no semantic_ids/genrec sections")
+        try:
+            spec = GENERATIVE.spec(manifest)
+        except FeatureError as exc:
+            raise SidError(str(exc)) from exc
+        return cls.from_specs(root, spec.semantic_ids, spec.genrec, item_ids, device)
 
     @classmethod
     def from_specs(

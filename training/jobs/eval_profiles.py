@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from service.core.manifest import Manifest
-from service.core.profiles import PROFILE_SECTION, ProfileSpec
+from service.features import PROFILES, has_feature
 from service.recommender.dense import SeqRecRuntime
 from service.recommender.profiles import ProfileRuntime
 from training.config import EvalProfilesConfig
@@ -41,11 +41,11 @@ def eval_profiles(cfg: EvalProfilesConfig) -> dict[str, Any]:
     """-> {"rows": [{"history": L, "variant": ..., metrics...}], "n_cases": ..., ...}"""
     root = Path(cfg.artifacts)
     manifest = Manifest.read(root)
-    if manifest.seqrec is None or PROFILE_SECTION not in manifest.extra:
+    if manifest.seqrec is None or not has_feature(PROFILES, manifest):
         raise ValueError(f"{root}: the artifact set has no seqrec model with user profiles (build with --use-profile)")
     logger.info("stage 1: load %s and %s", root, cfg.data)
     runtime = SeqRecRuntime.from_manifest(root, manifest.seqrec, device="cpu", threads=cfg.threads)
-    profiles = ProfileRuntime.from_manifest(root, ProfileSpec.from_dict(manifest.extra[PROFILE_SECTION]))
+    profiles = ProfileRuntime.from_manifest(root, PROFILES.spec(manifest))
     item_ids = json.loads((root / manifest.items.ids).read_text())
     dataset = load_dataset(Path(cfg.data), allow_empty_titles=cfg.allow_empty_titles)
     if dataset.item_ids != item_ids:

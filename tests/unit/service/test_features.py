@@ -36,6 +36,7 @@ from service.features import (
     load_features,
     serve_features,
 )
+from service.features.generative import semantic_ids_spec
 from service.recommender.markov import ServedPrior
 from tests.conftest import TEXT_DIM, TinyArtifacts
 from tests.transition_prior import TRANSITIONS_FILE, with_transition_prior
@@ -242,3 +243,15 @@ def test_a_set_with_every_feature_lists_exactly_their_files(tiny_artifacts: Tiny
     (root / "genrec" / "config.json").unlink()
     with pytest.raises(ArtifactError, match=r"artifact file missing: genrec/config\.json"):
         verify_artifact_set(root)
+
+
+def test_semantic_ids_alone_are_typed_but_not_the_generative_feature(tiny_artifacts: TinyArtifacts) -> None:
+    """A set built with semantic IDs and no generative model (benchmarks.beam decodes over its sids)."""
+    manifest = Manifest.read(tiny_artifacts.root)
+    assert semantic_ids_spec(manifest) is None
+    sid = SidSpec(n_levels=2, codebook_size=8, collision_capacity=4)
+    manifest.extra["semantic_ids"] = sid.to_dict()
+    assert semantic_ids_spec(manifest) == sid and not has_feature(GENERATIVE, manifest)
+    manifest.extra["semantic_ids"] = {"n_levels": "two"}
+    with pytest.raises(FeatureError, match="cannot load semantic IDs"):
+        semantic_ids_spec(manifest)
