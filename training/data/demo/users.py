@@ -7,9 +7,10 @@ and a few favourite brands. Gender is drawn independently and carries no signal 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypeVar
 
 from training.data.demo.catalog import CATALOG
 from training.data.demo.items import Brand
@@ -62,6 +63,8 @@ COUNTRIES = ("DE", "FR", "US", "UK", "JP", "BR", "IN", "SE")
 GENDERS = (("female", 0.48), ("male", 0.48), ("other", 0.04))
 STATED_FAVOURITE_SHARE = 0.4  # share of users whose profile names a favourite category
 
+T = TypeVar("T")
+
 
 @dataclass
 class User:
@@ -75,6 +78,15 @@ class User:
     brand_depts: set[str] = field(default_factory=set)  # departments where the user has a favourite brand
 
 
+def _favourites(rs: Stream, options: list[list[T]], weight: Callable[[T], float]) -> list[T]:
+    """1-2 distinct favourites among each favourite department's ``options``, drawn in proportion to
+    ``weight``, department after department."""
+    out: list[T] = []
+    for opts in options:
+        out += [opts[j] for j in rs.sample_weighted([weight(o) for o in opts], 1 + rs.below(2))]
+    return out
+
+
 def make_user(u: int, rs: Stream, depts: list[str], leaves_of: dict[str, list[str]], brands: list[Brand]) -> User:
     """User ``u``: profile row, favourite departments / product types / brands and preferred tier."""
     occupation = rs.choice(list(OCCUPATIONS))
@@ -84,16 +96,10 @@ def make_user(u: int, rs: Stream, depts: list[str], leaves_of: dict[str, list[st
     w = [dept_weights[d] * AGE_BANDS[band].get(d, 1.0) for d in depts]
     n_fav = 1 + rs.weighted([0.5, 0.85, 1.0])  # 1-3 favourite departments
     fav_depts = [depts[j] for j in rs.sample_weighted(w, n_fav)]
-    fav_leaves: list[str] = []
-    for d in fav_depts:
-        options = leaves_of[d]
-        fav_leaves += [options[j] for j in rs.sample_weighted([1.0] * len(options), 1 + rs.below(2))]
+    fav_leaves = _favourites(rs, [leaves_of[d] for d in fav_depts], lambda leaf: 1.0)  # product types, uniform
     tier = rs.weighted(list(accumulate(tier_weights)))
-    fav_brands: set[int] = set()
-    for d in fav_depts:
-        own = [b for b, br in enumerate(brands) if br.dept == d]  # 8 brands
-        picks = rs.sample_weighted([3.0 if brands[b].tier == tier else 1.0 for b in own], 1 + rs.below(2))
-        fav_brands.update(own[j] for j in picks)
+    own_brands = [[b for b, br in enumerate(brands) if br.dept == d] for d in fav_depts]  # 8 brands each
+    fav_brands = set(_favourites(rs, own_brands, lambda b: 3.0 if brands[b].tier == tier else 1.0))
     gender_cum = list(accumulate(p for _, p in GENDERS))
     row: dict[str, Any] = {
         "user_id": f"U{u:06d}",
