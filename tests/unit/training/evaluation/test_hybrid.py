@@ -12,7 +12,7 @@ import torch
 
 from service.core.transitions import TransitionPrior
 from service.recommender.hybrid import HybridWeights
-from tests.unit.training.genrec.splits import cyclic_split
+from tests.unit.training.genrec.splits import cyclic_split, write_cyclic_dataset
 from training.config import SeqRecConfig
 from training.evaluation.hybrid import GenerativeSide, dense_side, hybrid_ranks, weight_grid
 from training.metrics import metrics_from_ranks
@@ -57,29 +57,9 @@ def test_bench_genrec_hybrid_writes_an_entry_and_the_page_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from training.cli import main
-    from training.data.loader import load_dataset
 
-    data = tmp_path / "cyc"
-    data.mkdir()
-    split = cyclic_split(n_items=30, n_users=60)
-    ids = [f"I{i:03d}" for i in range(split.n_items)]
-    (data / "items.jsonl").write_text("".join(json.dumps({"item_id": i, "title": f"item {i}"}) + "\n" for i in ids))
-    seqs = [[*c.history, c.target] for c in split.test]
-    (data / "sequences.jsonl").write_text(
-        "".join(json.dumps({"user_id": f"u{u}", "items": [ids[j] for j in s]}) + "\n" for u, s in enumerate(seqs))
-    )
-    vec = tmp_path / "vec" / "items"
-    vec.mkdir(parents=True)
-    (vec / "item_ids.json").write_text(json.dumps(load_dataset(data).item_ids))
-    np.save(vec / "text_vectors.npy", np.random.default_rng(0).normal(size=(split.n_items, 16)).astype(np.float32))
-    gen = "d_model: 32\nd_ff: 64\nn_heads: 2\nd_kv: 16\nbatch_size: 32\nbeam: 10\nlr: 0.002\n"
-    # the plain model (no item IDs) at a constant lr
-    gen += "item_id_input: false\nitem_id_init: random\nlr_schedule: constant\nwarmup_steps: 0\n"
-    (tmp_path / "gen.yaml").write_text(gen)
-    (tmp_path / "sid.yaml").write_text("codebook_size: 8\nhidden: [16]\nlatent_dim: 8\nepochs: 4\nbatch_size: 16\n")
+    args = write_cyclic_dataset(tmp_path, n_items=30, n_users=60)
     monkeypatch.chdir(tmp_path)
-    args = ["bench-genrec", "--data", str(data), "--config", "gen.yaml", "--sid-config", "sid.yaml"]
-    args += ["--vectors-from", str(tmp_path / "vec"), "--work", "work", "--epochs", "2", "--val-users", "0"]
     args += ["--history-input", "items", "--threads", "1", "--prior-weights", "1,4"]
     args += ["--hybrid", "--hybrid-dense-minutes", "0.05", "--hybrid-val-users", "40"]
     assert main(args) == 0
