@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertModel
 
 import training.encoder.finetune as ft
 import training.encoder.finetune_data as fd
@@ -25,22 +24,6 @@ from training.models.text_encoder import TextEncoder, load_tokenizer
 
 COLORS = ["red", "blue", "green", "black", "white", "steel", "brass", "copper"]
 THINGS = ["valve", "bolt", "glove", "drill", "tape", "hose", "clamp", "wrench", "gauge", "fuse"]
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    out = tmp_path_factory.mktemp("tiny_bert")
-    TextEncoder(BertModel(cfg)).save(out, load_tokenizer())
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +89,8 @@ def test_title_stems_match_scientific_style_titles() -> None:
     assert "gorilla glue" not in stems
 
 
-def test_finetune_runs_saves_and_is_deterministic(tiny_model_dir: Path, catalog: Path, tmp_path: Path) -> None:
-    cfg = _cfg(tiny_model_dir, freeze_layers=1)
+def test_finetune_runs_saves_and_is_deterministic(tiny_encoder_dir: Path, catalog: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_encoder_dir, freeze_layers=1)
     a = ft.finetune_encoder(catalog, tmp_path / "a", cfg)
     ft.finetune_encoder(catalog, tmp_path / "b", cfg)
     assert a["n_without_description"] == 6
@@ -121,7 +104,7 @@ def test_finetune_runs_saves_and_is_deterministic(tiny_model_dir: Path, catalog:
     for k, v in wa.items():
         torch.testing.assert_close(wb[k], v, msg=k)
     # frozen bottom untouched, top layer trained (when the best epoch is not the base one)
-    base = _weights(tiny_model_dir)
+    base = _weights(tiny_encoder_dir)
     torch.testing.assert_close(
         wa["backbone.encoder.layer.0.output.dense.weight"], base["backbone.encoder.layer.0.output.dense.weight"]
     )
@@ -132,9 +115,9 @@ def test_finetune_runs_saves_and_is_deterministic(tiny_model_dir: Path, catalog:
 
 
 def test_interrupted_run_resumes_to_the_same_weights(
-    tiny_model_dir: Path, catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_encoder_dir: Path, catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = _cfg(tiny_model_dir, freeze_layers=0, patience=10, epochs=3)
+    cfg = _cfg(tiny_encoder_dir, freeze_layers=0, patience=10, epochs=3)
     ft.finetune_encoder(catalog, tmp_path / "full", cfg)
     steps_per_epoch = json.loads((tmp_path / "full" / ft.INFO_FILE).read_text())["steps_per_epoch"]
 
@@ -159,27 +142,27 @@ def test_interrupted_run_resumes_to_the_same_weights(
         torch.testing.assert_close(wr[k], v, msg=k)
 
 
-def test_heldout_eval_pools_and_cache(tiny_model_dir: Path, catalog: Path, tmp_path: Path) -> None:
+def test_heldout_eval_pools_and_cache(tiny_encoder_dir: Path, catalog: Path, tmp_path: Path) -> None:
     ds = load_dataset(catalog, require_sequences=False)
     split = split_items(ds.item_ids, 0.7, 0.1, seed=0)
-    first = evaluate_heldout(ds.items, split, tiny_model_dir, max_length=32, cache_dir=tmp_path / "cache")
+    first = evaluate_heldout(ds.items, split, tiny_encoder_dir, max_length=32, cache_dir=tmp_path / "cache")
     assert [r.pool for r in first] == ["catalog", "test"]
     assert first[0].n_candidates == 54 and first[1].n_candidates == first[1].n_test_items
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
-    again = evaluate_heldout(ds.items, split, tiny_model_dir, max_length=32, cache_dir=tmp_path / "cache")
+    again = evaluate_heldout(ds.items, split, tiny_encoder_dir, max_length=32, cache_dir=tmp_path / "cache")
     assert [r.metrics for r in again] == [r.metrics for r in first]
     # a smaller pool can only rank the target higher
     assert first[1].metrics["mrr"] >= first[0].metrics["mrr"]
 
 
-def test_rejects_bad_config(tiny_model_dir: Path, catalog: Path, tmp_path: Path) -> None:
+def test_rejects_bad_config(tiny_encoder_dir: Path, catalog: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="batch_size"):
-        ft.finetune_encoder(catalog, tmp_path / "x", _cfg(tiny_model_dir, batch_size=1))
+        ft.finetune_encoder(catalog, tmp_path / "x", _cfg(tiny_encoder_dir, batch_size=1))
     with pytest.raises(ValueError, match="freeze_layers"):
-        ft.finetune_encoder(catalog, tmp_path / "y", _cfg(tiny_model_dir, freeze_layers=2))
+        ft.finetune_encoder(catalog, tmp_path / "y", _cfg(tiny_encoder_dir, freeze_layers=2))
 
 
-def test_downstream_rows_per_encoder_and_seq_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_downstream_rows_per_encoder_and_seq_model(tiny_encoder_dir: Path, tmp_path: Path) -> None:
     from training.config import DemoConfig, SeqRecConfig
     from training.data.demo import generate_demo
     from training.encoder.downstream import encoder_downstream
@@ -188,7 +171,7 @@ def test_downstream_rows_per_encoder_and_seq_model(tiny_model_dir: Path, tmp_pat
     seq = SeqRecConfig(hidden=16, n_layers=1, n_heads=1, max_len=8, epochs=1, batch_size=32)
     rows = encoder_downstream(
         data,
-        {"base": tiny_model_dir, "other": tiny_model_dir},
+        {"base": tiny_encoder_dir, "other": tiny_encoder_dir},
         seq_cfg=seq,
         max_length=32,
         cache_dir=tmp_path / "cache",
@@ -207,7 +190,7 @@ def test_downstream_rows_per_encoder_and_seq_model(tiny_model_dir: Path, tmp_pat
     assert rows[0]["encoder_objective"] == "unknown" and rows[0]["seq_minutes"] == seq.max_minutes  # no train_info
     moe = encoder_downstream(
         data,
-        {"base": tiny_model_dir},
+        {"base": tiny_encoder_dir},
         seq_models=["text_moe"],
         seq_cfg=seq,
         max_length=32,
@@ -218,7 +201,7 @@ def test_downstream_rows_per_encoder_and_seq_model(tiny_model_dir: Path, tmp_pat
     # hidden items: the row says so and adds the cold / warm split of Recall@10
     cold = encoder_downstream(
         data,
-        {"base": tiny_model_dir},
+        {"base": tiny_encoder_dir},
         seq_models=["id+text"],
         seq_cfg=seq,
         max_length=32,
@@ -231,13 +214,13 @@ def test_downstream_rows_per_encoder_and_seq_model(tiny_model_dir: Path, tmp_pat
     saved = json.loads((tmp_path / "results" / "encoder_downstream.json").read_text())
     assert len(saved) == 5  # a row beside the plain id+text one, not over it
     with pytest.raises(ValueError, match="unknown seq model"):
-        encoder_downstream(data, {"base": tiny_model_dir}, seq_models=["nope"], write=False)
+        encoder_downstream(data, {"base": tiny_encoder_dir}, seq_models=["nope"], write=False)
 
 
 @pytest.mark.parametrize("k", [0, 1, 2])
-def test_bottom_then_top_equals_full_forward(tiny_model_dir: Path, k: int) -> None:
-    model = TextEncoder.from_pretrained(tiny_model_dir)
-    tok = load_tokenizer(tiny_model_dir)
+def test_bottom_then_top_equals_full_forward(tiny_encoder_dir: Path, k: int) -> None:
+    model = TextEncoder.from_pretrained(tiny_encoder_dir)
+    tok = load_tokenizer(tiny_encoder_dir)
     enc = tok(["red valve", "a much longer text about a steel clamp for pipes"], padding=True, return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
     with torch.no_grad():
@@ -248,14 +231,14 @@ def test_bottom_then_top_equals_full_forward(tiny_model_dir: Path, k: int) -> No
         model.bottom(ids, mask, 3)
 
 
-def test_results_command_writes_rows_plot_and_section(tiny_model_dir: Path, catalog: Path, tmp_path: Path) -> None:
+def test_results_command_writes_rows_plot_and_section(tiny_encoder_dir: Path, catalog: Path, tmp_path: Path) -> None:
     from training.jobs.eval_encoder import write_encoder_results
 
     run = tmp_path / "run"
-    ft.finetune_encoder(catalog, run, _cfg(tiny_model_dir, freeze_layers=1, epochs=1))
+    ft.finetune_encoder(catalog, run, _cfg(tiny_encoder_dir, freeze_layers=1, epochs=1))
     # the "base" of this test is the tiny model too: point the base model at it
     cfg_base = json.loads((run / ft.INFO_FILE).read_text())["config"]["base_model_dir"]
-    assert cfg_base == str(tiny_model_dir)
+    assert cfg_base == str(tiny_encoder_dir)
     results, doc = tmp_path / "results", tmp_path / "RESULTS.md"
     (results).mkdir()
     other = {"dataset": "Other", "model": "base", "pool": "catalog", "recall@10": 0.5, "ndcg@10": 0.25, "mrr": 0.2}
@@ -268,7 +251,7 @@ def test_results_command_writes_rows_plot_and_section(tiny_model_dir: Path, cata
         results_dir=results,
         results_doc=doc,
         cache_dir=tmp_path / "cache",
-        base_model_dir=tiny_model_dir,
+        base_model_dir=tiny_encoder_dir,
     )
     assert [(r["model"], r["pool"]) for r in rows] == [
         ("base", "catalog"),
@@ -296,7 +279,7 @@ def test_results_command_writes_rows_plot_and_section(tiny_model_dir: Path, cata
     # Another dataset's fine-tuning write-up in the folder is never replaced (nor its plot, nor the page).
     (results / "encoder_run.json").write_text(json.dumps({"dataset": "Other", "history": []}))
     with pytest.raises(ValueError, match="holds the Other encoder write-up"):
-        write_encoder_results(catalog, run, results_dir=results, results_doc=doc, base_model_dir=tiny_model_dir)
+        write_encoder_results(catalog, run, results_dir=results, results_doc=doc, base_model_dir=tiny_encoder_dir)
     assert doc.read_text() == text
 
 
@@ -360,9 +343,9 @@ def test_next_item_metrics_skips_the_query_item() -> None:
         ft.next_item_metrics(vecs, [])
 
 
-def test_epoch_batches_never_mix_sources_or_repeat_items(tiny_model_dir: Path) -> None:
-    model = TextEncoder.from_pretrained(tiny_model_dir)
-    tok = load_tokenizer(tiny_model_dir)
+def test_epoch_batches_never_mix_sources_or_repeat_items(tiny_encoder_dir: Path) -> None:
+    model = TextEncoder.from_pretrained(tiny_encoder_dir)
+    tok = load_tokenizer(tiny_encoder_dir)
     texts = [f"{COLORS[i % 8]} {THINGS[i % 10]}" for i in range(12)]
     view = fd.TextView(model, tok, texts, max_length=16, bottom_layers=0, device=torch.device("cpu"))
     pairs = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [5, 6], [7, 8], [9, 10], [10, 11]], dtype=np.int64)
@@ -384,9 +367,9 @@ def test_epoch_batches_never_mix_sources_or_repeat_items(tiny_model_dir: Path) -
 
 
 def test_behaviour_objective_trains_on_training_transitions(
-    tiny_model_dir: Path, demo_data: Path, tmp_path: Path
+    tiny_encoder_dir: Path, demo_data: Path, tmp_path: Path
 ) -> None:
-    cfg = _cfg(tiny_model_dir, objective="behaviour", freeze_layers=1, epochs=2, max_pairs_per_epoch=40)
+    cfg = _cfg(tiny_encoder_dir, objective="behaviour", freeze_layers=1, epochs=2, max_pairs_per_epoch=40)
     a = ft.finetune_encoder(demo_data, tmp_path / "a", cfg)
     assert a["objective"] == "behaviour" and a["n_train_pairs"] == 0
     assert a["n_behaviour_pairs"] > 40 and a["n_val_cases"] == 80
@@ -402,9 +385,9 @@ def test_behaviour_objective_trains_on_training_transitions(
 
 
 def test_mixed_objective_uses_both_sources_and_needs_descriptions(
-    tiny_model_dir: Path, demo_data: Path, tmp_path: Path
+    tiny_encoder_dir: Path, demo_data: Path, tmp_path: Path
 ) -> None:
-    cfg = _cfg(tiny_model_dir, objective="mixed", freeze_layers=1, epochs=1, max_pairs_per_epoch=24)
+    cfg = _cfg(tiny_encoder_dir, objective="mixed", freeze_layers=1, epochs=1, max_pairs_per_epoch=24)
     res = ft.finetune_encoder(demo_data, tmp_path / "m", cfg)
     assert res["n_train_pairs"] > 0 and res["n_behaviour_pairs"] > 0
     # a catalog without descriptions (Beauty-like) cannot run mixed
@@ -418,7 +401,7 @@ def test_mixed_objective_uses_both_sources_and_needs_descriptions(
     with pytest.raises(ValueError, match="behaviour"):
         ft.finetune_encoder(bare, tmp_path / "x", cfg)
     with pytest.raises(ValueError, match="objective"):
-        ft.finetune_encoder(bare, tmp_path / "y", _cfg(tiny_model_dir, objective="clicks"))
+        ft.finetune_encoder(bare, tmp_path / "y", _cfg(tiny_encoder_dir, objective="clicks"))
 
 
 # ---------------------------------------------------------------- semantic-ID collisions per encoder
@@ -434,7 +417,7 @@ def test_collision_rate_counts_items_sharing_codes() -> None:
         collision_rates(np.zeros((0, 3), dtype=np.int64))
 
 
-def test_collisions_rows_and_results_section(tiny_model_dir: Path, demo_data: Path, tmp_path: Path) -> None:
+def test_collisions_rows_and_results_section(tiny_encoder_dir: Path, demo_data: Path, tmp_path: Path) -> None:
     from training.config import SemanticIdConfig
     from training.encoder.downstream import encoder_collisions
 
@@ -442,7 +425,7 @@ def test_collisions_rows_and_results_section(tiny_model_dir: Path, demo_data: Pa
     doc = tmp_path / "RESULTS.md"
     rows = encoder_collisions(
         demo_data,
-        {"base": tiny_model_dir, "other": tiny_model_dir},
+        {"base": tiny_encoder_dir, "other": tiny_encoder_dir},
         sid_cfg=sid,
         seeds=[0, 1],
         max_length=32,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel
 
+from tests.unit.training.conftest import tiny_text_encoder
 from training.gradcache import Chunk, gradcache_backward, gradcache_step, plain_backward
 from training.loop import LoopConfig, fit
 from training.losses import info_nce
@@ -25,18 +25,12 @@ def one_thread() -> Iterator[None]:
 
 
 def _tiny(dropout: float) -> TextEncoder:
-    torch.manual_seed(0)
-    cfg = BertConfig(
+    return tiny_text_encoder(
         vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
         max_position_embeddings=64,
-    )
-    return TextEncoder(BertModel(cfg)).train()
+    ).train()
 
 
 def _batch(n: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.core import pooling
+from tests.unit.training.conftest import tiny_text_encoder
 from training.models.text_encoder import (
     TextEncoder,
     base_model_dir,
@@ -56,11 +57,7 @@ def test_base_model_dir_has_model_and_tokenizer() -> None:
 @pytest.fixture(scope="module")
 def tiny() -> tuple[TextEncoder, Any]:
     """A small random BERT with the base model's vocabulary, and the base model's real tokenizer."""
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    return TextEncoder(BertModel(cfg)).eval(), load_tokenizer()
+    return tiny_text_encoder(max_position_embeddings=512).eval(), load_tokenizer()
 
 
 TEXTS = [

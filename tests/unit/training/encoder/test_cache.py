@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-from transformers import BertConfig, BertModel
 
 from training.config import EmbedItemsConfig
 from training.encoder.cache import cached_text_vectors, text_cache_key
@@ -25,25 +23,15 @@ def test_text_cache_reads_what_is_stored_under_its_key(tmp_path: Path) -> None:
     np.testing.assert_array_equal(cached_text_vectors(texts, tmp_path, cfg), stored)  # no encoder needed
 
 
-def test_text_cache_encodes_with_a_loaded_encoder_and_without_a_folder(tmp_path: Path) -> None:
+def test_text_cache_encodes_with_a_loaded_encoder_and_without_a_folder(tiny_encoder_dir: Path, tmp_path: Path) -> None:
     """One cache for every caller: a job holding its encoder (the held-out evaluation) passes it in;
     no cache folder means encode and store nothing."""
-    torch.manual_seed(0)
-    bert = BertConfig(
-        vocab_size=30522,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    model_dir = tmp_path / "tiny"
-    TextEncoder(BertModel(bert)).save(model_dir, load_tokenizer())
+    model_dir = tiny_encoder_dir
     cfg = EmbedItemsConfig(max_length=16, batch_size=2)
     texts = ["red lipstick", "blue tent with poles", "green tea"]
     loaded = (TextEncoder.from_pretrained(model_dir), load_tokenizer(model_dir))
-    plain = cached_text_vectors(texts, None, cfg, model_dir, progress=False)  # [3, 16]
-    assert plain.shape == (3, 16) and plain.dtype == np.float32
+    plain = cached_text_vectors(texts, None, cfg, model_dir, progress=False)  # [3, 32]
+    assert plain.shape == (3, 32) and plain.dtype == np.float32
     assert not list(tmp_path.rglob("*.npy"))
     cache = tmp_path / "cache"
     stored = cached_text_vectors(texts, cache, cfg, model_dir, progress=False, encoder=loaded)
