@@ -28,12 +28,13 @@ only (histories and next items inside the training sequences), never for a valid
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def check_distill(cfg: GenRecConfig) -> None:
         raise ValueError(f"distill_temperature must be a finite number > 0, got {cfg.distill_temperature}")
 
 
-@dataclass
+@dataclasses.dataclass
 class TeacherTargets:
     """The dense model's top items for every training example (order of ``training_examples``)."""
 
@@ -71,6 +72,9 @@ class TeacherTargets:
     temperature: float
     val_ndcg: float | None = None  # the teacher's own validation NDCG@10 (its best epoch), when known
     seconds: float = 0.0  # computing the targets (not fitting the teacher)
+    # What produced them (the fitted teacher's config and outcome), when known: the digest then rests on it,
+    # not on float scores that another thread count may round differently.
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.rows.ndim != 2 or self.rows.shape != self.probs.shape:
@@ -80,9 +84,14 @@ class TeacherTargets:
         return len(self.rows)
 
     def digest(self) -> str:
-        """Identifies the targets (a resumed genrec run must train on the same ones)."""
-        h = hashlib.sha256(self.rows.tobytes())
-        h.update(self.probs.tobytes())
+        """Identifies the targets (a resumed genrec run must train on the same ones): their source and
+        shape when the source is known, else the arrays themselves."""
+        h = hashlib.sha256(f"{self.rows.shape}:{self.temperature}".encode())
+        if self.source:
+            h.update(self.source.encode())
+        else:
+            h.update(self.rows.tobytes())
+            h.update(self.probs.tobytes())
         return h.hexdigest()[:16]
 
 
@@ -113,11 +122,11 @@ def teacher_targets(
         probs = np.empty((len(hist), k), dtype=np.float16)
         for s in tqdm(range(0, len(order), batch_size), desc="teacher", leave=False, disable=not progress):
             idx = order[s : s + batch_size]
-            ids, mask = history_tensors([hist[i] for i in idx], model.max_len)  # [B, L]
+            ids, mask = history_tensors([hist[i] for i in idx], model.max_len, table.device)  # [B, L]
             users = tower(table[ids], mask)  # [B, D]
             val, top_rows = torch.topk(users @ table.T, k, dim=1)  # [B, K]
-            rows[idx] = top_rows.numpy()
-            probs[idx] = torch.softmax(val / temperature, dim=1).numpy()
+            rows[idx] = top_rows.cpu().numpy()
+            probs[idx] = torch.softmax(val / temperature, dim=1).cpu().numpy()
     seconds = time.perf_counter() - t0
     logger.info(
         "genrec distill: teacher top %d of %d items for %d training examples in %.1fs (%.0f MB)",
@@ -153,6 +162,9 @@ def fit_teacher(
     )
     targets = teacher_targets(served, split.train, cfg.distill_top, cfg.distill_temperature)
     targets.val_ndcg = val_ndcg
+    run = fitted.fit
+    conf = {k: v for k, v in dataclasses.asdict(dense_cfg).items() if k != "max_minutes"}
+    targets.source = json.dumps([conf, run.epochs, run.best_epoch, round(run.best_metric, 8)], sort_keys=True)
     return targets
 
 

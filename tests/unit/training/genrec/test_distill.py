@@ -178,6 +178,10 @@ def test_distillation_off_trains_exactly_as_before(tmp_path: Path) -> None:
     assert run_fingerprint(on, table, split, teacher.digest()) != run_fingerprint(cfg, table, split)
     other = TeacherTargets(teacher.rows[:, ::-1].copy(), teacher.probs, 3.0)
     assert run_fingerprint(on, table, split, teacher.digest()) != run_fingerprint(on, table, split, other.digest())
+    # Targets from a named source (the fitted teacher) are identified by it, not by their float scores.
+    named = TeacherTargets(teacher.rows, teacher.probs, 3.0, source="dense run A")
+    assert named.digest() == TeacherTargets(other.rows, other.probs, 3.0, source="dense run A").digest()
+    assert named.digest() != TeacherTargets(teacher.rows, teacher.probs, 3.0, source="dense run B").digest()
 
 
 def test_distilled_training_runs_records_and_checks_its_teacher(tmp_path: Path) -> None:
