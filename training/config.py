@@ -263,6 +263,14 @@ class GenRecConfig:
     # What the prior counts (training.evaluation.prior.PRIOR_COUNTS): "train" = the training sequences;
     # "histories" = everything known at evaluation time (for test: plus each user's validation item).
     prior_counts: str = "train"
+    # Distillation from the dense model (training/genrec/distill.py; off at distill_weight 0): the served
+    # dense sequential model, fitted on the same training sequences (or resumed from the work folder),
+    # scores every training example's history; its softmax over its top distill_top items (scores /
+    # distill_temperature) gives, per sid level along the true target's prefix, a soft target. The loss
+    # adds distill_weight x the mean KL(teacher level distribution || the model's step distribution).
+    distill_weight: float = 0.0  # lambda, >= 0
+    distill_top: int = 100  # K teacher items kept per example (>= 1)
+    distill_temperature: float = 1.0  # T of the teacher's softmax over its top-K scores (> 0)
     eval_batch_size: int = 128
     val_users: int = 2000  # validation cases sampled for early stopping (0 = all)
     test_users: int = 0  # test cases scored after training (0 = all: the protocol; builds may cap it)

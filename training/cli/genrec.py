@@ -15,6 +15,7 @@ from training.config import ITEM_ID_INITS, LR_SCHEDULES, GenRecConfig, SemanticI
 
 _FLAG_KEYS = ("max_minutes", "epochs", "threads", "device", "val_users", "beam", "history_input")
 _MORE_FLAG_KEYS = ("item_id_input", "item_id_init", "lr", "lr_schedule", "warmup_steps")
+_DISTILL_FLAG_KEYS = ("distill_weight", "distill_top", "distill_temperature")
 
 
 @dataclass
@@ -27,7 +28,7 @@ class BenchGenRecSettings:
 
 def genrec_configs(args: argparse.Namespace) -> BenchGenRecSettings:
     """Both configs: defaults < --config / --sid-config < the dedicated flags < --set."""
-    flags = {k: v for k in (*_FLAG_KEYS, *_MORE_FLAG_KEYS) if (v := getattr(args, k)) is not None}
+    flags = {k: v for k in (*_FLAG_KEYS, *_MORE_FLAG_KEYS, *_DISTILL_FLAG_KEYS) if (v := getattr(args, k)) is not None}
     if args.prior_weights is not None:
         flags["prior_weights"] = float_list(args.prior_weights, "--prior-weights")
     if args.prior_counts is not None:
@@ -69,6 +70,7 @@ def cmd_bench_genrec(args: argparse.Namespace) -> int:
         vectors_from=Path(args.vectors_from) if args.vectors_from else None,
         work_dir=work,
         hybrid=hybrid,
+        dense_minutes=args.hybrid_dense_minutes,
     )
     print(json.dumps(row, indent=2))
     return 0
@@ -129,6 +131,24 @@ def _add_prior_args(g: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_distill_args(g: argparse.ArgumentParser) -> None:
+    g.add_argument(
+        "--distill-weight",
+        type=float,
+        default=None,
+        help="weight of the distillation term: KL to the served dense model's per-level distribution along the"
+        " target's prefix (0 = off; the dense model is fitted first, or resumed from --work, budget"
+        " --hybrid-dense-minutes) (default: config)",
+    )
+    g.add_argument("--distill-top", type=int, default=None, help="teacher items kept per example (default: config)")
+    g.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=None,
+        help="temperature of the teacher's softmax over its top items (default: config)",
+    )
+
+
 def add_parsers(sub: Any) -> None:
     g = sub.add_parser(
         "bench-genrec", help="semantic IDs + generative model on a dataset; writes docs/results/generative.json"
@@ -142,6 +162,7 @@ def add_parsers(sub: Any) -> None:
     g.add_argument("--work", default=None, help="work folder (default var/genrec/<dataset>)")
     _add_model_args(g)
     _add_prior_args(g)
+    _add_distill_args(g)
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: config)")
     g.add_argument("--device", default=None, help="torch device (cpu, cuda)")
     g.add_argument(
@@ -151,7 +172,12 @@ def add_parsers(sub: Any) -> None:
         " (the service's merge; its weights picked on validation); results in --hybrid-out",
     )
     g.add_argument("--hybrid-out", default=None, help="hybrid results JSON (default docs/results/hybrid.json)")
-    g.add_argument("--hybrid-dense-minutes", type=float, default=15.0, help="the dense model's training budget")
+    g.add_argument(
+        "--hybrid-dense-minutes",
+        type=float,
+        default=15.0,
+        help="the dense model's training budget (--hybrid, and the --distill-weight teacher)",
+    )
     g.add_argument(
         "--hybrid-val-users",
         type=int,

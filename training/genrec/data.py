@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ import torch
 from service.semantic_ids.decoder import history_tokens
 from training.config import GenRecConfig
 from training.models.genrec import GenRecBatch
+
+if TYPE_CHECKING:
+    from training.genrec.distill import TeacherTargets
 
 
 def training_examples(
@@ -43,7 +47,8 @@ LENGTH_BUCKET = 32  # batches per length-sorted window (GenRecBatches.epoch)
 class GenRecBatches:
     """Training batches. ``history_table``: the items' encoder rows when they differ from their sid
     tokens (item-ID column, :func:`with_item_ids`; a ``cfg.item_dropout`` share of history positions
-    gets no ID)."""
+    gets no ID). ``teacher``: the dense model's top items per example (:mod:`training.genrec.distill`,
+    in the order of :func:`training_examples`), given to each batch as sid tokens and probabilities."""
 
     def __init__(
         self,
@@ -52,6 +57,7 @@ class GenRecBatches:
         cfg: GenRecConfig,
         device: torch.device,
         history_table: np.ndarray | None = None,
+        teacher: TeacherTargets | None = None,
     ) -> None:
         self.item_tokens = item_tokens  # [N, depth]: the targets' tokens
         self.history_table = item_tokens if history_table is None else history_table  # [N, depth (+ 1)]
@@ -61,6 +67,11 @@ class GenRecBatches:
         self.cfg = cfg
         self.device = device
         self.bucket = LENGTH_BUCKET
+        if teacher is not None and len(teacher) != len(self.targets):
+            raise ValueError(
+                f"teacher targets cover {len(teacher)} examples, the training data has {len(self.targets)}"
+            )
+        self.teacher = teacher
 
     def __len__(self) -> int:
         return math.ceil(len(self.targets) / self.cfg.batch_size)
@@ -89,8 +100,18 @@ class GenRecBatches:
             if self.id_column and self.cfg.item_dropout > 0:  # some positions lose their ID, as new items have none
                 ids[..., -1] = np.where(rng.random(ids.shape[:2]) < self.cfg.item_dropout, 0, ids[..., -1])
             labels = self.item_tokens[self.targets[idx]]  # [B, depth]
-            yield GenRecBatch(
+            batch = GenRecBatch(
                 torch.from_numpy(ids).to(self.device),
                 torch.from_numpy(mask).long().to(self.device),
                 torch.from_numpy(labels).to(self.device),
             )
+            yield batch if self.teacher is None else self._with_teacher(batch, idx)
+
+    def _with_teacher(self, batch: GenRecBatch, idx: np.ndarray) -> GenRecBatch:
+        assert self.teacher is not None
+        tokens = self.item_tokens[self.teacher.rows[idx]]  # [B, K, depth]
+        probs = self.teacher.probs[idx].astype(np.float32)  # [B, K]
+        return batch._replace(
+            teacher_tokens=torch.from_numpy(tokens).to(self.device),
+            teacher_probs=torch.from_numpy(probs).to(self.device),
+        )

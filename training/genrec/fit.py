@@ -28,6 +28,7 @@ from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import ITEM_ID_INITS, LR_SCHEDULES, GenRecConfig
 from training.data.split import EvalCase, Split
 from training.genrec.data import GenRecBatches
+from training.genrec.distill import TeacherTargets, check_distill, distill_loss
 from training.genrec.evaluate import evaluate_generative, prior_guided_metrics
 from training.loop import FitResult, LoopConfig, fit, resolve_device
 from training.models.genrec import build_genrec, genrec_loss
@@ -100,8 +101,9 @@ RUN_LENGTH_FIELDS = (
 )
 
 
-def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
-    """Identifies model config + data of a checkpointed run (run-length knobs excluded)."""
+def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split, teacher: str = "") -> str:
+    """Identifies model config + data of a checkpointed run (run-length knobs excluded); ``teacher``:
+    the distillation targets' digest (a run resumes only on the same targets)."""
     conf = {k: v for k, v in asdict(cfg).items() if k not in RUN_LENGTH_FIELDS}
     # Knobs of inputs a run does not use change nothing (and runs from before they existed resume).
     if not cfg.item_id_input:
@@ -114,8 +116,43 @@ def run_fingerprint(cfg: GenRecConfig, table: SidTable, split: Split) -> str:
     if cfg.lr_schedule == "constant":
         conf.pop("lr_schedule")
         conf.pop("warmup_steps")
-    payload = [conf, table.sids.shape, int(table.sids.sum()), len(split.train)]
+    if cfg.distill_weight == 0:
+        for key in ("distill_weight", "distill_top", "distill_temperature"):
+            conf.pop(key)
+    payload: list[Any] = [conf, table.sids.shape, int(table.sids.sum()), len(split.train)]
+    if cfg.distill_weight > 0:
+        payload.append(teacher)
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
+def check_teacher(cfg: GenRecConfig, teacher: TeacherTargets | None, n_items: int) -> None:
+    """The distillation knobs are in range and, when on, ``teacher`` holds targets computed with them."""
+    check_distill(cfg)
+    if cfg.distill_weight == 0:
+        return
+    if teacher is None:
+        raise ValueError("distill_weight > 0 needs the dense model's teacher targets (training.genrec.distill)")
+    k = min(cfg.distill_top, n_items)
+    if teacher.rows.shape[1] != k or teacher.temperature != cfg.distill_temperature:
+        raise ValueError(
+            f"teacher targets hold top {teacher.rows.shape[1]} at temperature {teacher.temperature}, the config"
+            f" asks for top {k} at temperature {cfg.distill_temperature}"
+        )
+    if int(teacher.rows.max(initial=0)) >= n_items:
+        raise ValueError(f"teacher targets name item rows beyond the sid table's {n_items}")
+
+
+def distill_metrics(cfg: GenRecConfig, teacher: TeacherTargets) -> dict[str, Any]:
+    """What the results row records of a distilled run."""
+    out: dict[str, Any] = {
+        "weight": cfg.distill_weight,
+        "top": teacher.rows.shape[1],
+        "temperature": teacher.temperature,
+        "teacher_seconds": round(teacher.seconds, 1),
+    }
+    if teacher.val_ndcg is not None:
+        out["teacher_val_ndcg@10"] = round(teacher.val_ndcg, 4)
+    return out
 
 
 def train_genrec(
@@ -125,12 +162,15 @@ def train_genrec(
     out_dir: Path,
     ckpt_dir: Path | None = None,
     item_vectors: np.ndarray | None = None,
+    teacher: TeacherTargets | None = None,
 ) -> GenRecResult:
     """Train on ``split.train``, early-stop on validation NDCG@10, score the test cases, save to ``out_dir``.
 
     ``ckpt_dir``: resumable checkpoints (kept outside the artifact set).
     ``item_vectors``: what the RQ-VAE coded [N, F] (``semantic_ids.codec_inputs``), the start of the
-    item ID vectors when ``cfg.item_id_init`` is ``vectors``."""
+    item ID vectors when ``cfg.item_id_init`` is ``vectors``.
+    ``teacher``: the dense model's targets for the training examples (:func:`training.genrec.distill.fit_teacher`),
+    required when ``cfg.distill_weight`` > 0, unused otherwise."""
     if len(table) != split.n_items:
         raise ValueError(f"sid table has {len(table)} rows but the split has {split.n_items} items")
     if cfg.item_id_init not in ITEM_ID_INITS:
@@ -141,11 +181,12 @@ def train_genrec(
         if item_vectors is None or len(item_vectors) != len(table):
             got = "none" if item_vectors is None else f"{len(item_vectors)} rows"
             raise ValueError(f"item_id_init: vectors needs one item vector per sid table row ({len(table)}), got {got}")
+    check_teacher(cfg, teacher, len(table))
     previous_threads = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train(split, table, cfg, out_dir, ckpt_dir, item_vectors)
+        return _train(split, table, cfg, out_dir, ckpt_dir, item_vectors, teacher if cfg.distill_weight > 0 else None)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -157,6 +198,7 @@ def _train(
     out_dir: Path,
     ckpt_dir: Path | None,
     item_vectors: np.ndarray | None,
+    teacher: TeacherTargets | None,
 ) -> GenRecResult:
     device = resolve_device(cfg.device)
     item_tokens = table.tokens()  # [N, depth]
@@ -170,7 +212,7 @@ def _train(
     # Encoder rows of the items: sid tokens, plus the ID column for a model with item-ID input.
     history_table = with_item_ids(item_tokens, np.arange(len(table))) if cfg.item_id_input else None
     encoder_table = item_tokens if history_table is None else history_table
-    batches = GenRecBatches(item_tokens, split.train, cfg, device, history_table)
+    batches = GenRecBatches(item_tokens, split.train, cfg, device, history_table, teacher)
     rng = np.random.default_rng(cfg.seed)
     val = split.val
     if cfg.val_users and len(val) > cfg.val_users:
@@ -193,7 +235,7 @@ def _train(
         seed=cfg.seed,
         device=cfg.device,
     )
-    fingerprint = run_fingerprint(cfg, table, split)
+    fingerprint = run_fingerprint(cfg, table, split, teacher.digest() if teacher is not None else "")
     total_steps = cfg.epochs * len(batches)
     lr_at(0, cfg, total_steps)  # an unknown schedule fails here, before training
 
@@ -205,7 +247,7 @@ def _train(
         model,
         batches.epoch,
         len(batches),
-        genrec_loss,  # type: ignore[arg-type]
+        genrec_loss if teacher is None else distill_loss(cfg.distill_weight),  # type: ignore[arg-type]
         lambda m: evaluate_generative(m, encoder_table, index, val, cfg),
         loop,
         ckpt_dir,
@@ -227,6 +269,8 @@ def _train(
         "epochs": result.epochs,
         "stop_reason": result.stop_reason,
     }
+    if teacher is not None:
+        metrics["distill"] = distill_metrics(cfg, teacher)
     if cfg.prior_weights:
         metrics["prior"] = prior_guided_metrics(
             model, encoder_table, index, split, val, test_cases, cfg, result.best_metric

@@ -32,6 +32,11 @@ def model_name(cfg: GenRecConfig) -> str:
     name += ", one encoder position per item" if cfg.history_input == "items" else ""
     name += ", item ID input" if cfg.item_id_input else ""
     name += " (started from the coded vectors)" if cfg.item_id_input and cfg.item_id_init == "vectors" else ""
+    if cfg.distill_weight > 0:
+        name += (
+            f", distilled from the dense model (λ {cfg.distill_weight:g}, top {cfg.distill_top},"
+            f" T {cfg.distill_temperature:g})"
+        )
     return name
 
 
@@ -76,6 +81,8 @@ def result_rows(
         "device_name": device_name(device),
         "threads": cfg.threads or torch.get_num_threads(),
     }
+    if "distill" in res.metrics:  # distilled from the dense model: the teacher's own validation figure beside it
+        row |= {f"distill_{k}": v for k, v in res.metrics["distill"].items()}
     if "prior_alone_test" in res.metrics:  # a model trained next to the prior: the prior by itself beside it
         row |= prior_alone_fields(res.metrics)
     rows = [row]

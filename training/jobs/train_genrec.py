@@ -28,6 +28,7 @@ from training.config import EmbedItemsConfig, GenRecConfig, SemanticIdConfig
 from training.data.loader import Dataset, load_dataset
 from training.data.split import leave_one_out
 from training.evaluation.hybrid import HybridOptions, run_hybrid, write_hybrid_entry
+from training.genrec.distill import check_distill, fit_teacher
 from training.genrec.fit import train_genrec
 from training.genrec.results import result_rows, write_rows
 from training.loop import resolve_device
@@ -61,18 +62,25 @@ def bench_genrec(
     results_json: Path = RESULTS_JSON,
     results_md: Path | None = None,
     hybrid: HybridOptions | None = None,
+    dense_minutes: float = 15.0,
 ) -> dict[str, Any]:
     """Semantic IDs + genrec on one dataset folder; appends/replaces its rows in ``results_json``
     and rewrites the ``generative`` section of ``results_md`` (default docs/RESULTS.md). With ``hybrid``:
     also the served dense model and hybrid mode on the same split, an entry in ``hybrid.out`` (replaced
-    per dataset). -> the run's (plain) row."""
+    per dataset). With ``cfg.distill_weight`` > 0 the genrec learns from that dense model's scores too
+    (:mod:`training.genrec.distill`): it is fitted first (budget ``dense_minutes``; resumed from
+    ``work_dir``, so ``--hybrid`` then reuses it). -> the run's (plain) row."""
+    check_distill(cfg)  # a bad knob fails before any training
     dataset = load_dataset(data_dir, allow_empty_titles=True)
     split = leave_one_out(dataset)
     vectors = item_vectors(dataset, data_dir, vectors_from, cfg.threads)
     t0 = time.perf_counter()
     sid = build_semantic_ids(vectors, sid_cfg, work_dir, split.train)
     sid_seconds = time.perf_counter() - t0
-    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints", sid.inputs)
+    teacher = None
+    if cfg.distill_weight > 0:
+        teacher = fit_teacher(split, vectors, cfg, hybrid.dense_minutes if hybrid else dense_minutes, work_dir)
+    res = train_genrec(split, sid.table, cfg, work_dir / GENREC_DIR, work_dir / "checkpoints", sid.inputs, teacher)
     rows = result_rows(dataset.name, cfg, sid_cfg.cf_dim, sid, sid_seconds, res, resolve_device(cfg.device))
     write_rows(results_json, rows)
     if hybrid is not None:

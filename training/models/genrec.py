@@ -66,10 +66,19 @@ class GenRecBatch(NamedTuple):
     input_ids: Tensor  # [B, S] long history sid tokens + eos, right-padded ([B, S, depth]: per-item rows)
     attention_mask: Tensor  # [B, S] long
     labels: Tensor  # [B, depth] long target sid tokens
+    # Distillation (training/genrec/distill.py), None when off: the teacher's top items' sid tokens and
+    # their probabilities.
+    teacher_tokens: Tensor | None = None  # [B, K, depth] long
+    teacher_probs: Tensor | None = None  # [B, K] float
+
+
+def genrec_forward(model: GenRecT5, batch: GenRecBatch) -> Any:
+    """The teacher-forced forward: ``.loss`` (cross-entropy of the target sid; HF shifts labels right
+    behind the start token) and ``.logits`` [B, depth, V] (step l predicts level l)."""
+    return model(**encoder_inputs(model, batch.input_ids), attention_mask=batch.attention_mask, labels=batch.labels)
 
 
 def genrec_loss(model: GenRecT5, batch: GenRecBatch) -> Tensor:
     """Teacher-forced cross-entropy of the target sid (HF shifts labels right behind the start token)."""
-    out = model(**encoder_inputs(model, batch.input_ids), attention_mask=batch.attention_mask, labels=batch.labels)
-    loss: Tensor = out.loss
+    loss: Tensor = genrec_forward(model, batch).loss
     return loss

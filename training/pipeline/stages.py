@@ -49,10 +49,16 @@ TRANSITIONS_FILE = "transitions.npz"
 
 
 def check_config(cfg: BuildConfig) -> None:
-    """Refuse a build whose stored vectors would not be what the served encoder computes."""
+    """Refuse a build whose stored vectors would not be what the served encoder computes, or that asks
+    for a stage option the build does not run."""
     if cfg.embed.max_length != cfg.export.max_length:
         raise ValueError(
             f"embed.max_length ({cfg.embed.max_length}) must equal export.max_length ({cfg.export.max_length})"
+        )
+    if cfg.with_genrec and cfg.genrec.distill_weight != 0:
+        raise ValueError(
+            "genrec.distill_weight is a bench-genrec option (distillation from the dense model,"
+            " training/genrec/distill.py): the build does not distil; set it to 0"
         )
 
 

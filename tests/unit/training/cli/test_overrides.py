@@ -113,6 +113,11 @@ def test_encoder_and_genrec_commands_take_set(tmp_path: Path) -> None:
     assert (s.genrec.epochs, s.genrec.lr, s.semantic_ids.codebook_size, s.semantic_ids.cf_dim) == (5, 0.003, 16, 8)
     with pytest.raises(ConfigError, match=r"unknown key 'epochs' \(valid keys: genrec, semantic_ids\)"):
         genrec_configs(p.parse_args(["bench-genrec", "--data", "d", "--set", "epochs=5"]))
+    # The distillation knobs: off by default, flags, and --set over the flags.
+    assert genrec_configs(p.parse_args(["bench-genrec", "--data", "d"])).genrec.distill_weight == 0.0
+    distill = ["--distill-weight", "0.5", "--distill-top", "50", "--distill-temperature", "3"]
+    g = genrec_configs(p.parse_args(["bench-genrec", "--data", "d", *distill, "--set", "genrec.distill_top=20"])).genrec
+    assert (g.distill_weight, g.distill_top, g.distill_temperature) == (0.5, 20, 3.0)
 
 
 @pytest.mark.parametrize(

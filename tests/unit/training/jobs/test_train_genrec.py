@@ -13,13 +13,20 @@ from tests.unit.training.genrec.splits import write_cyclic_dataset
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def tiny_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The cyclic bench-genrec workspace under ``tmp_path`` (the working directory from here on: the
+    command writes docs/results/generative.json and docs/RESULTS.md there). -> the common arguments"""
+    common = write_cyclic_dataset(tmp_path, n_items=30, n_users=40)
+    monkeypatch.chdir(tmp_path)
+    return common
+
+
 @pytest.mark.slow
 def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """recsvc-train bench-genrec on a dataset folder (text vectors given) adds its row and the page section."""
     from training.cli import main
 
-    common = write_cyclic_dataset(tmp_path, n_items=30, n_users=40)
-    monkeypatch.chdir(tmp_path)  # the command writes docs/results/generative.json and docs/RESULTS.md here
+    common = tiny_bench(tmp_path, monkeypatch)
     for mode in ("tokens", "items"):
         assert main([*common, "--history-input", mode, "--threads", "1"]) == 0
     rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
@@ -51,6 +58,37 @@ def test_bench_genrec_command_writes_a_row_per_encoder_input(tmp_path: Path, mon
     assert rows[-1]["model"].endswith("item ID input (started from the coded vectors)")
     with pytest.raises(SystemExit, match="comma-separated numbers"):
         main([*common, "--prior-weights", "0.5,x"])
+
+
+@pytest.mark.slow
+def test_bench_genrec_distils_from_the_dense_model_and_resumes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--distill-weight: the dense model is fitted in the work folder first (a second run resumes it, and the
+    genrec run, instead of retraining), and the row says the model was distilled."""
+    from training.cli import main
+
+    common = tiny_bench(tmp_path, monkeypatch)
+    args = [*common, "--threads", "1", "--hybrid-dense-minutes", "0.1"]
+    args += ["--distill-weight", "0.5", "--distill-top", "10", "--distill-temperature", "2"]
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "docs/results/generative.json").read_text())
+    assert len(rows) == 1 and rows[0]["model"].endswith(", distilled from the dense model (λ 0.5, top 10, T 2)")
+    assert rows[0]["distill_weight"] == 0.5 and rows[0]["distill_top"] == 10 and rows[0]["distill_temperature"] == 2
+    assert 0 <= rows[0]["distill_teacher_val_ndcg@10"] <= 1 and rows[0]["epochs"] == 2
+    assert rows[0]["model"] in (tmp_path / "docs/RESULTS.md").read_text()
+    dense, genrec = tmp_path / "work/seqrec-checkpoints/last.pt", tmp_path / "work/checkpoints/last.pt"
+    stamps = (dense.stat().st_mtime_ns, genrec.stat().st_mtime_ns)
+    assert main(args) == 0  # the same teacher again (resumed, not refitted): the genrec run resumes as finished
+    assert (dense.stat().st_mtime_ns, genrec.stat().st_mtime_ns) == stamps
+    again = json.loads((tmp_path / "docs/results/generative.json").read_text())
+
+    def untimed(rs: list[dict[str, object]]) -> list[dict[str, object]]:
+        return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rs]
+
+    assert untimed(again) == untimed(rows)  # the same row (wall-clock fields aside)
+    with pytest.raises(ValueError, match="distill_top must be"):
+        main([*args, "--distill-top", "0"])
 
 
 def test_text_vectors_come_only_from_an_artifact_set_of_the_same_items(tmp_path: Path) -> None:

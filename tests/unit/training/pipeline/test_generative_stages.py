@@ -14,7 +14,7 @@ from service.core.sid import load_semantic_ids
 from service.recommender.generative import GenerativeRuntime
 from tests.unit.training.genrec.splits import cyclic_split
 from training.config import BuildConfig, GenRecConfig, SemanticIdConfig
-from training.pipeline.stages import generative_stages
+from training.pipeline.stages import check_config, generative_stages
 
 # TIGER's layout at a constant lr (the GenRecConfig defaults are the CPU configs' model).
 TIGER: dict[str, Any] = {
@@ -93,3 +93,10 @@ def test_stages_off_by_default_and_on_when_configured(tmp_path: Path, inputs: di
     assert spec.cf_dim == (4 if inputs else 0)
     grown = runtime.catalog("c2", [*ids, "NEW"], np.concatenate([vectors, vectors[:1]]))
     assert grown.new_items == 1 and len({tuple(r) for r in grown.table.sids.tolist()}) == 41
+
+
+def test_the_build_refuses_a_distilled_genrec_before_any_work() -> None:
+    cfg = BuildConfig(with_genrec=True, genrec=GenRecConfig(distill_weight=1.0))
+    with pytest.raises(ValueError, match="the build does not distil"):
+        check_config(cfg)
+    check_config(BuildConfig(with_genrec=True))  # off (the default): fine
