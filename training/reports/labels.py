@@ -65,8 +65,15 @@ def seqrec_is_dagger(runs: Iterable[Mapping[str, Any]]) -> bool:
     return any(x.get("markov_counts", x.get("counts")) == "histories" for x in runs)
 
 
-def seqrec_config(model: str, config: Mapping[str, Any], counts: str | None = None) -> str:
-    """A short description of a sequential row's configuration (size, item representation, budget)."""
+def fixed_epochs(runs: Iterable[Mapping[str, Any]]) -> bool:
+    """True when every run of a row stopped at its epoch count (``--epochs``), not on its wall-clock budget."""
+    runs = list(runs)
+    return bool(runs) and all(x.get("stop_reason") == "max_epochs" for x in runs)
+
+
+def seqrec_config(model: str, config: Mapping[str, Any], counts: str | None = None, epochs_bound: bool = False) -> str:
+    """A short description of a sequential row's configuration (size, item representation, and what ended
+    its runs: ``epochs_bound`` (:func:`fixed_epochs`) names the epoch count, else the wall-clock budget)."""
     base = model.removesuffix(MC_SUFFIX)
     if base in BASELINES:
         return "counted on the training sequences" if counts != "histories" else "counted on all histories ‡"
@@ -81,7 +88,9 @@ def seqrec_config(model: str, config: Mapping[str, Any], counts: str | None = No
         parts.append(f"norm {config['item_norm']:g}")
     if config.get("use_profile"):
         parts.append("profile")
-    if config.get("max_minutes"):
+    if epochs_bound and config.get("epochs"):
+        parts.append(f"{config['epochs']} epochs")
+    elif config.get("max_minutes"):
         parts.append(f"{config['max_minutes']:g}-min budget")
     return fit(parts)
 

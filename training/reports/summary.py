@@ -19,6 +19,7 @@ from training.reports.labels import (
     DAGGER,
     MAX_LABEL,
     clip,
+    fixed_epochs,
     genrec_long,
     genrec_short,
     seqrec_config,
@@ -105,8 +106,12 @@ def _seqrec_detail(model: str, det: Mapping[str, Any], cold: Cold | None, prior_
     if cfg and model.removesuffix(MC_SUFFIX) not in ("popularity", "transitions"):
         text += (
             f"; hidden {cfg.get('hidden')}, {cfg.get('n_layers')} layers, lr {cfg.get('lr')}, batch "
-            f"{cfg.get('batch_size')}, max length {cfg.get('max_len')}, {cfg.get('max_minutes')}-min budget per run"
+            f"{cfg.get('batch_size')}, max length {cfg.get('max_len')}, "
         )
+        if fixed_epochs(det.get("runs", [])):
+            text += f"{cfg.get('epochs')} epochs per run (within a {cfg.get('max_minutes')}-min cap)"
+        else:
+            text += f"{cfg.get('max_minutes')}-min budget per run"
     if cold is not None:
         text += f"; cold runs: {cold.n_items} items hidden, {cold.runs} run{'s' if cold.runs > 1 else ''}"
     weights = sorted({x["markov_weight"] for x in prior_det.get("runs", []) if "markov_weight" in x})
@@ -139,7 +144,9 @@ def seqrec_rows(ds: str, rows: Sequence[Mapping[str, Any]], details: Mapping[str
         out.append(
             SummaryRow(
                 family=family,
-                label=clip(seqrec_config(model, det.get("config", {}), _counts(det))),
+                label=clip(
+                    seqrec_config(model, det.get("config", {}), _counts(det), fixed_epochs(det.get("runs", [])))
+                ),
                 recall=float(best["recall@10"]),
                 ndcg=float(best["ndcg@10"]),
                 std=best.get("std_recall@10"),

@@ -214,3 +214,15 @@ def test_summary_renders_with_a_results_file_missing(tmp_path: Path, missing: st
     (out / missing).unlink()
     page = render_page(out, tmp_path / "RESULTS.md", ["summary"])
     assert "### Beauty" in (read_section("summary", page) or "")
+
+
+def test_a_row_whose_runs_all_stopped_at_their_epoch_count_names_the_epochs_not_the_budget() -> None:
+    from training.reports.labels import fixed_epochs, seqrec_config
+
+    cfg = {"hidden": 64, "n_layers": 2, "epochs": 11, "max_minutes": 45.0}
+    at_epochs = [{"stop_reason": "max_epochs"}, {"stop_reason": "max_epochs"}]
+    assert fixed_epochs(at_epochs)
+    assert seqrec_config("sasrec", cfg, None, fixed_epochs(at_epochs)) == "d64 2L, 11 epochs"
+    mixed = [*at_epochs, {"stop_reason": "budget"}]
+    assert not fixed_epochs(mixed) and not fixed_epochs([])
+    assert seqrec_config("sasrec", cfg, None, fixed_epochs(mixed)) == "d64 2L, 45-min budget"
