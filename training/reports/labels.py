@@ -97,6 +97,7 @@ def seqrec_config(model: str, config: Mapping[str, Any], counts: str | None = No
 
 # Phrases of a generative row's model string and their short tags, most telling first.
 _GENREC_TAGS: tuple[tuple[str, str], ...] = (
+    ("distilled from the dense model", "distilled"),
     ("item ID input", "item IDs"),
     ("sids from text + co-occurrence", "CF sids"),
     ("trained with the item→next prior", "prior-trained"),

@@ -226,3 +226,9 @@ def test_a_row_whose_runs_all_stopped_at_their_epoch_count_names_the_epochs_not_
     mixed = [*at_epochs, {"stop_reason": "budget"}]
     assert not fixed_epochs(mixed) and not fixed_epochs([])
     assert seqrec_config("sasrec", cfg, None, fixed_epochs(mixed)) == "d64 2L, 45-min budget"
+
+
+def test_a_distilled_generative_row_says_so_in_its_short_label() -> None:
+    model = "genrec T5 d128 ff256 2+2L, batch 128, item ID input, distilled from the dense model (λ 1, top 100, T 1)"
+    assert genrec_short({"model": model, "epochs": 20}) == "T5 2+2L d128, distilled, item IDs, 20 ep"
+    assert "distilled" not in genrec_short({"model": model.split(", distilled")[0], "epochs": 20})
