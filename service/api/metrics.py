@@ -145,18 +145,29 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         status = [500]
+        counted = [False]
         t0 = time.perf_counter()
 
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
+        def record() -> None:
+            # Once per request, and before the response's last byte leaves: a client that has its answer
+            # and then reads /metrics (from this or any other process) finds the request counted.
+            if counted[0]:
+                return
+            counted[0] = True
             route = scope.get("route")
             path = getattr(route, "path", None) or "<unmatched>"
             method = scope.get("method", "GET")
             self.metrics.latency.labels(route=path, method=method).observe(time.perf_counter() - t0)
             self.metrics.requests.labels(route=path, method=method, status=str(status[0])).inc()
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                record()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            record()  # no complete response (an error, a dropped client): counted when the app returns
