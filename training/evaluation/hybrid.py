@@ -36,11 +36,10 @@ from service.recommender.hybrid import HYBRID_DENSE_POOL, HybridWeights, merge_a
 from service.semantic_ids.prefix_index import PrefixIndex
 from training.config import BuildConfig, GenRecConfig, SeqRecConfig
 from training.data.split import EvalCase, Split
-from training.loop import history_tensors
 from training.metrics import metrics_from_ranks
-from training.models.seqrec import LastStateTower, SeqRec
+from training.models.seqrec import SeqRec
 from training.seqrec.fit import FittedSeqRec, fit_seqrec
-from training.seqrec.model import cold_id_rule, with_cold_ids
+from training.seqrec.model import cold_id_rule, served_top, with_cold_ids
 
 logger = logging.getLogger(__name__)
 
@@ -75,18 +74,13 @@ class DenseSide:
 
 def dense_side(model: SeqRec, cases: Sequence[EvalCase], pool: int, batch_size: int = 256) -> DenseSide:
     """User vectors through the exported graph (:class:`LastStateTower`) and the dense top ``pool``."""
-    model.eval()
-    tower = LastStateTower(model.tower)
     with torch.no_grad():
         table = model.all_item_reps()  # [N, D]
-        users = np.empty((len(cases), table.shape[1]), dtype=np.float32)
-        top = np.empty((len(cases), min(pool, table.shape[0])), dtype=np.int64)
-        for s in range(0, len(cases), batch_size):
-            batch = cases[s : s + batch_size]
-            ids, mask = history_tensors([c.history for c in batch], model.max_len)  # [B, L]
-            u = tower(table[ids], mask)  # [B, D]
-            users[s : s + len(batch)] = u.numpy()
-            top[s : s + len(batch)] = torch.topk(u @ table.T, top.shape[1], dim=1).indices.numpy()
+    users = np.empty((len(cases), table.shape[1]), dtype=np.float32)
+    top = np.empty((len(cases), min(pool, table.shape[0])), dtype=np.int64)
+    for idx, u, _, rows in served_top(model, table, [c.history for c in cases], pool, batch_size):
+        users[idx] = u.numpy()
+        top[idx] = rows.numpy()
     return DenseSide(users, table.numpy().astype(np.float32), top)
 
 

@@ -46,9 +46,9 @@ from service.semantic_ids.model import GenRecT5
 from training.config import GenRecConfig
 from training.data.split import Split
 from training.genrec.data import training_examples
-from training.loop import history_tensors
 from training.models.genrec import GenRecBatch, genrec_forward
-from training.models.seqrec import LastStateTower, SeqRec
+from training.models.seqrec import SeqRec
+from training.seqrec.model import served_top
 
 logger = logging.getLogger(__name__)
 
@@ -112,21 +112,17 @@ def teacher_targets(
         raise ValueError(f"need top >= 1 and temperature > 0, got {top}, {temperature}")
     t0 = time.perf_counter()
     hist, _, _ = training_examples(train, model.max_len)
-    model.eval()
-    tower = LastStateTower(model.tower)
     order = np.argsort([len(h) for h in hist], kind="stable")
     with torch.no_grad():
         table = model.all_item_reps()  # [N, D]
-        k = min(top, table.shape[0])
-        rows = np.empty((len(hist), k), dtype=np.int32)
-        probs = np.empty((len(hist), k), dtype=np.float16)
-        for s in tqdm(range(0, len(order), batch_size), desc="teacher", leave=False, disable=not progress):
-            idx = order[s : s + batch_size]
-            ids, mask = history_tensors([hist[i] for i in idx], model.max_len, table.device)  # [B, L]
-            users = tower(table[ids], mask)  # [B, D]
-            val, top_rows = torch.topk(users @ table.T, k, dim=1)  # [B, K]
-            rows[idx] = top_rows.cpu().numpy()
-            probs[idx] = torch.softmax(val / temperature, dim=1).cpu().numpy()
+    k = min(top, table.shape[0])
+    rows = np.empty((len(hist), k), dtype=np.int32)
+    probs = np.empty((len(hist), k), dtype=np.float16)
+    batches = served_top(model, table, hist, k, batch_size, order)
+    n_batches = math.ceil(len(order) / batch_size)
+    for idx, _, val, top_rows in tqdm(batches, total=n_batches, desc="teacher", leave=False, disable=not progress):
+        rows[idx] = top_rows.cpu().numpy()
+        probs[idx] = torch.softmax(val / temperature, dim=1).cpu().numpy()
     seconds = time.perf_counter() - t0
     logger.info(
         "genrec distill: teacher top %d of %d items for %d training examples in %.1fs (%.0f MB)",

@@ -1,17 +1,20 @@
-"""Building a sequential model from its config (item encoder + tower) and the served cold-ID rule."""
+"""Building a sequential model from its config (item encoder + tower), the served cold-ID rule, and the
+dense ranking as the service computes it (:func:`served_top`)."""
 
 import copy
 import logging
 import time
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from service.core.seqrec import ColdIdRule, fill_cold_ids
 from training.config import SeqRecConfig
+from training.loop import history_tensors
 from training.models.item_encoders import CodeItemEncoder, TextAdaptorItemEncoder
 from training.models.pq import train_pq
-from training.models.seqrec import FusedItemEncoder, ItemEncoder, SeqRec
+from training.models.seqrec import FusedItemEncoder, ItemEncoder, LastStateTower, SeqRec
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +112,32 @@ def with_cold_ids(model: SeqRec, rule: ColdIdRule) -> SeqRec:
         served_items.id_emb.weight.copy_(torch.from_numpy(filled))
         served_items.known.fill_(1.0)
     return served
+
+
+def served_top(
+    model: SeqRec,
+    table: torch.Tensor,
+    histories: Sequence[Sequence[int] | np.ndarray],
+    k: int,
+    batch_size: int,
+    order: np.ndarray | None = None,
+) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Dense mode's ranking of ``histories``, batched as the service computes it: the exported tower
+    (:class:`LastStateTower`) over each history's last ``model.max_len`` item vectors, dot product with
+    every row of ``table`` (``model.all_item_reps()``, [N, D]). Batches follow ``order`` (default: as
+    given). -> per batch (positions in ``histories`` [B], user vectors [B, D], top ``k`` scores [B, k]
+    and rows [B, k], best first), computed without gradients."""
+    model.eval()
+    tower = LastStateTower(model.tower)
+    order = np.arange(len(histories)) if order is None else order
+    k = min(k, table.shape[0])
+    with torch.no_grad():
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            ids, mask = history_tensors([histories[i] for i in idx], model.max_len, table.device)  # [B, L]
+            users = tower(table[ids], mask)  # [B, D]
+            scores, rows = torch.topk(users @ table.T, k, dim=1)  # [B, k]
+            yield idx, users, scores, rows
 
 
 def variant_name(cfg: SeqRecConfig) -> str:
